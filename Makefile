@@ -1,0 +1,107 @@
+# kiln — top-level Makefile: build, test, bench, fuzz, install, pipeline entry points.
+#
+#   make                 build libkiln.a and every stage into build/bin/
+#   make test            install missing Debian packages (or say how), build, run every test
+#   make test SAN=1      the same under AddressSanitizer + UndefinedBehaviorSanitizer (build/san/)
+#   make bench           optimized build, benchmarks side by side with their baselines
+#   make fuzz            libFuzzer targets, FUZZ_SECONDS each (default 30)
+#   make pipeline        the default pipeline end to end (see pipelines/)
+#   make install PREFIX=/usr/local
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+VERSION := 0.1.0
+PREFIX ?= /usr/local
+SAN ?=
+CC ?= cc
+FUZZ_SECONDS ?= 30
+
+PKGS := libzstd libpcre2-8 libarchive sqlite3 libcrypto libxxhash libutf8proc openblas
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+OPT ?= -O2 -march=native
+WARN := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wstrict-prototypes
+ifeq ($(SAN),)
+  B := build
+  SANFLAGS :=
+else
+  B := build/san
+  SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+  OPT := -O1 -g -march=native
+endif
+CFLAGS_ALL = -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE $(OPT) -g $(WARN) $(SANFLAGS) \
+             -DKILN_VERSION='"$(VERSION)"' -Icommon $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
+LDLIBS_ALL = $(PKG_LIBS) -lpthread -lm $(LDLIBS)
+LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
+
+COMMON_SRC := $(sort $(wildcard common/*.c))
+COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/obj/%.o)
+LIB := $(B)/libkiln.a
+STAGES := $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard stages/*/main.c)))))
+BINS := $(STAGES:%=$(B)/bin/%)
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+.PHONY: all deps test unit bench fuzz install clean pipeline datasets check-format format
+
+all: $(BINS)
+
+deps:
+	@pipelines/ensure-deps
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(LIB): $(COMMON_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+# A stage is every .c file in stages/<name>/, linked with libkiln.a.
+.SECONDEXPANSION:
+$(B)/bin/%: $$(patsubst %.c,$(B)/obj/%.o,$$(wildcard stages/$$*/*.c)) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS_ALL)
+
+$(B)/tests/%: $(B)/obj/tests/unit/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
+
+unit: $(UNIT_BINS)
+
+test: deps
+	@$(MAKE) --no-print-directory all unit SAN=$(SAN)
+	@KILN_BUILD=$(B) tests/run.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@KILN_BUILD=build tests/bench/run.sh
+
+# libFuzzer targets: clang, with every common/ source compiled in.
+FUZZ_CFLAGS = -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined \
+              -DKILN_VERSION='"$(VERSION)"' -Icommon $(PKG_CFLAGS)
+build/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(wildcard common/*.h)
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(PKG_LIBS) -lpthread -lm
+
+fuzz: deps $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+	@tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	for s in $(STAGES); do install -m 755 $(B)/bin/$$s $(DESTDIR)$(PREFIX)/bin/kiln-$$s; \
+	  if [ -f stages/$$s/$$s.1 ]; then \
+	    install -m 644 stages/$$s/$$s.1 $(DESTDIR)$(PREFIX)/share/man/man1/kiln-$$s.1; fi; done
+
+format:
+	clang-format -i common/*.[ch] stages/*/*.[ch] tests/unit/*.[ch] tests/fuzz/*.c
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)
+-include $(sort $(wildcard pipelines/*.mk))
