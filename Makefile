@@ -44,6 +44,12 @@ STAGES := $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard stages/*/main.c)))))
 BINS := $(STAGES:%=$(B)/bin/%)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
+TOOL_BINS := $(TOOL_SRC:tests/tools/%.c=$(B)/tests/tools/%)
+BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
+BENCH_BINS := $(BENCH_SRC:tests/bench/%.c=build/bench/bin/%)
+BENCH_LIBS = $(shell pkg-config --libs libcjson 2>/dev/null)
+BENCH_CFLAGS = $(shell pkg-config --cflags libcjson 2>/dev/null)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 .PHONY: all deps test unit bench fuzz install clean pipeline datasets check-format format
@@ -71,14 +77,26 @@ $(B)/tests/%: $(B)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
 
-unit: $(UNIT_BINS)
+# Test helper programs (tests/tools/*.c), one file each, linked with libkiln.a.
+$(B)/tests/tools/%: $(B)/obj/tests/tools/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
+
+# Benchmark programs (tests/bench/*.c): always the optimized build; may use baseline libraries.
+build/bench/bin/%: tests/bench/%.c build/libkiln.a
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -O2 -march=native -g -Icommon $(PKG_CFLAGS) \
+	  $(BENCH_CFLAGS) -o $@ $< build/libkiln.a $(BENCH_LIBS) $(PKG_LIBS) -lpthread -lm
+
+unit: $(UNIT_BINS) $(TOOL_BINS)
 
 test: deps
 	@$(MAKE) --no-print-directory all unit SAN=$(SAN)
 	@KILN_BUILD=$(B) tests/run.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@pipelines/ensure-deps pipelines/deps.txt pipelines/deps-bench.txt
+	@$(MAKE) --no-print-directory all unit $(BENCH_BINS)
 	@KILN_BUILD=build tests/bench/run.sh
 
 # libFuzzer targets: clang, with every common/ source compiled in.

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Unit tests for common/util (buffers, errors, files), common/hash and common/json_write.
 #include "cli.h"
+#include "half.h"
 #include "hash.h"
 #include "json.h"
 #include "test.h"
@@ -102,9 +103,37 @@ test_json_write(void)
     buf_free(&b);
 }
 
+static void
+test_half(void)
+{
+    // Exhaustive: every finite fp16 value survives f16 -> f32 -> f16.
+    int bad = 0;
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff))
+            continue; // NaN payloads are not preserved bit for bit
+        if (f32_to_f16(f16_to_f32((uint16_t)h)) != h)
+            bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK(f16_to_f32(0x3c00) == 1.0f);
+    CHECK(f16_to_f32(0xc000) == -2.0f);
+    CHECK(f16_to_f32(0x0001) == 5.960464477539063e-08f);
+    CHECK(f32_to_f16(65504.0f) == 0x7bff);
+    CHECK(f32_to_f16(65520.0f) == 0x7c00);
+    CHECK(f32_to_f16(1.0f + 1.0f / 2048) == 0x3c00);  // tie -> even
+    CHECK(f32_to_f16(1.0f + 3.0f / 2048) == 0x3c02);  // tie -> even (up)
+    CHECK(bf16_to_f32(0x3f80) == 1.0f);
+    CHECK(f32_to_bf16(1.0f) == 0x3f80);
+    CHECK(f32_to_bf16(half_bits_f32(0x3f808000u)) == 0x3f80); // tie -> even
+    CHECK(f32_to_bf16(half_bits_f32(0x3f818000u)) == 0x3f82);
+    CHECK(isnan(f16_to_f32(f32_to_f16(NAN))));
+    CHECK(isnan(bf16_to_f32(f32_to_bf16(NAN))));
+}
+
 int
 main(void)
 {
+    test_half();
     test_buf();
     test_kerr();
     test_hash();
