@@ -6,6 +6,7 @@
 // {@N}: N distinct four-letter words joined by spaces (5N-1 characters; distinct within a
 // cell), so a case can sit exactly at a threshold: "the and {word *48}" is 50 words.
 #include "../../stages/filter/heur.c"
+#include "../../stages/filter/pii.c"
 #include "test.h"
 
 #include <stdlib.h>
@@ -161,6 +162,46 @@ heur_case(char **c, int n, int lineno)
     buf_free(&want);
 }
 
+// ---- pii.tsv: types, input, expected output ------------------------------------------------
+
+static void
+pii_case(char **c, int n, int lineno)
+{
+    CHECK_MSG(n == 3, "pii.tsv:%d: want 3 cells, got %d", lineno, n);
+    if (n != 3)
+        return;
+    unsigned mask;
+    struct kerr err;
+    CHECK_MSG(pii_mask_parse(c[0], &mask, &err) == 0, "pii.tsv:%d: %s", lineno, err.msg);
+    struct buf in = {0}, want = {0}, out = {0};
+    cell_expand(c[1], &in);
+    cell_expand(c[2], &want);
+    uint64_t counts[PII_NTYPES] = {0};
+    size_t k = pii_redact(in.p, in.len, mask, &out, counts);
+    CHECK_MSG(out.len == want.len && memcmp(out.p, want.p, want.len) == 0,
+              "pii.tsv:%d:\n  got  %s\n  want %s", lineno, out.p, want.p);
+    uint64_t sum = 0;
+    for (int t = 0; t < PII_NTYPES; t++)
+        sum += counts[t];
+    CHECK_EQ_INT(sum, k);
+    buf_free(&in);
+    buf_free(&want);
+    buf_free(&out);
+}
+
+static void
+test_pii_mask(void)
+{
+    unsigned m;
+    struct kerr err;
+    CHECK_EQ_INT(pii_mask_parse("email,ipv6", &m, &err), 0);
+    CHECK_EQ_INT(m, (1u << PII_EMAIL) | (1u << PII_IPV6));
+    CHECK_EQ_INT(pii_mask_parse("all", &m, &err), 0);
+    CHECK_EQ_INT(m, PII_ALL);
+    CHECK_EQ_INT(pii_mask_parse("email,ssn", &m, &err), -1);
+    CHECK(strstr(err.msg, "'ssn'") != NULL);
+}
+
 static void
 test_words(void)
 {
@@ -203,5 +244,7 @@ main(void)
     heur_ctx_init(&hx);
     CHECK(tsv_each("heuristics.tsv", heur_case) > 0);
     heur_ctx_free(&hx);
+    test_pii_mask();
+    CHECK(tsv_each("pii.tsv", pii_case) > 0);
     return test_summary();
 }
