@@ -7,6 +7,7 @@
 // cell), so a case can sit exactly at a threshold: "the and {word *48}" is 50 words.
 #include "../../stages/filter/heur.c"
 #include "../../stages/filter/pii.c"
+#include "../../stages/filter/rules.c"
 #include "test.h"
 
 #include <stdlib.h>
@@ -202,6 +203,118 @@ test_pii_mask(void)
     CHECK(strstr(err.msg, "'ssn'") != NULL);
 }
 
+// ---- rules.tsv: rules text, ok[:steps] | error:LINE:COL:part ----------------------------------
+
+static void
+rules_case(char **c, int n, int lineno)
+{
+    CHECK_MSG(n == 2, "rules.tsv:%d: want 2 cells, got %d", lineno, n);
+    if (n != 2)
+        return;
+    struct buf text = {0};
+    cell_expand(c[0], &text);
+    struct rules r;
+    rules_init(&r);
+    struct kerr err = {{0}};
+    int rc = rules_parse(&r, "t.rules", text.p, text.len, &err);
+    if (strncmp(c[1], "ok", 2) == 0) {
+        CHECK_MSG(rc == 0, "rules.tsv:%d: %s", lineno, err.msg);
+        if (c[1][2] == ':')
+            CHECK_MSG(r.n == (size_t)atoi(c[1] + 3), "rules.tsv:%d: %zu steps", lineno, r.n);
+    } else {
+        int line = 0, col = 0, off = 0;
+        sscanf(c[1], "error:%d:%d:%n", &line, &col, &off);
+        char want[128];
+        snprintf(want, sizeof want, "t.rules:%d:%d: ", line, col);
+        CHECK_MSG(rc == -1 && strncmp(err.msg, want, strlen(want)) == 0 &&
+                      strstr(err.msg, c[1] + off) != NULL,
+                  "rules.tsv:%d: got \"%s\", want %s", lineno, rc ? err.msg : "ok", c[1]);
+    }
+    rules_free(&r);
+    buf_free(&text);
+}
+
+// ---- rules_eval.tsv: rule, record, pass | fail[=value] ----------------------------------------
+
+static struct rules_scratch rx;
+
+static void
+eval_case(char **c, int n, int lineno)
+{
+    CHECK_MSG(n == 3, "rules_eval.tsv:%d: want 3 cells, got %d", lineno, n);
+    if (n != 3)
+        return;
+    struct rules r;
+    rules_init(&r);
+    struct kerr err;
+    if (rules_parse(&r, "t.rules", c[0], strlen(c[0]), &err) < 0 || r.n != 1) {
+        CHECK_MSG(0, "rules_eval.tsv:%d: %s", lineno, err.msg);
+        rules_free(&r);
+        return;
+    }
+    struct json_obj o;
+    json_obj_init(&o);
+    struct json_error je;
+    CHECK_MSG(json_obj_parse(&o, c[1], strlen(c[1]), &je) == 0, "rules_eval.tsv:%d: %s", lineno,
+              je.msg);
+    struct buf text = {0};
+    const struct json_field *tf = json_obj_get(&o, "text");
+    if (tf && tf->val.type == JSON_STRING)
+        json_str(&tf->val, &text);
+    struct rule_value v;
+    int rc = rules_eval(&r.steps[0], &o, "text", tf ? (text.p ? text.p : "") : NULL, text.len,
+                        &rx, &v, &err);
+    if (strcmp(c[2], "pass") == 0) {
+        CHECK_MSG(rc == 1, "rules_eval.tsv:%d: expected pass", lineno);
+    } else {
+        CHECK_MSG(rc == 0, "rules_eval.tsv:%d: expected fail, got %d", lineno, rc);
+        const char *eq = strchr(c[2], '=');
+        if (eq && strcmp(eq + 1, "missing") == 0) {
+            CHECK_MSG(v.missing, "rules_eval.tsv:%d: expected missing", lineno);
+        } else if (eq && eq[1] == '"') {
+            size_t k = strlen(eq + 2) - 1;
+            CHECK_MSG(v.str && v.str_len == k && memcmp(v.str, eq + 2, k) == 0,
+                      "rules_eval.tsv:%d: value \"%.*s\"", lineno, (int)v.str_len,
+                      v.str ? v.str : "");
+        } else if (eq) {
+            CHECK_MSG(v.is_num && fabs(v.num - strtod(eq + 1, NULL)) < 1e-12,
+                      "rules_eval.tsv:%d: value %g", lineno, v.num);
+        }
+    }
+    buf_free(&text);
+    json_obj_free(&o);
+    rules_free(&r);
+}
+
+static void
+test_rules_cli(void)
+{
+    struct rules r;
+    rules_init(&r);
+    struct kerr err;
+    CHECK_EQ_INT(rules_set_option(&r, "gopher-quality.min_words=20", &err), 0);
+    CHECK_EQ_INT(rules_set_option(&r, "gopher-quality.min_words=abc", &err), -1);
+    CHECK(strstr(err.msg, "--set 'gopher-quality.min_words=abc': expected a number") != NULL);
+    CHECK_EQ_INT(rules_set_option(&r, "nope.x=1", &err), -1);
+    CHECK_EQ_INT(rules_add_sets(&r, "default,c4", &err), 0);
+    CHECK_EQ_INT(rules_add_sets(&r, "gopher", &err), -1);
+    CHECK_EQ_INT(rules_add_transforms(&r, "email,html", &err), 0);
+    CHECK_EQ_INT(rules_add_redact(&r, "all", &err), 0);
+    CHECK_EQ_INT(rules_add_redact(&r, "mail", &err), -1);
+    CHECK(strstr(err.msg, "--redact 'mail'") != NULL);
+    const char *file = "use gopher-quality max_doc_words=500\nset gopher-quality.min_doc_words=10\n";
+    CHECK_EQ_INT(rules_parse(&r, "f", file, strlen(file), &err), 0);
+    rules_finish(&r);
+    CHECK_EQ_INT(r.n, 7);
+    CHECK_EQ_INT(r.steps[0].params[0], 10); // --set then file 'set': the last one wins
+    CHECK_EQ_INT(r.steps[6].params[0], 10);
+    CHECK_EQ_INT(r.steps[6].params[1], 500); // inline only for that use
+    CHECK_EQ_INT(r.steps[0].params[1], 100000);
+    CHECK_EQ_INT(r.steps[3].kind, STEP_TRANSFORM);
+    CHECK_EQ_INT(r.steps[5].pii_mask, PII_ALL);
+    rules_free(&r);
+}
+
 static void
 test_words(void)
 {
@@ -246,5 +359,10 @@ main(void)
     heur_ctx_free(&hx);
     test_pii_mask();
     CHECK(tsv_each("pii.tsv", pii_case) > 0);
+    CHECK(tsv_each("rules.tsv", rules_case) > 0);
+    rules_scratch_init(&rx);
+    CHECK(tsv_each("rules_eval.tsv", eval_case) > 0);
+    rules_scratch_free(&rx);
+    test_rules_cli();
     return test_summary();
 }
