@@ -8,6 +8,7 @@
 #include "../../stages/filter/heur.c"
 #include "../../stages/filter/pii.c"
 #include "../../stages/filter/rules.c"
+#include "../../stages/filter/transform.c"
 #include "test.h"
 
 #include <stdlib.h>
@@ -315,6 +316,35 @@ test_rules_cli(void)
     rules_free(&r);
 }
 
+// ---- transform.tsv: transform, input, expected ----------------------------------------------
+
+static void
+transform_case(char **c, int n, int lineno)
+{
+    CHECK_MSG(n == 3 || (n == 2 && !c[1][0]), "transform.tsv:%d: want 3 cells, got %d", lineno, n);
+    if (n != 3)
+        return;
+    int t = -1;
+    for (int i = 0; i < TR_COUNT; i++)
+        if (strcmp(transform_names[i], c[0]) == 0)
+            t = i;
+    CHECK_MSG(t >= 0, "transform.tsv:%d: unknown transform %s", lineno, c[0]);
+    if (t < 0)
+        return;
+    struct buf in = {0}, want = {0}, out = {0};
+    cell_expand(c[1], &in);
+    cell_expand(c[2], &want);
+    struct kerr err;
+    int rc = transform_apply((enum transform_id)t, in.p, in.len, &out, &err);
+    CHECK_MSG(rc >= 0 && out.len == want.len && memcmp(out.p, want.p, want.len) == 0,
+              "transform.tsv:%d:\n  got  \"%s\"\n  want \"%s\"", lineno, out.p, want.p);
+    CHECK_EQ_INT(rc, !(in.len == want.len && memcmp(in.p, want.p, in.len) == 0));
+    CHECK(utf8_valid_prefix(out.p, out.len) == out.len);
+    buf_free(&in);
+    buf_free(&want);
+    buf_free(&out);
+}
+
 static void
 test_words(void)
 {
@@ -364,5 +394,6 @@ main(void)
     CHECK(tsv_each("rules_eval.tsv", eval_case) > 0);
     rules_scratch_free(&rx);
     test_rules_cli();
+    CHECK(tsv_each("transform.tsv", transform_case) > 0);
     return test_summary();
 }
