@@ -582,29 +582,30 @@ cmd_run(struct step *s)
             rc = 1;
         }
     }
-    if (rc != 0) {
+    if (rc == 0) {
+        for (int i = 0; i < s->nout; i++) {
+            if (rename(tmp_paths[i], s->outs[i]) != 0)
+                die("%s:", s->outs[i]);
+            cli_tmp_forget(slots[i]);
+            file_sha(s, s->outs[i], s->out_sha[i]);
+            object_put(s->cache, s->outs[i], s->out_sha[i]);
+        }
+        entry_save(s);
+        log_step(s, false, now_seconds() - t0);
+    } else {
         cli_tmp_remove_all();
         if (rc > 128)
-            raise(rc - 128); // killed: die the same way (handler already removed the temps)
+            raise(rc - 128); // killed: die the same way (the handler removed the temporaries)
         fprintf(stderr, "kiln-step: %s: failed (exit %d); no output kept\n",
                 s->name ? s->name : s->cmd[0], rc);
-        return rc;
     }
-    for (int i = 0; i < s->nout; i++) {
-        if (rename(tmp_paths[i], s->outs[i]) != 0)
-            die("%s:", s->outs[i]);
-        cli_tmp_forget(slots[i]);
-        file_sha(s, s->outs[i], s->out_sha[i]);
-        object_put(s->cache, s->outs[i], s->out_sha[i]);
+    for (int i = 0; i < s->nout; i++)
         free((char *)tmp_paths[i]);
-    }
-    entry_save(s);
-    log_step(s, false, now_seconds() - t0);
     for (int i = 0; i < s->ncmd; i++)
         free(argv[i]);
     free(argv);
     store_close(s->db);
-    return 0;
+    return rc;
 }
 
 // ---- audit ------------------------------------------------------------------------------
