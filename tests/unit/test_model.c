@@ -9,9 +9,6 @@
 
 #include <stdlib.h>
 
-#ifndef KILN_ROOT_DIR
-#define KILN_ROOT_DIR "."
-#endif
 
 static struct model_config
 tiny_cfg(bool tied)
@@ -330,6 +327,137 @@ test_memorize(void)
     model_free(&m);
 }
 
+// Reads the fixture written by tests/tools/make_train_fixture.py (layout documented there).
+struct ref_reader {
+    const char *p, *end;
+    bool ok;
+};
+
+static void
+ref_take(struct ref_reader *r, void *dst, size_t n)
+{
+    if (!r->ok || (size_t)(r->end - r->p) < n) {
+        r->ok = false;
+        memset(dst, 0, n);
+        return;
+    }
+    memcpy(dst, r->p, n);
+    r->p += n;
+}
+
+// Same initial weights and batch as PyTorch: the loss and every gradient within 1e-4
+// relative (elementwise, relative to the tensor's largest gradient), and the losses of 10
+// AdamW steps with clipping and the warmup+cosine schedule.
+static void
+test_torch_reference(void)
+{
+    const char *root = getenv("KILN_ROOT");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/data/train/ref.bin", root ? root : ".");
+    struct buf file = {0};
+    struct kerr err;
+    if (read_file(path, 0, &file, &err) < 0) {
+        CHECK_MSG(0, "%s", err.msg);
+        return;
+    }
+    struct ref_reader r = {file.p, file.p + file.len, true};
+    char magic[8];
+    int32_t hdr[10], sched[2];
+    double hyper[7];
+    ref_take(&r, magic, 8);
+    ref_take(&r, hdr, sizeof hdr);
+    ref_take(&r, hyper, sizeof hyper);
+    ref_take(&r, sched, sizeof sched);
+    CHECK(r.ok && memcmp(magic, "KILNREF1", 8) == 0);
+    struct model_config c = {.vocab = hdr[0], .dim = hdr[1], .n_layers = hdr[2],
+                             .n_heads = hdr[3], .n_kv_heads = hdr[4], .ffn = hdr[5],
+                             .max_seq = hdr[7], .norm_eps = 1e-5f, .rope_theta = 10000.0f,
+                             .tie_embeddings = hdr[8] != 0, .bos_id = -1, .eos_id = -1};
+    int b = hdr[6], t = hdr[7], n = b * t;
+    struct model m;
+    CHECK(model_init(&m, &c, &err) == 0);
+    CHECK_EQ_INT(m.n_params, hdr[9]);
+    if (m.n_params != (size_t)hdr[9]) {
+        buf_free(&file);
+        model_free(&m);
+        return;
+    }
+    ref_take(&r, m.params, sizeof(float) * m.n_params);
+    int *tok = xmalloc(sizeof(int) * n), *tgt = xmalloc(sizeof(int) * n);
+    float *grads = xmalloc(sizeof(float) * m.n_params);
+    double ref_loss, losses[64];
+    int32_t steps;
+    ref_take(&r, tok, sizeof(int) * n);
+    ref_take(&r, tgt, sizeof(int) * n);
+    ref_take(&r, &ref_loss, sizeof ref_loss);
+    ref_take(&r, grads, sizeof(float) * m.n_params);
+    ref_take(&r, &steps, sizeof steps);
+    CHECK(r.ok && steps > 0 && steps <= 64);
+    ref_take(&r, losses, sizeof(double) * (size_t)(steps > 0 && steps <= 64 ? steps : 0));
+    CHECK(r.ok && r.p == r.end);
+
+    model_grads_alloc(&m);
+    struct kpool *p = kpool_new(2);
+    struct model_acts a;
+    CHECK(model_acts_init(&a, &m, b, t, true, 2, &err) == 0);
+    int n_scored = 0;
+    for (int i = 0; i < n; i++)
+        n_scored += tgt[i] >= 0;
+    double loss = model_forward_backward(&m, &a, p, tok, tgt, b, 1.0f / n_scored, NULL);
+    loss /= n_scored;
+    CHECK_MSG(fabs(loss - ref_loss) <= 1e-4 * fabs(ref_loss), "loss %.8f vs torch %.8f", loss,
+              ref_loss);
+    double worst = 0;
+    for (int ti = 0; ti < m.n_tensors; ti++) {
+        const struct model_tensor *tt = &m.tensors[ti];
+        double maxref = 0, maxerr = 0;
+        for (size_t j = 0; j < tt->numel; j++) {
+            double g = grads[tt->offset + j], an = m.grads[tt->offset + j];
+            maxref = fmax(maxref, fabs(g));
+            maxerr = fmax(maxerr, fabs(an - g));
+        }
+        worst = fmax(worst, maxerr / maxref);
+        CHECK_MSG(maxerr <= 1e-4 * maxref, "%s: max error %.3e of max %.3e", tt->name, maxerr,
+                  maxref);
+    }
+    if (getenv("GC_VERBOSE"))
+        fprintf(stderr, "torch: loss %.9f vs %.9f, worst gradient error %.2e\n", loss, ref_loss,
+                worst);
+
+    // 10 AdamW steps on the same batch, from the initial weights again.
+    model_free(&m);
+    CHECK(model_init(&m, &c, &err) == 0);
+    memcpy(m.params, file.p + 8 + sizeof hdr + sizeof hyper + sizeof sched,
+           sizeof(float) * m.n_params);
+    model_grads_alloc(&m);
+    struct adamw o;
+    adamw_init(&o, &m, (float)hyper[2], (float)hyper[3], (float)hyper[4], (float)hyper[1]);
+    double worst_step = 0;
+    for (int s = 0; s < steps; s++) {
+        model_grads_zero(&m);
+        double l = model_forward_backward(&m, &a, p, tok, tgt, b, 1.0f / n_scored, NULL);
+        l /= n_scored;
+        model_grad_clip(&m, p, hyper[5]);
+        adamw_update(&o, &m, p,
+                     lr_at(LR_COSINE, (float)hyper[0], s + 1, sched[0], sched[1],
+                           (float)hyper[6]));
+        worst_step = fmax(worst_step, fabs(l - losses[s]) / losses[s]);
+        CHECK_MSG(fabs(l - losses[s]) <= 1e-4 * losses[s], "step %d: loss %.8f vs torch %.8f",
+                  s + 1, l, losses[s]);
+    }
+    if (getenv("GC_VERBOSE"))
+        fprintf(stderr, "torch: worst step loss error %.2e (last %.6f)\n", worst_step,
+                losses[steps - 1]);
+    adamw_free(&o);
+    model_acts_free(&a);
+    kpool_del(p);
+    model_free(&m);
+    free(tok);
+    free(tgt);
+    free(grads);
+    buf_free(&file);
+}
+
 int
 main(void)
 {
@@ -340,5 +468,6 @@ main(void)
     test_threads();
     test_kv();
     test_memorize();
+    test_torch_reference();
     return test_summary();
 }
