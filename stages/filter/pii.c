@@ -10,6 +10,7 @@
 const char *const pii_names[PII_NTYPES] = {"email", "ipv4", "ipv6", "phone", "card", "url"};
 const char *const pii_placeholders[PII_NTYPES] = {"<EMAIL>", "<IPV4>",  "<IPV6>",
                                                   "<PHONE>", "<CARD>", "<URL>"};
+static const size_t placeholder_len[PII_NTYPES] = {7, 6, 6, 7, 6, 5};
 
 int
 pii_mask_parse(const char *list, unsigned *mask, struct kerr *err)
@@ -161,9 +162,8 @@ url_end(const char *s, size_t n, size_t a, size_t host)
 }
 
 static bool
-ci_prefix(const char *s, size_t n, size_t i, const char *w)
+ci_prefix_n(const char *s, size_t n, size_t i, const char *w, size_t k)
 {
-    size_t k = strlen(w);
     if (i + k > n)
         return false;
     for (size_t j = 0; j < k; j++)
@@ -172,17 +172,20 @@ ci_prefix(const char *s, size_t n, size_t i, const char *w)
     return true;
 }
 
+#define ci_prefix(s, n, i, w) ci_prefix_n(s, n, i, w, sizeof(w) - 1)
+
 // URL whose "://" starts at s[colon]: back up over the scheme. Sets *start.
 static size_t
 match_scheme_url(const char *s, size_t n, size_t colon, size_t lo, size_t *start)
 {
     static const char *const schemes[] = {"https", "http", "ftp"};
+    static const size_t lens[] = {5, 4, 3};
     for (size_t k = 0; k < KILN_ARRAY_LEN(schemes); k++) {
-        size_t len = strlen(schemes[k]);
+        size_t len = lens[k];
         if (colon < lo + len)
             continue;
         size_t a = colon - len;
-        if (!ci_prefix(s, n, a, schemes[k]) || is_alnum(BEFORE(a)))
+        if (!ci_prefix_n(s, n, a, schemes[k], len) || is_alnum(BEFORE(a)))
             continue;
         size_t e = url_end(s, n, a, colon + 3);
         if (e) {
@@ -567,11 +570,12 @@ pii_redact(const char *s, size_t n, unsigned mask, struct buf *out, uint64_t cou
             continue;
         }
         buf_append(out, s + last, a - last);
-        buf_puts(out, pii_placeholders[type]);
+        buf_append(out, pii_placeholders[type], placeholder_len[type]);
         counts[type]++;
         total++;
         last = i = e;
     }
-    buf_append(out, s + last, n - last);
+    if (total)
+        buf_append(out, s + last, n - last);
     return total;
 }

@@ -47,8 +47,8 @@ extern const char *const pii_placeholders[PII_NTYPES]; // "<EMAIL>", ...
 int pii_mask_parse(const char *list, unsigned *mask, struct kerr *err);
 
 // Appends s[0..n) to out with every match of a type in mask replaced by its placeholder;
-// adds the number of replacements per type to counts[]. Returns the total replaced (0 means
-// out holds a copy of s).
+// adds the number of replacements per type to counts[]. Returns the total replaced; when it
+// is 0, out is left untouched (no copy is made).
 size_t pii_redact(const char *s, size_t n, unsigned mask, struct buf *out,
                   uint64_t counts[PII_NTYPES]);
 
