@@ -4,6 +4,7 @@
 // any match costs one pass over a byte table.
 #include "pii.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -495,12 +496,11 @@ match_phone_intl(const char *s, size_t n, size_t a)
 
 enum { T_AT = 1, T_COLON, T_W, T_PLUS, T_PAREN, T_DIGIT };
 static unsigned char trigger[256];
+static pthread_once_t trigger_once = PTHREAD_ONCE_INIT;
 
 static void
-trigger_init(void)
+trigger_fill(void)
 {
-    if (trigger['@'])
-        return;
     for (int c = '0'; c <= '9'; c++)
         trigger[c] = T_DIGIT;
     trigger[':'] = T_COLON;
@@ -508,6 +508,12 @@ trigger_init(void)
     trigger['+'] = T_PLUS;
     trigger['('] = T_PAREN;
     trigger['@'] = T_AT;
+}
+
+static void
+trigger_init(void)
+{
+    pthread_once(&trigger_once, trigger_fill);
 }
 
 size_t
