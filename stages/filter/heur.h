@@ -61,7 +61,8 @@ struct heur_ctx {
 };
 void heur_ctx_init(struct heur_ctx *x);
 void heur_ctx_free(struct heur_ctx *x);
-// Words of text (cached while text and n stay the same).
+// Words of text, cached by (text, n): a caller that changes the bytes at text without moving
+// them sets x->words_text = NULL first.
 const struct ts_words *heur_words(struct heur_ctx *x, const char *text, size_t n);
 
 // Result of one set on one text.
