@@ -56,6 +56,8 @@ struct heur_ctx {
     } *slots;
     size_t cap, mask, alloc;
     uint64_t *wpoly, *wpow; // per-word polynomial hash and base^bytes (mod 2^61-1)
+    uint64_t *ngram;        // n-gram keys, NGRAM_MAX - 1 per word position
+    uint32_t *ncps;         // n-gram lengths in code points, same layout
     size_t wcap;
     struct buf tmp;
 };
