@@ -74,6 +74,17 @@ $(STAGES:%=$(B)/bin/%): $(B)/bin/%: $$(patsubst %.c,$(B)/obj/%.o,$$(wildcard sta
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS_ALL)
 
+# Report assets (reports/*.sql, *.html, *.css, *.md) embedded into the evaluate stage, which
+# renders reports from the SQLite store: report_asset(name, &len).
+REPORT_ASSETS := $(sort $(wildcard reports/*.sql reports/*.html reports/*.css reports/*.md))
+$(B)/gen/reports_embed.c: reports/embed.sh $(REPORT_ASSETS)
+	@mkdir -p $(@D)
+	reports/embed.sh $(REPORT_ASSETS) > $@
+$(B)/obj/gen/reports_embed.o: $(B)/gen/reports_embed.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -c $< -o $@
+$(B)/bin/evaluate: $(B)/obj/gen/reports_embed.o
+
 # Pipeline helper programs: pipelines/<name>.c -> kiln-<name>.
 $(B)/bin/kiln-%: $(B)/obj/pipelines/%.o $(LIB)
 	@mkdir -p $(@D)
