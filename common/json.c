@@ -202,6 +202,7 @@ utf8_repair(const char *s, size_t n, struct buf *out)
 {
     size_t i = 0, bad = 0;
     buf_reserve(out, n);
+    out->p[out->len] = 0; // buf_reserve alone leaves a fresh buffer unterminated
     while (i < n) {
         size_t k = utf8_valid_prefix(s + i, n - i);
         buf_append(out, s + i, k);
@@ -310,6 +311,7 @@ json_unescape(const char *raw, size_t n, struct buf *out)
 {
     const char *p = raw, *end = raw + n;
     buf_reserve(out, n);
+    out->p[out->len] = 0; // buf_reserve alone leaves a fresh buffer unterminated
     while (p < end) {
         const char *bs = memchr(p, '\\', (size_t)(end - p));
         if (!bs) {
