@@ -377,75 +377,6 @@ json_str_eq(const struct json_val *v, const char *s, size_t n)
     return key_matches(v->raw + 1, v->raw_len - 2, v->escaped, s, n);
 }
 
-// First byte in [p, end) that is '"', '\\' or a C0 control, or end. Sets *high when a byte
-// >= 0x80 lies before it.
-static inline const char *
-scan_plain(const char *p, const char *end, bool *high)
-{
-#if defined(__AVX512BW__)
-    const __m512i q = _mm512_set1_epi8('"'), bs = _mm512_set1_epi8('\\');
-    const __m512i sp = _mm512_set1_epi8(0x20);
-    for (;;) {
-        __m512i v;
-        uint64_t valid = ~0ull;
-        if (end - p >= 64) {
-            v = _mm512_loadu_si512((const void *)p);
-        } else if (p < end) {
-            // A masked load never touches the bytes past end (no fault, no overread).
-            valid = (1ull << (end - p)) - 1;
-            v = _mm512_maskz_loadu_epi8(valid, p);
-        } else
-            return end;
-        uint64_t m = (_mm512_cmpeq_epi8_mask(v, q) | _mm512_cmpeq_epi8_mask(v, bs) |
-                      _mm512_cmplt_epu8_mask(v, sp)) &
-                     valid;
-        uint64_t h = _mm512_movepi8_mask(v);
-        if (m) {
-            unsigned k = (unsigned)__builtin_ctzll(m);
-            if (h & ((1ull << k) - 1))
-                *high = true;
-            return p + k;
-        }
-        if (h)
-            *high = true;
-        if (valid != ~0ull)
-            return end;
-        p += 64;
-    }
-#else
-#if defined(__AVX2__)
-    const __m256i q = _mm256_set1_epi8('"'), bs = _mm256_set1_epi8('\\');
-    const __m256i c1f = _mm256_set1_epi8(0x1F);
-    while (end - p >= 32) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)p);
-        __m256i ctl = _mm256_cmpeq_epi8(_mm256_min_epu8(v, c1f), v);
-        __m256i sp = _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi8(v, q),
-                                                     _mm256_cmpeq_epi8(v, bs)),
-                                     ctl);
-        unsigned m = (unsigned)_mm256_movemask_epi8(sp);
-        unsigned h = (unsigned)_mm256_movemask_epi8(v);
-        if (m) {
-            unsigned k = (unsigned)__builtin_ctz(m);
-            if (h & ((1u << k) - 1))
-                *high = true;
-            return p + k;
-        }
-        if (h)
-            *high = true;
-        p += 32;
-    }
-#endif
-    for (; p < end; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c == '"' || c == '\\' || c < 0x20)
-            return p;
-        if (c >= 0x80)
-            *high = true;
-    }
-    return end;
-#endif
-}
-
 // Validates the escape at p (p[0] == '\\'); returns the position after it or NULL (error set).
 static const char *
 escape_check(struct parser *ps, const char *p)
@@ -485,6 +416,212 @@ escape_check(struct parser *ps, const char *p)
     }
 }
 
+#if !defined(__AVX512BW__)
+// First byte in [p, end) that is '"', '\\' or a C0 control, or end. Sets *high when a byte
+// >= 0x80 lies before it.
+static inline const char *
+scan_plain(const char *p, const char *end, bool *high)
+{
+#if defined(__AVX2__)
+    const __m256i q = _mm256_set1_epi8('"'), bs = _mm256_set1_epi8('\\');
+    const __m256i c1f = _mm256_set1_epi8(0x1F);
+    while (end - p >= 32) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)p);
+        __m256i ctl = _mm256_cmpeq_epi8(_mm256_min_epu8(v, c1f), v);
+        __m256i sp = _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi8(v, q),
+                                                     _mm256_cmpeq_epi8(v, bs)),
+                                     ctl);
+        unsigned m = (unsigned)_mm256_movemask_epi8(sp);
+        unsigned h = (unsigned)_mm256_movemask_epi8(v);
+        if (m) {
+            unsigned k = (unsigned)__builtin_ctz(m);
+            if (h & ((1u << k) - 1))
+                *high = true;
+            return p + k;
+        }
+        if (h)
+            *high = true;
+        p += 32;
+    }
+#endif
+    for (; p < end; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"' || c == '\\' || c < 0x20)
+            return p;
+        if (c >= 0x80)
+            *high = true;
+    }
+    return end;
+}
+#endif
+
+#if defined(__AVX512BW__)
+#if defined(__AVX512VBMI__)
+// UTF-8 check of one 64-byte block v whose preceding 64 bytes were prev (the Keiser-Lemire
+// "lookup" algorithm, as in simdjson): nonzero bytes mark invalid sequences. Too short, too
+// long, overlong, surrogate and > U+10FFFF are found from the high nibble of a byte, both
+// nibbles of the byte before it, and whether the byte 2 or 3 back starts a 3- or 4-byte
+// sequence.
+static inline __m512i
+utf8_block_errors(__m512i v, __m512i prev)
+{
+    enum {
+        TOO_SHORT = 1 << 0, TOO_LONG = 1 << 1, OVERLONG_3 = 1 << 2, TOO_LARGE = 1 << 3,
+        SURROGATE = 1 << 4, OVERLONG_2 = 1 << 5, TOO_LARGE_1000 = 1 << 6, OVERLONG_4 = 1 << 6,
+        TWO_CONTS = 1 << 7, CARRY = TOO_SHORT | TOO_LONG | TWO_CONTS,
+    };
+    // Byte i of [prev | v] shifted by 1, 2, 3: prevK[i] = (i >= K ? v[i-K] : prev[64+i-K]).
+    const __m512i idx1 = _mm512_set_epi8(
+        126, 125, 124, 123, 122, 121, 120, 119, 118, 117, 116, 115, 114, 113, 112, 111, 110, 109,
+        108, 107, 106, 105, 104, 103, 102, 101, 100, 99, 98, 97, 96, 95, 94, 93, 92, 91, 90, 89,
+        88, 87, 86, 85, 84, 83, 82, 81, 80, 79, 78, 77, 76, 75, 74, 73, 72, 71, 70, 69, 68, 67,
+        66, 65, 64, 63);
+    const __m512i one = _mm512_set1_epi8(1), nib = _mm512_set1_epi8(0x0F);
+    __m512i idx2 = _mm512_sub_epi8(idx1, one), idx3 = _mm512_sub_epi8(idx2, one);
+    __m512i prev1 = _mm512_permutex2var_epi8(prev, idx1, v);
+    __m512i prev2 = _mm512_permutex2var_epi8(prev, idx2, v);
+    __m512i prev3 = _mm512_permutex2var_epi8(prev, idx3, v);
+    const __m512i t1h = _mm512_broadcast_i32x4(_mm_setr_epi8(
+        TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG,
+        TWO_CONTS, TWO_CONTS, TWO_CONTS, TWO_CONTS, TOO_SHORT | OVERLONG_2, TOO_SHORT,
+        TOO_SHORT | OVERLONG_3 | SURROGATE,
+        (char)(TOO_SHORT | TOO_LARGE | TOO_LARGE_1000 | OVERLONG_4)));
+    const __m512i t1l = _mm512_broadcast_i32x4(_mm_setr_epi8(
+        (char)(CARRY | OVERLONG_3 | OVERLONG_2 | OVERLONG_4), (char)(CARRY | OVERLONG_2),
+        (char)CARRY, (char)CARRY, (char)(CARRY | TOO_LARGE),
+        (char)(CARRY | TOO_LARGE | TOO_LARGE_1000), (char)(CARRY | TOO_LARGE | TOO_LARGE_1000),
+        (char)(CARRY | TOO_LARGE | TOO_LARGE_1000), (char)(CARRY | TOO_LARGE | TOO_LARGE_1000),
+        (char)(CARRY | TOO_LARGE | TOO_LARGE_1000), (char)(CARRY | TOO_LARGE | TOO_LARGE_1000),
+        (char)(CARRY | TOO_LARGE | TOO_LARGE_1000), (char)(CARRY | TOO_LARGE | TOO_LARGE_1000),
+        (char)(CARRY | TOO_LARGE | TOO_LARGE_1000 | SURROGATE),
+        (char)(CARRY | TOO_LARGE | TOO_LARGE_1000), (char)(CARRY | TOO_LARGE | TOO_LARGE_1000)));
+    const __m512i t2h = _mm512_broadcast_i32x4(_mm_setr_epi8(
+        TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT,
+        (char)(TOO_LONG | OVERLONG_2 | TWO_CONTS | OVERLONG_3 | TOO_LARGE_1000 | OVERLONG_4),
+        (char)(TOO_LONG | OVERLONG_2 | TWO_CONTS | OVERLONG_3 | TOO_LARGE),
+        (char)(TOO_LONG | OVERLONG_2 | TWO_CONTS | SURROGATE | TOO_LARGE),
+        (char)(TOO_LONG | OVERLONG_2 | TWO_CONTS | SURROGATE | TOO_LARGE), TOO_SHORT, TOO_SHORT,
+        TOO_SHORT, TOO_SHORT));
+    __m512i b1h = _mm512_shuffle_epi8(t1h, _mm512_and_si512(_mm512_srli_epi16(prev1, 4), nib));
+    __m512i b1l = _mm512_shuffle_epi8(t1l, _mm512_and_si512(prev1, nib));
+    __m512i b2h = _mm512_shuffle_epi8(t2h, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib));
+    __m512i special = _mm512_and_si512(_mm512_and_si512(b1h, b1l), b2h);
+    __m512i third = _mm512_subs_epu8(prev2, _mm512_set1_epi8((char)(0xE0 - 0x80)));
+    __m512i fourth = _mm512_subs_epu8(prev3, _mm512_set1_epi8((char)(0xF0 - 0x80)));
+    __m512i must23 = _mm512_and_si512(_mm512_or_si512(third, fourth), _mm512_set1_epi8((char)0x80));
+    return _mm512_xor_si512(must23, special);
+}
+#endif
+
+// The string scanner for AVX-512BW: 64 bytes per step, everything about a block decided with
+// bit masks, so that backslashes and non-ASCII bytes cost no exit from the vector loop:
+//   bs, quote, ctl      masks of '\\', '"', bytes < 0x20
+//   escaped             bytes preceded by an odd run of backslashes (carry across blocks)
+//   end                 first unescaped quote; only bytes before it are checked
+//   invalid escapes     escaped bytes outside "\\/bfnrtu (a nibble-table lookup)
+//   \u escapes          handed to escape_check (hex digits, surrogate pairs), then the scan
+//                       restarts after the escape with no carry
+//   UTF-8               utf8_block_errors on blocks with non-ASCII bytes (with AVX-512 VBMI);
+//                       a flagged string is re-checked by utf8_valid_prefix, which is exact
+//                       and gives the offset
+static int
+parse_string(struct parser *ps, bool *escaped)
+{
+    const char *open = ps->p, *body = open + 1, *p = body, *end = ps->end;
+    const uint64_t odd = 0xAAAAAAAAAAAAAAAAull;
+    const __m512i vq = _mm512_set1_epi8('"'), vbs = _mm512_set1_epi8('\\');
+    const __m512i vsp = _mm512_set1_epi8(0x20), vu = _mm512_set1_epi8('u');
+    const __m512i nib = _mm512_set1_epi8(0x0F);
+    // Valid escape characters by nibbles: lo[c & 15] & hi[c >> 4] != 0 exactly for "\\/bfnrtu.
+    const __m512i lo_tab = _mm512_broadcast_i32x4(
+        _mm_setr_epi8(0, 0, 0x0D, 0, 0x08, 0x08, 0x04, 0, 0, 0, 0, 0, 0x02, 0, 0x04, 0x01));
+    const __m512i hi_tab = _mm512_broadcast_i32x4(
+        _mm_setr_epi8(0, 0, 0x01, 0, 0, 0x02, 0x04, 0x08, 0, 0, 0, 0, 0, 0, 0, 0));
+    uint64_t carry = 0; // bit 0 of the next block is escaped
+    bool esc = false, suspect = false;
+#if defined(__AVX512VBMI__)
+    __m512i prev = _mm512_setzero_si512(); // the previous block when adjacent, else ASCII
+    uint64_t prev_hi = 0;
+#endif
+    for (;;) {
+        __m512i v;
+        uint64_t valid = ~0ull;
+        if (end - p >= 64)
+            v = _mm512_loadu_si512((const void *)p);
+        else if (p < end) {
+            // A masked load never touches the bytes past end (no fault, no overread).
+            valid = (1ull << (end - p)) - 1;
+            v = _mm512_maskz_loadu_epi8(valid, p);
+        } else
+            return fail(ps, open, "unterminated string");
+        uint64_t bs = _mm512_cmpeq_epi8_mask(v, vbs) & valid;
+        uint64_t quote = _mm512_cmpeq_epi8_mask(v, vq) & valid;
+        uint64_t pot = bs & ~carry;
+        uint64_t codes = (((pot << 1) | odd) - pot) ^ odd;
+        uint64_t escd = codes ^ (bs | carry);
+        carry = (codes & bs) >> 63;
+        uint64_t qe = quote & ~escd;
+        uint64_t before = (qe - 1) & ~qe & valid; // bytes before the closing quote
+        uint64_t hi = _mm512_movepi8_mask(v);
+#if defined(__AVX512VBMI__)
+        if ((hi & before) | prev_hi) {
+            // Errors are reported at or after the byte that completes the evidence: keep those
+            // up to and including the closing quote (a lead byte right before it is too short).
+            uint64_t upto = qe ? qe ^ (qe - 1) : valid;
+            if (_mm512_test_epi8_mask(utf8_block_errors(v, prev), _mm512_set1_epi8(-1)) & upto)
+                suspect = true;
+        }
+        prev = v;
+        prev_hi = hi >> 61; // a sequence may continue into the next block
+#else
+        if (hi & before)
+            suspect = true;
+#endif
+        uint64_t ctl = _mm512_cmplt_epu8_mask(v, vsp) & before & ~escd;
+        uint64_t e = escd & before;
+        __m512i l = _mm512_shuffle_epi8(lo_tab, _mm512_and_si512(v, nib));
+        __m512i h = _mm512_shuffle_epi8(hi_tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib));
+        uint64_t bad_esc = e & ~_mm512_test_epi8_mask(l, h);
+        uint64_t u = e & _mm512_cmpeq_epi8_mask(v, vu);
+        esc |= e != 0;
+        uint64_t stop = ctl | bad_esc | u;
+        if (__builtin_expect(stop != 0, 0)) {
+            unsigned k = (unsigned)__builtin_ctzll(stop);
+            uint64_t bit = 1ull << k;
+            if (bit & u) {
+                p = escape_check(ps, p + k - 1);
+                if (!p)
+                    return -1;
+                carry = 0;
+#if defined(__AVX512VBMI__)
+                prev = _mm512_setzero_si512(); // the byte before p is an ASCII hex digit
+                prev_hi = 0;
+#endif
+                continue;
+            }
+            if (bit & bad_esc)
+                return fail(ps, p + k - 1, "invalid escape");
+            return fail(ps, p + k, "control character U+%04X in string (must be escaped)",
+                        (unsigned char)p[k]);
+        }
+        if (qe) {
+            p += __builtin_ctzll(qe);
+            break;
+        }
+        if (valid != ~0ull)
+            return fail(ps, open, "unterminated string");
+        p += 64;
+    }
+    if (suspect) {
+        size_t n = (size_t)(p - body), k = utf8_valid_prefix(body, n);
+        if (k < n)
+            return fail(ps, body + k, "invalid UTF-8 in string");
+    }
+    *escaped = esc;
+    ps->p = p + 1;
+    return 0;
+}
+#else
 // ps->p at an opening quote; on success ps->p is just past the closing quote.
 static int
 parse_string(struct parser *ps, bool *escaped)
@@ -514,6 +651,7 @@ parse_string(struct parser *ps, bool *escaped)
     ps->p = p + 1;
     return 0;
 }
+#endif
 
 // ---- numbers and literals ----------------------------------------------------------------
 
