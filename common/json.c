@@ -104,6 +104,9 @@ fail(struct parser *ps, const char *at, const char *fmt, ...)
     return -1;
 }
 
+// fail() for functions that return a position: NULL.
+#define FAILP(...) (fail(__VA_ARGS__), (const char *)NULL)
+
 static inline const char *
 skip_ws(const char *p, const char *end)
 {
@@ -513,6 +516,9 @@ utf8_block_errors(__m512i v, __m512i prev)
 }
 #endif
 
+// Strings: open points at the opening quote; returns the position just past the closing quote,
+// or NULL with the error set.
+//
 // The string scanner for AVX-512BW: 64 bytes per step, everything about a block decided with
 // bit masks, so that backslashes and non-ASCII bytes cost no exit from the vector loop:
 //   bs, quote, ctl      masks of '\\', '"', bytes < 0x20
@@ -524,10 +530,23 @@ utf8_block_errors(__m512i v, __m512i prev)
 //   UTF-8               utf8_block_errors on blocks with non-ASCII bytes (with AVX-512 VBMI);
 //                       a flagged string is re-checked by utf8_valid_prefix, which is exact
 //                       and gives the offset
-static int
-parse_string(struct parser *ps, bool *escaped)
+static const char *
+parse_string(struct parser *ps, const char *open, bool *escaped)
 {
-    const char *open = ps->p, *body = open + 1, *p = body, *end = ps->end;
+    const char *body = open + 1, *p = body, *end = ps->end;
+    if (__builtin_expect(end - p >= 64, 1)) {
+        // Fast path for the common short string: a quote within 64 bytes, and before it no
+        // backslash, control or non-ASCII byte.
+        __m512i v = _mm512_loadu_si512((const void *)p);
+        uint64_t quote = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('"'));
+        uint64_t other = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\\')) |
+                         _mm512_cmplt_epu8_mask(v, _mm512_set1_epi8(0x20)) |
+                         _mm512_movepi8_mask(v);
+        if (quote && (other & ((quote & (0 - quote)) - 1)) == 0) {
+            *escaped = false;
+            return p + __builtin_ctzll(quote) + 1;
+        }
+    }
     const uint64_t odd = 0xAAAAAAAAAAAAAAAAull;
     const __m512i vq = _mm512_set1_epi8('"'), vbs = _mm512_set1_epi8('\\');
     const __m512i vsp = _mm512_set1_epi8(0x20), vu = _mm512_set1_epi8('u');
@@ -553,7 +572,7 @@ parse_string(struct parser *ps, bool *escaped)
             valid = (1ull << (end - p)) - 1;
             v = _mm512_maskz_loadu_epi8(valid, p);
         } else
-            return fail(ps, open, "unterminated string");
+            return FAILP(ps, open, "unterminated string");
         uint64_t bs = _mm512_cmpeq_epi8_mask(v, vbs) & valid;
         uint64_t quote = _mm512_cmpeq_epi8_mask(v, vq) & valid;
         uint64_t pot = bs & ~carry;
@@ -591,7 +610,7 @@ parse_string(struct parser *ps, bool *escaped)
             if (bit & u) {
                 p = escape_check(ps, p + k - 1);
                 if (!p)
-                    return -1;
+                    return NULL;
                 carry = 0;
 #if defined(__AVX512VBMI__)
                 prev = _mm512_setzero_si512(); // the byte before p is an ASCII hex digit
@@ -600,8 +619,8 @@ parse_string(struct parser *ps, bool *escaped)
                 continue;
             }
             if (bit & bad_esc)
-                return fail(ps, p + k - 1, "invalid escape");
-            return fail(ps, p + k, "control character U+%04X in string (must be escaped)",
+                return FAILP(ps, p + k - 1, "invalid escape");
+            return FAILP(ps, p + k, "control character U+%04X in string (must be escaped)",
                         (unsigned char)p[k]);
         }
         if (qe) {
@@ -609,47 +628,44 @@ parse_string(struct parser *ps, bool *escaped)
             break;
         }
         if (valid != ~0ull)
-            return fail(ps, open, "unterminated string");
+            return FAILP(ps, open, "unterminated string");
         p += 64;
     }
     if (suspect) {
         size_t n = (size_t)(p - body), k = utf8_valid_prefix(body, n);
         if (k < n)
-            return fail(ps, body + k, "invalid UTF-8 in string");
+            return FAILP(ps, body + k, "invalid UTF-8 in string");
     }
     *escaped = esc;
-    ps->p = p + 1;
-    return 0;
+    return p + 1;
 }
 #else
-// ps->p at an opening quote; on success ps->p is just past the closing quote.
-static int
-parse_string(struct parser *ps, bool *escaped)
+static const char *
+parse_string(struct parser *ps, const char *open, bool *escaped)
 {
-    const char *open = ps->p, *body = open + 1, *p = body, *end = ps->end;
+    const char *body = open + 1, *p = body, *end = ps->end;
     bool esc = false, high = false;
     for (;;) {
         p = scan_plain(p, end, &high);
         if (p == end)
-            return fail(ps, open, "unterminated string");
+            return FAILP(ps, open, "unterminated string");
         unsigned char c = (unsigned char)*p;
         if (c == '"')
             break;
         if (c != '\\')
-            return fail(ps, p, "control character U+%04X in string (must be escaped)", c);
+            return FAILP(ps, p, "control character U+%04X in string (must be escaped)", c);
         esc = true;
         p = escape_check(ps, p);
         if (!p)
-            return -1;
+            return NULL;
     }
     if (high) {
         size_t n = (size_t)(p - body), k = utf8_valid_prefix(body, n);
         if (k < n)
-            return fail(ps, body + k, "invalid UTF-8 in string");
+            return FAILP(ps, body + k, "invalid UTF-8 in string");
     }
     *escaped = esc;
-    ps->p = p + 1;
-    return 0;
+    return p + 1;
 }
 #endif
 
@@ -661,18 +677,19 @@ is_digit(const char *p, const char *end)
     return p < end && *p >= '0' && *p <= '9';
 }
 
-static int
-parse_number(struct parser *ps)
+// Numbers and literals start at p; they return the position after them or NULL (error set).
+static const char *
+parse_number(struct parser *ps, const char *p)
 {
-    const char *p = ps->p, *end = ps->end;
+    const char *end = ps->end;
     if (*p == '-')
         p++;
     if (!is_digit(p, end))
-        return fail(ps, p, "invalid number: expected digit");
+        return FAILP(ps, p, "invalid number: expected digit");
     if (*p == '0') {
         p++;
         if (is_digit(p, end))
-            return fail(ps, p, "invalid number: leading zero");
+            return FAILP(ps, p, "invalid number: leading zero");
     } else {
         while (is_digit(p, end))
             p++;
@@ -680,7 +697,7 @@ parse_number(struct parser *ps)
     if (p < end && *p == '.') {
         p++;
         if (!is_digit(p, end))
-            return fail(ps, p, "invalid number: expected digit after '.'");
+            return FAILP(ps, p, "invalid number: expected digit after '.'");
         while (is_digit(p, end))
             p++;
     }
@@ -689,21 +706,19 @@ parse_number(struct parser *ps)
         if (p < end && (*p == '+' || *p == '-'))
             p++;
         if (!is_digit(p, end))
-            return fail(ps, p, "invalid number: expected digit in exponent");
+            return FAILP(ps, p, "invalid number: expected digit in exponent");
         while (is_digit(p, end))
             p++;
     }
-    ps->p = p;
-    return 0;
+    return p;
 }
 
-static int
-parse_literal(struct parser *ps, const char *lit, size_t n)
+static const char *
+parse_literal(struct parser *ps, const char *p, const char *lit, size_t n)
 {
-    if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, lit, n) != 0)
-        return fail(ps, ps->p, "expected value");
-    ps->p += n;
-    return 0;
+    if ((size_t)(ps->end - p) < n || memcmp(p, lit, n) != 0)
+        return FAILP(ps, p, "expected value");
+    return p + n;
 }
 
 // ---- duplicate keys ----------------------------------------------------------------------
@@ -749,9 +764,15 @@ check_dups(struct parser *ps, const struct key_ref *keys, size_t n)
         return 0;
     if (n <= 16) {
         for (size_t i = 1; i < n; i++)
-            for (size_t j = 0; j < i; j++)
-                if (key_ref_eq(sc, &keys[i], &keys[j]))
-                    return fail_dup(ps, &keys[i]);
+            for (size_t j = 0; j < i; j++) {
+                const struct key_ref *a = &keys[i], *b = &keys[j];
+                // Unescaped keys of different lengths or first bytes differ: the usual case.
+                if (!(a->esc | b->esc) &&
+                    (a->len != b->len || (a->len && a->p[0] != b->p[0])))
+                    continue;
+                if (key_ref_eq(sc, a, b))
+                    return fail_dup(ps, a);
+            }
         return 0;
     }
     if (sc->caphs < n) {
@@ -808,14 +829,15 @@ key_push(struct json_scratch *sc, const char *p, size_t len, bool esc)
     sc->keys[sc->nkeys++] = (struct key_ref){p, len, esc};
 }
 
-// Parses one value at ps->p (after optional whitespace) into *root. When o is given, the
-// members of the root object are appended to o's field index. Iterative: an explicit stack of
-// open containers, each with its start and (objects) the start of its keys on the key stack.
+// Parses one value at ps->p (after optional whitespace) into *root and leaves ps->p after it.
+// When o is given, the members of the root object are appended to o's field index.
+// Iterative: an explicit stack of open containers, each with its start and (objects) the start
+// of its keys on the key stack. The cursor lives in a local so that it stays in a register.
 static int
 parse_doc(struct parser *ps, struct json_val *root, struct json_obj *o)
 {
     struct json_scratch *sc = ps->sc;
-    const char *end = ps->end;
+    const char *p = ps->p, *end = ps->end;
     char kind[JSON_MAX_DEPTH];
     const char *cstart[JSON_MAX_DEPTH];
     size_t kstart[JSON_MAX_DEPTH];
@@ -823,105 +845,104 @@ parse_doc(struct parser *ps, struct json_val *root, struct json_obj *o)
     struct json_val v;
 
 value:
-    ps->p = skip_ws(ps->p, end);
-    if (ps->p == end)
+    p = skip_ws(p, end);
+    if (p == end)
         return fail(ps, end, "expected value");
-    v.raw = ps->p;
+    v.raw = p;
     v.escaped = false;
-    switch (*ps->p) {
+    switch (*p) {
     case '{':
     case '[':
         if (d == JSON_MAX_DEPTH)
-            return fail(ps, ps->p, "nesting deeper than %d", JSON_MAX_DEPTH);
-        kind[d] = *ps->p;
-        cstart[d] = ps->p;
+            return fail(ps, p, "nesting deeper than %d", JSON_MAX_DEPTH);
+        kind[d] = *p;
+        cstart[d] = p;
         kstart[d] = sc->nkeys;
         d++;
-        ps->p = skip_ws(ps->p + 1, end);
-        if (ps->p < end && *ps->p == (kind[d - 1] == '{' ? '}' : ']'))
+        p = skip_ws(p + 1, end);
+        if (p < end && *p == (kind[d - 1] == '{' ? '}' : ']'))
             goto close;
         if (kind[d - 1] == '{')
             goto member;
         goto value;
     case '"':
         v.type = JSON_STRING;
-        if (parse_string(ps, &v.escaped))
-            return -1;
+        p = parse_string(ps, p, &v.escaped);
         break;
     case 't':
         v.type = JSON_TRUE;
-        if (parse_literal(ps, "true", 4))
-            return -1;
+        p = parse_literal(ps, p, "true", 4);
         break;
     case 'f':
         v.type = JSON_FALSE;
-        if (parse_literal(ps, "false", 5))
-            return -1;
+        p = parse_literal(ps, p, "false", 5);
         break;
     case 'n':
         v.type = JSON_NULL;
-        if (parse_literal(ps, "null", 4))
-            return -1;
+        p = parse_literal(ps, p, "null", 4);
         break;
     case '-': case '0': case '1': case '2': case '3': case '4':
     case '5': case '6': case '7': case '8': case '9':
         v.type = JSON_NUMBER;
-        if (parse_number(ps))
-            return -1;
+        p = parse_number(ps, p);
         break;
     default:
-        if ((unsigned char)*ps->p == 0xEF && ps->p == ps->s)
-            return fail(ps, ps->p, "byte order mark not allowed");
-        return fail(ps, ps->p, "expected value");
+        if ((unsigned char)*p == 0xEF && p == ps->s)
+            return fail(ps, p, "byte order mark not allowed");
+        return fail(ps, p, "expected value");
     }
-    v.raw_len = (size_t)(ps->p - v.raw);
+    if (!p)
+        return -1;
+    v.raw_len = (size_t)(p - v.raw);
     goto done;
 
-close: // ps->p at the bracket closing container d-1
+close: // p at the bracket closing container d-1
     d--;
     if (kind[d] == '{') {
         if (check_dups(ps, sc->keys + kstart[d], sc->nkeys - kstart[d]))
             return -1;
         sc->nkeys = kstart[d];
     }
-    ps->p++;
+    p++;
     v.type = kind[d] == '{' ? JSON_OBJECT : JSON_ARRAY;
     v.raw = cstart[d];
-    v.raw_len = (size_t)(ps->p - cstart[d]);
+    v.raw_len = (size_t)(p - cstart[d]);
     v.escaped = false;
 
-done: // v just ended at ps->p
+done: // v just ended at p
     if (d == 0) {
         *root = v;
+        ps->p = p;
         return 0;
     }
     if (o && d == 1)
         field_push(o, &sc->keys[sc->nkeys - 1], &v);
-    ps->p = skip_ws(ps->p, end);
-    if (ps->p < end && *ps->p == ',') {
-        ps->p = skip_ws(ps->p + 1, end);
+    p = skip_ws(p, end);
+    if (p < end && *p == ',') {
+        p = skip_ws(p + 1, end);
         if (kind[d - 1] == '{')
             goto member;
         goto value;
     }
-    if (ps->p < end && *ps->p == (kind[d - 1] == '{' ? '}' : ']'))
+    if (p < end && *p == (kind[d - 1] == '{' ? '}' : ']'))
         goto close;
-    return fail(ps, ps->p, kind[d - 1] == '{' ? "expected ',' or '}'" : "expected ',' or ']'");
+    return fail(ps, p, kind[d - 1] == '{' ? "expected ',' or '}'" : "expected ',' or ']'");
 
-member: // ps->p at the opening quote of a key (whitespace skipped)
-    if (ps->p == end || *ps->p != '"')
-        return fail(ps, ps->p, "expected string key");
+member: // p at the opening quote of a key (whitespace skipped)
+    if (p == end || *p != '"')
+        return fail(ps, p, "expected string key");
     {
-        const char *q = ps->p;
+        const char *q = p;
         bool esc;
-        if (parse_string(ps, &esc))
+        p = parse_string(ps, q, &esc);
+        if (!p)
             return -1;
-        key_push(sc, q + 1, (size_t)(ps->p - q - 2), esc);
+        key_push(sc, q + 1, (size_t)(p - q - 2), esc);
     }
-    ps->p = skip_ws(ps->p, end);
-    if (ps->p == end || *ps->p != ':')
-        return fail(ps, ps->p, "expected ':'");
-    ps->p++;
+    p = skip_ws(p, end);
+    if (p == end || *p != ':')
+        return fail(ps, p, "expected ':'");
+    p++;
     goto value;
 }
 
