@@ -451,7 +451,8 @@ tok_trainer_finish(struct tok_trainer *tr, struct kerr *err)
         free(pos);
         p = pair_find(tr, top.a, top.b, false);
         p->count = 0;
-        qsort(touched.k, touched.n, sizeof *touched.k, u64_cmp);
+        if (touched.n)
+            qsort(touched.k, touched.n, sizeof *touched.k, u64_cmp);
         for (size_t i = 0; i < touched.n; i++) {
             if (i && touched.k[i] == touched.k[i - 1])
                 continue;
