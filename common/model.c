@@ -19,7 +19,7 @@ int
 model_config_preset(struct model_config *c, const char *name)
 {
     int vocab = c->vocab;
-    struct model_config base = {.vocab = vocab, .norm_eps = 1e-5f, .rope_theta = 10000.0f,
+    struct model_config base = {.vocab = vocab, .norm_eps = 1e-5, .rope_theta = 10000.0,
                                 .tie_embeddings = false, .bos_id = -1, .eos_id = -1};
     if (strcmp(name, "tiny") == 0) {
         base.dim = 128, base.n_layers = 4, base.n_heads = 4, base.n_kv_heads = 4;

@@ -59,8 +59,8 @@ struct model_config {
     int n_kv_heads;   // num_key_value_heads (= n_heads without GQA)
     int ffn;          // intermediate_size
     int max_seq;      // max_position_embeddings
-    float norm_eps;   // rms_norm_eps
-    float rope_theta; // rope_theta
+    double norm_eps;  // rms_norm_eps (the kernels use it as float, like torch)
+    double rope_theta; // rope_theta
     bool tie_embeddings;
     int bos_id, eos_id; // -1 when unknown
 };
