@@ -70,7 +70,7 @@ $(LIB): $(COMMON_OBJ)
 
 # A stage is every .c file in stages/<name>/, linked with libkiln.a.
 .SECONDEXPANSION:
-$(B)/bin/%: $$(patsubst %.c,$(B)/obj/%.o,$$(wildcard stages/$$*/*.c)) $(LIB)
+$(STAGES:%=$(B)/bin/%): $(B)/bin/%: $$(patsubst %.c,$(B)/obj/%.o,$$(wildcard stages/$$*/*.c)) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS_ALL)
 
