@@ -41,7 +41,8 @@ COMMON_SRC := $(sort $(wildcard common/*.c))
 COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/obj/%.o)
 LIB := $(B)/libkiln.a
 STAGES := $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard stages/*/main.c)))))
-BINS := $(STAGES:%=$(B)/bin/%)
+PIPE_TOOLS := $(sort $(notdir $(basename $(wildcard pipelines/*.c))))
+BINS := $(STAGES:%=$(B)/bin/%) $(PIPE_TOOLS:%=$(B)/bin/kiln-%)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
@@ -69,9 +70,14 @@ $(LIB): $(COMMON_OBJ)
 
 # A stage is every .c file in stages/<name>/, linked with libkiln.a.
 .SECONDEXPANSION:
-$(B)/bin/%: $$(patsubst %.c,$(B)/obj/%.o,$$(wildcard stages/$$*/*.c)) $(LIB)
+$(STAGES:%=$(B)/bin/%): $(B)/bin/%: $$(patsubst %.c,$(B)/obj/%.o,$$(wildcard stages/$$*/*.c)) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS_ALL)
+
+# Pipeline helper programs: pipelines/<name>.c -> kiln-<name>.
+$(B)/bin/kiln-%: $(B)/obj/pipelines/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
 
 $(B)/tests/%: $(B)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(@D)
