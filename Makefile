@@ -17,6 +17,7 @@ PREFIX ?= /usr/local
 SAN ?=
 CC ?= cc
 FUZZ_SECONDS ?= 30
+NPROC := $(shell nproc 2>/dev/null || echo 2)
 
 PKGS := libzstd libpcre2-8 libarchive sqlite3 libcrypto libxxhash libutf8proc openblas
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -60,9 +61,12 @@ all: $(BINS)
 deps:
 	@pipelines/ensure-deps
 
+V ?= 0
+Q := $(if $(filter 1,$(V)),,@)
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -c $< -o $@
+	@$(if $(filter 1,$(V)),,echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(LIB): $(COMMON_OBJ)
 	@mkdir -p $(@D)
@@ -108,12 +112,12 @@ build/bench/bin/%: tests/bench/%.c build/libkiln.a
 unit: $(UNIT_BINS) $(TOOL_BINS)
 
 test: deps
-	@$(MAKE) --no-print-directory all unit SAN=$(SAN)
+	@$(MAKE) --no-print-directory -j$(NPROC) all unit SAN=$(SAN)
 	@KILN_BUILD=$(B) tests/run.sh
 
 bench: deps
 	@pipelines/ensure-deps pipelines/deps.txt pipelines/deps-bench.txt
-	@$(MAKE) --no-print-directory all unit $(BENCH_BINS)
+	@$(MAKE) --no-print-directory -j$(NPROC) all unit $(BENCH_BINS)
 	@KILN_BUILD=build tests/bench/run.sh
 
 # libFuzzer targets: clang, with every common/ source compiled in.
