@@ -70,13 +70,14 @@ $(B)/obj/%.o: %.c
 
 $(LIB): $(COMMON_OBJ)
 	@mkdir -p $(@D)
-	rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 # A stage is every .c file in stages/<name>/, linked with libkiln.a.
 .SECONDEXPANSION:
 $(STAGES:%=$(B)/bin/%): $(B)/bin/%: $$(patsubst %.c,$(B)/obj/%.o,$$(wildcard stages/$$*/*.c)) $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS_ALL)
+	@$(if $(filter 1,$(V)),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS_ALL)
 
 # Report assets (reports/*.sql, *.html, *.css, *.md) embedded into the evaluate stage, which
 # renders reports from the SQLite store: report_asset(name, &len).
@@ -92,16 +93,19 @@ $(B)/bin/evaluate: $(B)/obj/gen/reports_embed.o
 # Pipeline helper programs: pipelines/<name>.c -> kiln-<name>.
 $(B)/bin/kiln-%: $(B)/obj/pipelines/%.o $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
+	@$(if $(filter 1,$(V)),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
 
 $(B)/tests/%: $(B)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
+	@$(if $(filter 1,$(V)),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
 
 # Test helper programs (tests/tools/*.c), one file each, linked with libkiln.a.
 $(B)/tests/tools/%: $(B)/obj/tests/tools/%.o $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
+	@$(if $(filter 1,$(V)),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
 
 # Benchmark programs (tests/bench/*.c): always the optimized build; may use baseline libraries.
 build/bench/bin/%: tests/bench/%.c build/libkiln.a
