@@ -550,28 +550,14 @@ utf8_block_errors(__m512i v, __m512i prev, const struct utf8_simd *c)
 //   UTF-8               utf8_block_errors on blocks with non-ASCII bytes (with AVX-512 VBMI);
 //                       a flagged string is re-checked by utf8_valid_prefix, which is exact
 //                       and gives the offset
-static const char *
-parse_string(struct parser *ps, const char *open, bool *escaped)
+__attribute__((noinline)) static const char *
+parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
 {
     const char *body = open + 1, *p = body, *end = ps->end;
-    if (__builtin_expect(end - p >= 64, 1)) {
-        // Fast path for the common short string: a quote within 64 bytes, and before it no
-        // backslash, control or non-ASCII byte.
-        __m512i v = _mm512_loadu_si512((const void *)p);
-        uint64_t quote = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('"'));
-        uint64_t other = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\\')) |
-                         _mm512_cmplt_epu8_mask(v, _mm512_set1_epi8(0x20)) |
-                         _mm512_movepi8_mask(v);
-        if (quote && (other & ((quote & (0 - quote)) - 1)) == 0) {
-            *escaped = false;
-            return p + __builtin_ctzll(quote) + 1;
-        }
-    }
     uint64_t carry = 0; // bit 0 of the next block is escaped
     bool esc = false, suspect = false;
 #if defined(__AVX512VBMI__)
     __m512i prev = _mm512_setzero_si512(); // the previous block when adjacent, else ASCII
-    uint64_t prev_hi = 0;
 #endif
     // The inner loop makes no calls, so that its constants stay in registers; it stops at the
     // closing quote, the end of input, or the first byte needing attention (k, why).
@@ -619,32 +605,25 @@ parse_string(struct parser *ps, const char *open, bool *escaped)
             carry = (codes & bs) >> 63;
             uint64_t qe = quote & ~escd;
             uint64_t before = (qe - 1) & ~qe & valid; // bytes before the closing quote
-            uint64_t hi = _mm512_movepi8_mask(v);
 #if defined(__AVX512VBMI__)
-            if ((hi & before) | prev_hi) {
-                // Errors are reported at or after the byte that completes the evidence: keep
-                // those up to and including the closing quote (a lead byte right before it is
-                // too short).
-                uint64_t upto = qe ? qe ^ (qe - 1) : valid;
-                if (utf8_block_errors(v, prev, &u8) & upto)
-                    suspect = true;
-            }
+            // Branch-free (blocks with and without non-ASCII bytes alternate unpredictably in
+            // text). Errors are reported at or after the byte that completes the evidence:
+            // keep those up to and including the closing quote (a lead byte right before it
+            // is too short).
+            suspect |= (utf8_block_errors(v, prev, &u8) & (qe ? qe ^ (qe - 1) : valid)) != 0;
             prev = v;
-            prev_hi = hi >> 61; // a sequence may continue into the next block
 #else
-            if (hi & before)
+            if (_mm512_movepi8_mask(v) & before)
                 suspect = true;
 #endif
             uint64_t ctl = _mm512_cmplt_epu8_mask(v, vsp) & before & ~escd;
-            uint64_t e = escd & before, bad_esc = 0, u = 0;
-            if (e) {
-                esc = true;
-                __m512i l = _mm512_shuffle_epi8(lo_tab, _mm512_and_si512(v, nib));
-                __m512i h = _mm512_shuffle_epi8(
-                    hi_tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib));
-                bad_esc = e & ~_mm512_test_epi8_mask(l, h);
-                u = e & _mm512_cmpeq_epi8_mask(v, vu);
-            }
+            uint64_t e = escd & before;
+            esc |= e != 0;
+            __m512i l = _mm512_shuffle_epi8(lo_tab, _mm512_and_si512(v, nib));
+            __m512i h = _mm512_shuffle_epi8(hi_tab,
+                                            _mm512_and_si512(_mm512_srli_epi16(v, 4), nib));
+            uint64_t bad_esc = e & ~_mm512_test_epi8_mask(l, h);
+            uint64_t u = e & _mm512_cmpeq_epi8_mask(v, vu);
             uint64_t stop = ctl | bad_esc | u;
             if (__builtin_expect(stop != 0, 0)) {
                 k = (unsigned)__builtin_ctzll(stop);
@@ -678,7 +657,6 @@ parse_string(struct parser *ps, const char *open, bool *escaped)
         carry = 0;
 #if defined(__AVX512VBMI__)
         prev = _mm512_setzero_si512(); // the byte before p is an ASCII hex digit
-        prev_hi = 0;
 #endif
     }
     if (suspect) {
@@ -688,6 +666,26 @@ parse_string(struct parser *ps, const char *open, bool *escaped)
     }
     *escaped = esc;
     return p + 1;
+}
+
+// Strings that end within 64 bytes with no backslash, control or non-ASCII byte (keys, labels,
+// most metadata) are decided here, inline in the parser loop; the rest go to the block scanner.
+static inline const char *
+parse_string(struct parser *ps, const char *open, bool *escaped)
+{
+    const char *p = open + 1;
+    if (__builtin_expect(ps->end - p >= 64, 1)) {
+        __m512i v = _mm512_loadu_si512((const void *)p);
+        uint64_t quote = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('"'));
+        uint64_t other = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\\')) |
+                         _mm512_cmplt_epu8_mask(v, _mm512_set1_epi8(0x20)) |
+                         _mm512_movepi8_mask(v);
+        if (quote && (other & ((quote & (0 - quote)) - 1)) == 0) {
+            *escaped = false;
+            return p + __builtin_ctzll(quote) + 1;
+        }
+    }
+    return parse_string_blocks(ps, open, escaped);
 }
 #else
 static const char *
