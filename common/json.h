@@ -56,12 +56,14 @@ struct json_field {
 };
 
 // A parsed object. Points into the caller's bytes, which must outlive it. Embed it, zero it or
-// json_obj_init(); json_obj_parse() may be called repeatedly (memory is reused); json_obj_free().
+// json_obj_init(); json_obj_parse() may be called repeatedly (memory is reused, nothing is
+// allocated per record once warm); json_obj_free().
 struct json_obj {
-    const char *src;
+    const char *src; // the object's bytes, '{' to '}' (surrounding whitespace excluded)
     size_t len;
     struct json_field *fields;
     size_t n, cap;
+    struct json_scratch *scratch; // the parser's reusable working memory (private)
 };
 
 // Where parsing failed: byte offset into the document (0-based) and a message such as
@@ -74,8 +76,9 @@ struct json_error {
 void json_obj_init(struct json_obj *o);
 void json_obj_free(struct json_obj *o);
 
-// Validates s[0..n) as one JSON object and indexes its top-level fields.
-// Returns 0, or -1 with *e filled (the object is then empty).
+// Validates s[0..n) as one JSON object and indexes its top-level fields (in document order).
+// s need not be NUL-terminated. Returns 0, or -1 with *e filled (the object is then empty;
+// e may be NULL).
 int json_obj_parse(struct json_obj *o, const char *s, size_t n, struct json_error *e);
 
 // Validates any JSON value (used for whole files such as tokenizer.json, config.json) and
@@ -85,8 +88,9 @@ int json_parse_value(const char *s, size_t n, struct json_val *out, struct json_
 // Top-level lookup by (unescaped) key. NULL when absent.
 const struct json_field *json_obj_get(const struct json_obj *o, const char *key);
 
-// Dotted-path lookup: "text", "metadata.url", "a.b.c" (object members only). Returns true and
-// fills *out when found. A path segment that is not an object yields false.
+// Dotted-path lookup: "text", "metadata.url", "a.b.c" (object members only; a key that itself
+// contains '.' cannot be reached this way: use json_val_member). Returns true and fills *out
+// when found. A path segment that is not an object yields false.
 bool json_obj_path(const struct json_obj *o, const char *path, struct json_val *out);
 
 // Member lookup inside an object value (validated): true and *out when found.
@@ -108,15 +112,18 @@ struct json_iter {
 void json_iter_init(struct json_iter *it, const struct json_val *container);
 bool json_iter_next(struct json_iter *it);
 
-// Appends the unescaped UTF-8 bytes of a string value to out (v->type must be JSON_STRING).
+// Appends the unescaped UTF-8 bytes of a string value to out (appends nothing unless
+// v->type == JSON_STRING). "\u0000" unescapes to a NUL byte: use out->len, not strlen.
 void json_str(const struct json_val *v, struct buf *out);
-// Unescapes raw string contents (between quotes) into out.
+// Unescapes raw string contents (between quotes) into out. Meant for validated strings; on
+// invalid escapes it stays in bounds and deterministic (a lone surrogate becomes U+FFFD).
 void json_unescape(const char *raw, size_t n, struct buf *out);
 // True when the string value equals s exactly (after unescaping).
 bool json_str_eq(const struct json_val *v, const char *s, size_t n);
 
 // Numbers. Return 0 on success, -1 when v is not a number or does not fit (int64: must be an
-// integer literal without fraction/exponent, or an exact integer value ≤ 2^53 in other forms).
+// integer literal without fraction/exponent, or an exact integer value ≤ 2^53 in other forms
+// such as 1.0 or 15e-1; double: -1 when the value overflows, e.g. 1e400; underflow gives 0).
 int json_int(const struct json_val *v, int64_t *out);
 int json_double(const struct json_val *v, double *out);
 
@@ -156,8 +163,10 @@ void jw_raw(struct json_writer *w, const char *raw, size_t n); // an already-ser
 // Re-emits o with edits applied, appending one line's bytes (no newline) to out.
 // An edit with raw != NULL sets the field to that serialized JSON value: in place if the key
 // exists, appended after the last field otherwise. raw == NULL removes the field. Untouched
-// fields are copied byte for byte, in order. With no edits the output is the object's bytes
-// with surrounding whitespace trimmed.
+// fields are copied byte for byte, in order (from the key's opening quote to the value's end;
+// the separators between fields become a bare ','). Keys match after unescaping; when several
+// edits name the same key the last one wins; new keys are appended in edit order. With no
+// edits the output is the object's bytes with surrounding whitespace trimmed (o->src, o->len).
 struct json_edit {
     const char *key;
     const char *raw;

@@ -1,0 +1,663 @@
+// SPDX-License-Identifier: MIT
+// kernels: thread pool, sgemm wrapper and the layer math (see kernels.h for the contracts).
+//
+// The pool: workers sleep on a condition variable; kpool_run publishes a job (function,
+// context, task count) under a new generation number, every thread (the caller included)
+// claims task indices from an atomic counter until none are left, and the caller waits for
+// the workers to report done. Tasks are independent and each writes its own outputs, so the
+// order in which threads claim them cannot change any result.
+#include "kernels.h"
+
+#include "util.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct kpool {
+    int n;
+    pthread_t *th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_start, cv_done;
+    uint64_t gen;
+    int busy; // workers still running the current job
+    bool quit;
+    kpool_fn fn;
+    void *ctx;
+    int n_tasks;
+    atomic_int next;
+};
+
+struct kpool_worker {
+    struct kpool *p;
+    int id;
+};
+
+static void
+kpool_drain(struct kpool *p, int thread)
+{
+    for (;;) {
+        int t = atomic_fetch_add(&p->next, 1);
+        if (t >= p->n_tasks)
+            break;
+        p->fn(p->ctx, t, thread);
+    }
+}
+
+static void *
+kpool_main(void *arg)
+{
+    struct kpool_worker *w = arg;
+    struct kpool *p = w->p;
+    int id = w->id;
+    free(w);
+    uint64_t seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->gen == seen && !p->quit)
+            pthread_cond_wait(&p->cv_start, &p->mu);
+        if (p->quit)
+            break;
+        seen = p->gen;
+        pthread_mutex_unlock(&p->mu);
+        kpool_drain(p, id);
+        pthread_mutex_lock(&p->mu);
+        if (--p->busy == 0)
+            pthread_cond_signal(&p->cv_done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+struct kpool *
+kpool_new(int n_threads)
+{
+    openblas_set_num_threads(1);
+    struct kpool *p = xcalloc(1, sizeof *p);
+    p->n = n_threads < 1 ? 1 : n_threads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv_start, NULL);
+    pthread_cond_init(&p->cv_done, NULL);
+    p->th = xcalloc((size_t)p->n, sizeof *p->th);
+    for (int i = 1; i < p->n; i++) {
+        struct kpool_worker *w = xmalloc(sizeof *w);
+        w->p = p;
+        w->id = i;
+        if (pthread_create(&p->th[i], NULL, kpool_main, w) != 0) {
+            // Fewer threads only costs speed, never changes results.
+            free(w);
+            p->n = i;
+            break;
+        }
+    }
+    return p;
+}
+
+void
+kpool_del(struct kpool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->quit = true;
+    pthread_cond_broadcast(&p->cv_start);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 1; i < p->n; i++)
+        pthread_join(p->th[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv_start);
+    pthread_cond_destroy(&p->cv_done);
+    free(p->th);
+    free(p);
+}
+
+int
+kpool_threads(const struct kpool *p)
+{
+    return p ? p->n : 1;
+}
+
+void
+kpool_run(struct kpool *p, int n_tasks, kpool_fn fn, void *ctx)
+{
+    if (n_tasks <= 0)
+        return;
+    if (!p || p->n == 1 || n_tasks == 1) {
+        for (int t = 0; t < n_tasks; t++)
+            fn(ctx, t, 0);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->n_tasks = n_tasks;
+    atomic_store(&p->next, 0);
+    p->busy = p->n - 1;
+    p->gen++;
+    pthread_cond_broadcast(&p->cv_start);
+    pthread_mutex_unlock(&p->mu);
+    kpool_drain(p, 0);
+    pthread_mutex_lock(&p->mu);
+    while (p->busy > 0)
+        pthread_cond_wait(&p->cv_done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+const char *
+kern_blas_desc(void)
+{
+    static char desc[256];
+    snprintf(desc, sizeof desc, "%s (core %s)", openblas_get_config(), openblas_get_corename());
+    return desc;
+}
+
+static int
+kern_blocks(int rows)
+{
+    return (rows + KERN_ROWS - 1) / KERN_ROWS;
+}
+
+// ---- matrix products -------------------------------------------------------------------
+
+void
+kern_gemm1(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
+           const float *B, int ldb, float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) { // OpenBLAS handles this too, but make "C = beta C" explicit
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++)
+                C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
+                N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+struct gemm_job {
+    bool ta, tb;
+    int M, N, K, lda, ldb, ldc;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+};
+
+static void
+gemm_task(void *ctx, int task, int thread)
+{
+    struct gemm_job *g = ctx;
+    int m0 = task * KERN_ROWS;
+    int m = g->M - m0 < KERN_ROWS ? g->M - m0 : KERN_ROWS;
+    const float *A = g->ta ? g->A + m0 : g->A + (size_t)m0 * g->lda;
+    kern_gemm1(g->ta, g->tb, m, g->N, g->K, g->alpha, A, g->lda, g->B, g->ldb, g->beta,
+               g->C + (size_t)m0 * g->ldc, g->ldc);
+}
+
+void
+kern_gemm(struct kpool *p, bool ta, bool tb, int M, int N, int K, float alpha, const float *A,
+          int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    struct gemm_job g = {ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
+    kpool_run(p, kern_blocks(M), gemm_task, &g);
+}
+
+void
+kern_linear_fwd(struct kpool *p, float *y, const float *x, const float *w, int n, int in, int out,
+                bool accumulate)
+{
+    kern_gemm(p, false, true, n, out, in, 1.0f, x, in, w, in, accumulate ? 1.0f : 0.0f, y, out);
+}
+
+void
+kern_linear_bwd_x(struct kpool *p, float *dx, const float *dy, const float *w, int n, int in,
+                  int out, bool accumulate)
+{
+    kern_gemm(p, false, false, n, in, out, 1.0f, dy, out, w, in, accumulate ? 1.0f : 0.0f, dx,
+              in);
+}
+
+void
+kern_linear_bwd_w(struct kpool *p, float *dw, const float *dy, const float *x, int n, int in,
+                  int out)
+{
+    // dw[out,in] += dy^T x: rows of dw are output features; the sum over n stays in one task.
+    kern_gemm(p, true, false, out, in, n, 1.0f, dy, out, x, in, 1.0f, dw, in);
+}
+
+// ---- RMSNorm -----------------------------------------------------------------------------
+
+struct rms_job {
+    float *y, *rstd, *dx, *dw;
+    const float *x, *w, *dy;
+    const float *rstd_in;
+    int n, d;
+    float eps;
+};
+
+static void
+rms_fwd_task(void *ctx, int task, int thread)
+{
+    struct rms_job *j = ctx;
+    int r1 = (task + 1) * KERN_ROWS < j->n ? (task + 1) * KERN_ROWS : j->n;
+    for (int r = task * KERN_ROWS; r < r1; r++) {
+        const float *x = j->x + (size_t)r * j->d;
+        float *y = j->y + (size_t)r * j->d;
+        float ss = 0;
+        for (int i = 0; i < j->d; i++)
+            ss += x[i] * x[i];
+        float rs = 1.0f / sqrtf(ss / (float)j->d + j->eps);
+        j->rstd[r] = rs;
+        for (int i = 0; i < j->d; i++)
+            y[i] = x[i] * rs * j->w[i];
+    }
+}
+
+void
+kern_rmsnorm_fwd(struct kpool *p, float *y, float *rstd, const float *x, const float *w, int n,
+                 int d, float eps)
+{
+    struct rms_job j = {.y = y, .rstd = rstd, .x = x, .w = w, .n = n, .d = d, .eps = eps};
+    kpool_run(p, kern_blocks(n), rms_fwd_task, &j);
+}
+
+static void
+rms_bwd_x_task(void *ctx, int task, int thread)
+{
+    struct rms_job *j = ctx;
+    int r1 = (task + 1) * KERN_ROWS < j->n ? (task + 1) * KERN_ROWS : j->n;
+    for (int r = task * KERN_ROWS; r < r1; r++) {
+        const float *x = j->x + (size_t)r * j->d, *dy = j->dy + (size_t)r * j->d;
+        float *dx = j->dx + (size_t)r * j->d;
+        float rs = j->rstd_in[r];
+        // xhat = x rs; g = dy w; dx = rs (g - xhat mean(g xhat))
+        float dot = 0;
+        for (int i = 0; i < j->d; i++)
+            dot += dy[i] * j->w[i] * x[i];
+        float c = dot * rs * rs / (float)j->d;
+        for (int i = 0; i < j->d; i++)
+            dx[i] += rs * (dy[i] * j->w[i] - x[i] * c);
+    }
+}
+
+// dw columns in blocks of KERN_ROWS; each column's sum over rows runs in row order.
+static void
+rms_bwd_w_task(void *ctx, int task, int thread)
+{
+    struct rms_job *j = ctx;
+    int c0 = task * KERN_ROWS, c1 = c0 + KERN_ROWS < j->d ? c0 + KERN_ROWS : j->d;
+    float acc[KERN_ROWS] = {0};
+    for (int r = 0; r < j->n; r++) {
+        const float *x = j->x + (size_t)r * j->d, *dy = j->dy + (size_t)r * j->d;
+        float rs = j->rstd_in[r];
+        for (int c = c0; c < c1; c++)
+            acc[c - c0] += dy[c] * x[c] * rs;
+    }
+    for (int c = c0; c < c1; c++)
+        j->dw[c] += acc[c - c0];
+}
+
+void
+kern_rmsnorm_bwd(struct kpool *p, float *dx, float *dw, const float *dy, const float *x,
+                 const float *w, const float *rstd, int n, int d)
+{
+    struct rms_job j = {.dx = dx, .dw = dw, .x = x, .w = w, .dy = dy, .rstd_in = rstd, .n = n,
+                        .d = d};
+    kpool_run(p, kern_blocks(n), rms_bwd_x_task, &j);
+    kpool_run(p, kern_blocks(d), rms_bwd_w_task, &j);
+}
+
+// ---- RoPE -------------------------------------------------------------------------------
+
+void
+kern_rope_table(float *cos_t, float *sin_t, int max_pos, int hd, float theta)
+{
+    int half = hd / 2;
+    for (int i = 0; i < half; i++) {
+        float inv = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+        for (int pos = 0; pos < max_pos; pos++) {
+            float a = (float)pos * inv;
+            cos_t[(size_t)pos * half + i] = cosf(a);
+            sin_t[(size_t)pos * half + i] = sinf(a);
+        }
+    }
+}
+
+struct rope_job {
+    float *x;
+    int n, ld, col0, nh, hd, t;
+    const int *pos;
+    const float *cos_t, *sin_t;
+    bool inverse;
+};
+
+static void
+rope_task(void *ctx, int task, int thread)
+{
+    struct rope_job *j = ctx;
+    int half = j->hd / 2;
+    int r1 = (task + 1) * KERN_ROWS < j->n ? (task + 1) * KERN_ROWS : j->n;
+    float s_sign = j->inverse ? -1.0f : 1.0f;
+    for (int r = task * KERN_ROWS; r < r1; r++) {
+        int pos = j->pos ? j->pos[r] : r % j->t;
+        const float *c = j->cos_t + (size_t)pos * half, *s = j->sin_t + (size_t)pos * half;
+        float *row = j->x + (size_t)r * j->ld + j->col0;
+        for (int h = 0; h < j->nh; h++) {
+            float *a = row + h * j->hd, *b = a + half;
+            for (int i = 0; i < half; i++) {
+                float x1 = a[i], x2 = b[i], si = s_sign * s[i];
+                a[i] = x1 * c[i] - x2 * si;
+                b[i] = x2 * c[i] + x1 * si;
+            }
+        }
+    }
+}
+
+void
+kern_rope(struct kpool *p, float *x, int n, int ld, int col0, int n_heads, int hd, int t,
+          const int *pos, const float *cos_t, const float *sin_t, bool inverse)
+{
+    struct rope_job j = {x, n, ld, col0, n_heads, hd, t, pos, cos_t, sin_t, inverse};
+    kpool_run(p, kern_blocks(n), rope_task, &j);
+}
+
+// ---- SwiGLU -----------------------------------------------------------------------------
+
+struct swiglu_job {
+    float *out;
+    const float *in, *gu;
+    int n, f;
+};
+
+static void
+swiglu_fwd_task(void *ctx, int task, int thread)
+{
+    struct swiglu_job *j = ctx;
+    int r1 = (task + 1) * KERN_ROWS < j->n ? (task + 1) * KERN_ROWS : j->n;
+    for (int r = task * KERN_ROWS; r < r1; r++) {
+        const float *g = j->gu + (size_t)r * 2 * j->f, *u = g + j->f;
+        float *h = j->out + (size_t)r * j->f;
+        for (int i = 0; i < j->f; i++)
+            h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    }
+}
+
+void
+kern_swiglu_fwd(struct kpool *p, float *h, const float *gu, int n, int f)
+{
+    struct swiglu_job j = {h, NULL, gu, n, f};
+    kpool_run(p, kern_blocks(n), swiglu_fwd_task, &j);
+}
+
+static void
+swiglu_bwd_task(void *ctx, int task, int thread)
+{
+    struct swiglu_job *j = ctx;
+    int r1 = (task + 1) * KERN_ROWS < j->n ? (task + 1) * KERN_ROWS : j->n;
+    for (int r = task * KERN_ROWS; r < r1; r++) {
+        const float *g = j->gu + (size_t)r * 2 * j->f, *u = g + j->f;
+        const float *dh = j->in + (size_t)r * j->f;
+        float *dg = j->out + (size_t)r * 2 * j->f, *du = dg + j->f;
+        for (int i = 0; i < j->f; i++) {
+            float sg = 1.0f / (1.0f + expf(-g[i]));
+            float silu = g[i] * sg;
+            du[i] = dh[i] * silu;
+            dg[i] = dh[i] * u[i] * sg * (1.0f + g[i] * (1.0f - sg));
+        }
+    }
+}
+
+void
+kern_swiglu_bwd(struct kpool *p, float *dgu, const float *dh, const float *gu, int n, int f)
+{
+    struct swiglu_job j = {dgu, dh, gu, n, f};
+    kpool_run(p, kern_blocks(n), swiglu_bwd_task, &j);
+}
+
+// ---- attention --------------------------------------------------------------------------
+//
+// Each task handles one sequence and one head (forward) or one kv head with its group of
+// query heads (backward, so dk and dv sum over the group in a fixed order). Inside a task,
+// query rows go in blocks of KERN_ROWS and only the causal columns [0, r1) are computed.
+
+struct attn_job {
+    const struct kern_attn *a;
+    float *out, *att, *dqkv, *scratch;
+    const float *qkv, *dout, *att_in;
+};
+
+static void
+attn_fwd_task(void *ctx, int task, int thread)
+{
+    struct attn_job *j = ctx;
+    const struct kern_attn *a = j->a;
+    int b = task / a->nh, h = task % a->nh, t = a->t, hd = a->hd;
+    int ld = (a->nh + 2 * a->nkv) * hd, kvh = h / (a->nh / a->nkv);
+    const float *q = j->qkv + (size_t)b * t * ld + h * hd;
+    const float *k = j->qkv + (size_t)b * t * ld + (a->nh + kvh) * hd;
+    const float *v = j->qkv + (size_t)b * t * ld + (a->nh + a->nkv + kvh) * hd;
+    float *att = j->att + (size_t)task * t * t;
+    float *out = j->out + (size_t)b * t * a->nh * hd + h * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int r0 = 0; r0 < t; r0 += KERN_ROWS) {
+        int r1 = r0 + KERN_ROWS < t ? r0 + KERN_ROWS : t;
+        float *s = att + (size_t)r0 * t;
+        kern_gemm1(false, true, r1 - r0, r1, hd, scale, q + (size_t)r0 * ld, ld, k, ld, 0.0f, s,
+                   t);
+        for (int i = r0; i < r1; i++) {
+            float *row = att + (size_t)i * t;
+            float m = row[0];
+            for (int c = 1; c <= i; c++)
+                m = row[c] > m ? row[c] : m;
+            float sum = 0;
+            for (int c = 0; c <= i; c++) {
+                row[c] = expf(row[c] - m);
+                sum += row[c];
+            }
+            float inv = 1.0f / sum;
+            for (int c = 0; c <= i; c++)
+                row[c] *= inv;
+            memset(row + i + 1, 0, sizeof(float) * (size_t)(t - i - 1));
+        }
+        kern_gemm1(false, false, r1 - r0, hd, r1, 1.0f, s, t, v, ld, 0.0f,
+                   out + (size_t)r0 * a->nh * hd, a->nh * hd);
+    }
+}
+
+void
+kern_attn_fwd(struct kpool *p, const struct kern_attn *a, float *out, float *att,
+              const float *qkv)
+{
+    struct attn_job j = {.a = a, .out = out, .att = att, .qkv = qkv};
+    kpool_run(p, a->b * a->nh, attn_fwd_task, &j);
+}
+
+static void
+attn_bwd_task(void *ctx, int task, int thread)
+{
+    struct attn_job *j = ctx;
+    const struct kern_attn *a = j->a;
+    int b = task / a->nkv, g = task % a->nkv, t = a->t, hd = a->hd;
+    int rep = a->nh / a->nkv, ld = (a->nh + 2 * a->nkv) * hd, ldo = a->nh * hd;
+    size_t base = (size_t)b * t * ld;
+    const float *k = j->qkv + base + (a->nh + g) * hd;
+    const float *v = j->qkv + base + (a->nh + a->nkv + g) * hd;
+    float *dk = j->dqkv + base + (a->nh + g) * hd;
+    float *dv = j->dqkv + base + (a->nh + a->nkv + g) * hd;
+    float *ds = j->scratch + (size_t)thread * t * t;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int r = 0; r < rep; r++) {
+        int h = g * rep + r;
+        const float *q = j->qkv + base + h * hd;
+        float *dq = j->dqkv + base + h * hd;
+        const float *dout = j->dout + (size_t)b * t * ldo + h * hd;
+        const float *att = j->att_in + ((size_t)b * a->nh + h) * t * t;
+        float beta = r == 0 ? 0.0f : 1.0f;
+        // dv[t,hd] (+)= att^T dout
+        kern_gemm1(true, false, t, hd, t, 1.0f, att, t, dout, ldo, beta, dv, ld);
+        for (int r0 = 0; r0 < t; r0 += KERN_ROWS) {
+            int r1 = r0 + KERN_ROWS < t ? r0 + KERN_ROWS : t;
+            float *s = ds + (size_t)r0 * t;
+            // dp = dout v^T, then ds = att (dp - rowsum(att dp)) * scale
+            kern_gemm1(false, true, r1 - r0, r1, hd, 1.0f, dout + (size_t)r0 * ldo, ldo, v, ld,
+                       0.0f, s, t);
+            for (int i = r0; i < r1; i++) {
+                float *row = ds + (size_t)i * t;
+                const float *pa = att + (size_t)i * t;
+                float dot = 0;
+                for (int c = 0; c <= i; c++)
+                    dot += pa[c] * row[c];
+                for (int c = 0; c <= i; c++)
+                    row[c] = pa[c] * (row[c] - dot) * scale;
+                memset(row + i + 1, 0, sizeof(float) * (size_t)(t - i - 1));
+            }
+            // dq rows [r0,r1) = ds k
+            kern_gemm1(false, false, r1 - r0, hd, r1, 1.0f, s, t, k, ld, 0.0f,
+                       dq + (size_t)r0 * ld, ld);
+        }
+        // dk[t,hd] (+)= ds^T q
+        kern_gemm1(true, false, t, hd, t, 1.0f, ds, t, q, ld, beta, dk, ld);
+    }
+}
+
+void
+kern_attn_bwd(struct kpool *p, const struct kern_attn *a, float *dqkv, const float *dout,
+              const float *att, const float *qkv, float *scratch)
+{
+    struct attn_job j = {.a = a, .dqkv = dqkv, .scratch = scratch, .qkv = qkv, .dout = dout,
+                         .att_in = att};
+    kpool_run(p, a->b * a->nkv, attn_bwd_task, &j);
+}
+
+// ---- loss --------------------------------------------------------------------------------
+
+struct xent_job {
+    float *logits, *loss;
+    const float *logits_in;
+    const int *targets;
+    int n, v;
+    float scale;
+};
+
+static void
+xent_task(void *ctx, int task, int thread)
+{
+    struct xent_job *j = ctx;
+    int r1 = (task + 1) * KERN_ROWS < j->n ? (task + 1) * KERN_ROWS : j->n;
+    for (int r = task * KERN_ROWS; r < r1; r++) {
+        float *l = j->logits + (size_t)r * j->v;
+        int tg = j->targets[r];
+        if (tg < 0) {
+            j->loss[r] = 0;
+            if (j->scale != 0)
+                memset(l, 0, sizeof(float) * (size_t)j->v);
+            continue;
+        }
+        float m = l[0];
+        for (int c = 1; c < j->v; c++)
+            m = l[c] > m ? l[c] : m;
+        double sum = 0;
+        for (int c = 0; c < j->v; c++)
+            sum += expf(l[c] - m);
+        float lse = m + (float)log(sum);
+        j->loss[r] = lse - l[tg];
+        if (j->scale != 0) {
+            for (int c = 0; c < j->v; c++)
+                l[c] = expf(l[c] - lse) * j->scale;
+            l[tg] -= j->scale;
+        }
+    }
+}
+
+void
+kern_xent(struct kpool *p, float *logits, float *loss, const int *targets, int n, int v,
+          float grad_scale)
+{
+    struct xent_job j = {logits, loss, NULL, targets, n, v, grad_scale};
+    kpool_run(p, kern_blocks(n), xent_task, &j);
+}
+
+static void
+logprob_task(void *ctx, int task, int thread)
+{
+    struct xent_job *j = ctx;
+    int r1 = (task + 1) * KERN_ROWS < j->n ? (task + 1) * KERN_ROWS : j->n;
+    for (int r = task * KERN_ROWS; r < r1; r++) {
+        const float *l = j->logits_in + (size_t)r * j->v;
+        int tg = j->targets[r];
+        if (tg < 0) {
+            j->loss[r] = 0;
+            continue;
+        }
+        float m = l[0];
+        for (int c = 1; c < j->v; c++)
+            m = l[c] > m ? l[c] : m;
+        double sum = 0;
+        for (int c = 0; c < j->v; c++)
+            sum += expf(l[c] - m);
+        j->loss[r] = l[tg] - m - (float)log(sum);
+    }
+}
+
+void
+kern_logprobs(struct kpool *p, const float *logits, float *lp, const int *targets, int n, int v)
+{
+    struct xent_job j = {NULL, lp, logits, targets, n, v, 0};
+    kpool_run(p, kern_blocks(n), logprob_task, &j);
+}
+
+// ---- reductions ----------------------------------------------------------------------------
+
+#define KERN_CHUNK 65536
+
+struct vec_job {
+    float *x;
+    const float *cx;
+    size_t n;
+    float s;
+    double *part;
+};
+
+static void
+sumsq_task(void *ctx, int task, int thread)
+{
+    struct vec_job *j = ctx;
+    size_t i0 = (size_t)task * KERN_CHUNK, i1 = i0 + KERN_CHUNK < j->n ? i0 + KERN_CHUNK : j->n;
+    double acc = 0;
+    for (size_t i = i0; i < i1; i++)
+        acc += (double)j->cx[i] * j->cx[i];
+    j->part[task] = acc;
+}
+
+double
+kern_sumsq(struct kpool *p, const float *x, size_t n)
+{
+    int chunks = (int)((n + KERN_CHUNK - 1) / KERN_CHUNK);
+    struct vec_job j = {.cx = x, .n = n, .part = xcalloc((size_t)chunks + 1, sizeof(double))};
+    kpool_run(p, chunks, sumsq_task, &j);
+    double s = 0;
+    for (int i = 0; i < chunks; i++)
+        s += j.part[i];
+    free(j.part);
+    return s;
+}
+
+static void
+scale_task(void *ctx, int task, int thread)
+{
+    struct vec_job *j = ctx;
+    size_t i0 = (size_t)task * KERN_CHUNK, i1 = i0 + KERN_CHUNK < j->n ? i0 + KERN_CHUNK : j->n;
+    for (size_t i = i0; i < i1; i++)
+        j->x[i] *= j->s;
+}
+
+void
+kern_scale(struct kpool *p, float *x, size_t n, float s)
+{
+    struct vec_job j = {.x = x, .n = n, .s = s};
+    kpool_run(p, (int)((n + KERN_CHUNK - 1) / KERN_CHUNK), scale_task, &j);
+}

@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: MIT
+// tok_int: the tokenizer's internals shared by tok.c (core, encode, decode, rank files),
+// tok_json.c (tokenizer.json and npm encoder JSON) and tok_train.c. Not for stages.
+//
+// Building a tokenizer: tok_alloc, tok_set_token for each id, tok_index (checks the 256 byte
+// tokens, builds the bytes → id map), then either tok_push_merge for each listed merge
+// (tokenizer.json, training) or nothing (tiktoken), and tok_finish (builds the pair table).
+#ifndef KILN_TOK_INT_H
+#define KILN_TOK_INT_H
+
+#include "tok.h"
+
+struct tok_ent {
+    uint32_t off, len; // bytes in t->slab
+    uint8_t type;      // enum tok_type, 0 = hole
+};
+
+struct tok_pair { // open-addressing slot: key (a << 32 | b), 0 = empty (a pair never is 0:0 twice)
+    uint64_t key;
+    int32_t rank, c;
+    bool used;
+};
+
+struct tok_merge {
+    int32_t a, b, c;
+};
+
+struct tok {
+    size_t n; // ids 0..n-1
+    struct tok_ent *ent;
+    struct buf slab;
+    int32_t *bmap; // ordinary bytes → id, open addressing over ids (-1 empty)
+    size_t bmask;
+    struct tok_pair *pairs;
+    size_t pmask;
+    struct tok_merge *merges;
+    size_t n_merges, cap_merges;
+    int32_t byte_id[256];
+    bool tiktoken;      // merges derived from the vocabulary, rank = id
+    bool ignore_merges; // whole-piece shortcut (always on for tiktoken)
+    enum tok_pre pre;
+    char *regex; // the regex text as loaded or chosen
+    int32_t *spec; // special/added token ids, longest text first
+    size_t n_spec;
+    bool spec_first[256];
+};
+
+// Parses a --pattern value: a preset name, or a regex (anything with a regex metacharacter).
+// Returns 0 with *pre (and *regex for TOK_PRE_CUSTOM, else the preset's), -1 with err.
+int tok_pattern_parse(const char *s, enum tok_pre *pre, const char **regex, struct kerr *err);
+
+struct tok *tok_alloc(enum tok_pre pre, const char *regex);
+// Sets id to bytes s[0..n) of the given type (ids may come in any order; holes stay holes).
+// -1 with err when the id is already set.
+int tok_set_token(struct tok *t, int32_t id, const char *s, size_t n, enum tok_type type,
+                  struct kerr *err);
+int tok_index(struct tok *t, struct kerr *err);
+void tok_push_merge(struct tok *t, int32_t a, int32_t b, int32_t c);
+int tok_finish(struct tok *t, bool tiktoken, bool ignore_merges, struct kerr *err);
+
+// Appends the byte-level (byte-to-unicode) form of bytes s[0..n).
+void tok_bytes_to_unicode(const char *s, size_t n, struct buf *out);
+// Converts byte-level text back to bytes; -1 when a character is outside the map.
+int tok_unicode_to_bytes(const char *s, size_t n, struct buf *out);
+
+// Adds token `rank` from its base64 text s[0..n) (tiktoken files). On a base64 error *bad is
+// the offset of the offending character. 0 or -1 with err.
+int tok_add_b64_token(struct tok *t, const char *s, size_t n, int64_t rank, struct buf *scratch,
+                      size_t *bad, struct kerr *err);
+
+#endif
