@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 // rec: record streams (JSON Lines, zstd or plain, gzip/xz/bzip2 in). See rec.h.
 //
-// Both directions use the same hand-over: a ring of REC_NSLOT buffers between the caller's
-// thread and one worker thread. The reader's worker reads and decompresses into the ring
-// while the caller frames lines out of it; the writer's worker compresses and writes what the
-// caller puts in. A worker blocked on a pipe or terminal waits in poll() on its descriptor and
-// an eventfd, so closing a reader (or aborting a writer) early never hangs on a stalled peer.
+// Both directions hand buffers to a worker thread through a ring of REC_NSLOT buffers. The
+// reader's worker reads and decompresses compressed input into the ring while the caller
+// frames lines out of it (plain input is read by the caller directly: a thread would only add
+// hand-overs); the writer's worker compresses and writes what the caller puts in. A worker
+// blocked on a pipe or terminal waits in poll() on its descriptor and an eventfd, so closing
+// a reader (or aborting a writer) early never hangs on a stalled peer.
 //
 // Invariants: a slot in [cons, prod) is full and belongs to the consumer; the consumer also
 // owns slot `cons` between ring_take() and ring_release(); the producer owns slot `prod`
@@ -228,12 +229,16 @@ struct rec_reader {
     size_t npeek, peek_pos;
     _Atomic uint64_t bytes_read; // from the descriptor, including the peeked bytes
 
+    // Compressed input is read and decompressed by a worker into the ring; plain input is
+    // read by the caller into `plain` (a thread would only add hand-overs).
     struct ring ring;
+    struct slot plain;
     size_t chunk;
-    bool started;
+    bool started, threaded;
+    bool plain_failed; // plain: src_read failed, wmsg says why
     pthread_t thread;
     char *inbuf;    // worker: compressed input
-    char wmsg[400]; // worker: why a read failed
+    char wmsg[400]; // why a read failed
 
     // Consumer side.
     struct slot *cur; // slot being framed, or NULL
@@ -260,7 +265,7 @@ src_read(struct rec_reader *r, void *dst, size_t n)
         return (ssize_t)k;
     }
     for (;;) {
-        if (!r->regular && ring_wait_fd(&r->ring, r->fd, POLLIN) < 0) {
+        if (r->threaded && !r->regular && ring_wait_fd(&r->ring, r->fd, POLLIN) < 0) {
             snprintf(r->wmsg, sizeof r->wmsg, "reading stopped");
             return -1;
         }
@@ -285,36 +290,6 @@ src_would_block(struct rec_reader *r)
         return false;
     struct pollfd p = {.fd = r->fd, .events = POLLIN};
     return poll(&p, 1, 0) == 0;
-}
-
-static int
-read_plain(struct rec_reader *r)
-{
-    for (;;) {
-        struct slot *s = ring_acquire(&r->ring);
-        if (!s)
-            return -1;
-        bool eof = false;
-        while (s->len < s->cap) {
-            if (s->len && src_would_block(r))
-                break;
-            ssize_t k = src_read(r, s->p + s->len, s->cap - s->len);
-            if (k < 0) {
-                if (s->len)
-                    ring_publish(&r->ring);
-                return -1;
-            }
-            if (k == 0) {
-                eof = true;
-                break;
-            }
-            s->len += (size_t)k;
-        }
-        if (s->len)
-            ring_publish(&r->ring);
-        if (eof)
-            return 0;
-    }
 }
 
 static int
@@ -455,18 +430,7 @@ static void *
 reader_main(void *arg)
 {
     struct rec_reader *r = arg;
-    int rc;
-    switch (r->kind) {
-    case KIND_PLAIN:
-        rc = read_plain(r);
-        break;
-    case KIND_ZSTD:
-        rc = read_zstd(r);
-        break;
-    default:
-        rc = read_archive(r);
-        break;
-    }
+    int rc = r->kind == KIND_ZSTD ? read_zstd(r) : read_archive(r);
     if (rc)
         ring_fail(&r->ring, "%s", r->wmsg);
     ring_finish(&r->ring);
@@ -577,16 +541,33 @@ rec_reader_set_chunk(struct rec_reader *r, size_t bytes)
 static int
 reader_start(struct rec_reader *r, struct kerr *err)
 {
+    r->started = true;
+    if (r->kind == KIND_PLAIN) {
+        r->plain.p = xmalloc(r->chunk);
+        r->plain.cap = r->chunk;
+        return 0;
+    }
     if (ring_init(&r->ring, r->chunk, err) < 0)
         return -1;
-    if (r->kind != KIND_PLAIN)
-        r->inbuf = xmalloc(REC_INBUF);
+    r->inbuf = xmalloc(REC_INBUF);
     if (thread_start(&r->thread, reader_main, r, err) < 0) {
         ring_free(&r->ring);
         return -1;
     }
-    r->started = true;
+    r->threaded = true;
     return 0;
+}
+
+// The next slot of input, or NULL at the end of input or on a read error.
+static struct slot *
+reader_take(struct rec_reader *r)
+{
+    if (r->threaded)
+        return ring_take(&r->ring);
+    ssize_t k = src_read(r, r->plain.p, r->plain.cap);
+    r->plain_failed = k < 0;
+    r->plain.len = k > 0 ? (size_t)k : 0;
+    return k > 0 ? &r->plain : NULL;
 }
 
 // Records a failure: sticky, returned again by later calls.
@@ -610,7 +591,9 @@ static int
 reader_end(struct rec_reader *r, struct kerr *err)
 {
     uint64_t at = r->lineno + 1;
-    if (r->ring.failed) // written before done, read after ring_take saw done
+    if (r->plain_failed)
+        return reader_fail(r, err, "%s:%" PRIu64 ": %s", r->name, at, r->wmsg);
+    if (r->threaded && r->ring.failed) // written before done, read after ring_take saw done
         return reader_fail(r, err, "%s:%" PRIu64 ": %s", r->name, at, r->ring.msg);
     if (atomic_load(&r->bytes_read) == 0)
         return reader_fail(r, err, "%s:1: empty input (0 bytes)", r->name);
@@ -635,7 +618,7 @@ rec_reader_next(struct rec_reader *r, struct rec_line *line, struct kerr *err)
     if (r->state < 0)
         return kerr_set(err, "%s", r->saved.msg);
     if (!r->started) {
-        struct kerr e;
+        struct kerr e = {""};
         if (reader_start(r, &e) < 0)
             return reader_fail(r, err, "%s: %s", r->name, e.msg);
     }
@@ -660,11 +643,9 @@ rec_reader_next(struct rec_reader *r, struct rec_line *line, struct kerr *err)
             if (nl)
                 break;
         }
-        if (r->cur) {
+        if (r->cur && r->threaded)
             ring_release(&r->ring);
-            r->cur = NULL;
-        }
-        r->cur = ring_take(&r->ring);
+        r->cur = reader_take(r);
         r->pos = 0;
         if (!r->cur)
             return reader_end(r, err);
@@ -676,6 +657,20 @@ rec_reader_next(struct rec_reader *r, struct rec_line *line, struct kerr *err)
     if (nul)
         return reader_fail(r, err, "%s:%" PRIu64 ":%zu: NUL byte", r->name, r->lineno,
                            (size_t)(nul - line->p) + 1);
+    return 1;
+}
+
+int
+rec_reader_next_obj(struct rec_reader *r, struct rec_line *line, struct json_obj *o,
+                    struct kerr *err)
+{
+    int rc = rec_reader_next(r, line, err);
+    if (rc != 1)
+        return rc;
+    struct json_error je;
+    if (json_obj_parse(o, line->p, line->n, &je) < 0)
+        return kerr_set(err, "%s:%" PRIu64 ":%zu: invalid JSON: %s", r->name, line->lineno,
+                        je.offset + 1, je.msg);
     return 1;
 }
 
@@ -702,11 +697,12 @@ rec_reader_close(struct rec_reader *r)
 {
     if (!r)
         return;
-    if (r->started) {
+    if (r->threaded) {
         ring_stop(&r->ring);
         pthread_join(r->thread, NULL);
         ring_free(&r->ring);
     }
+    free(r->plain.p);
     if (r->own_fd)
         close(r->fd);
     buf_free(&r->line);

@@ -4,8 +4,9 @@
 // input). It knows nothing of what the records mean.
 //
 // Reader: detects zstd by magic (28 B5 2F FD, or a skippable frame), gzip/xz/bzip2 by theirs
-// (read through libarchive's raw format), otherwise plain. Reading and decompression run on a
-// worker thread that fills a ring of buffers while the caller parses. Lines are framed on '\n'
+// (read through libarchive's raw format), otherwise plain. Decompression runs on a worker
+// thread that fills a ring of buffers while the caller parses (plain input is read by the
+// caller). Lines are framed on '\n'
 // (a trailing '\r' is kept: it is inside the JSON text only if the producer put it there);
 // there is no practical length limit (a line that spans buffers is assembled in memory;
 // rec_reader_set_max_line caps it, default 1 GiB). Every line carries its 1-based number and
