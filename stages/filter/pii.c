@@ -378,7 +378,8 @@ match_card(const char *s, size_t n, size_t a)
     if (sep && (group < 3 || group > 6))
         return 0;
     unsigned char c = AT(i);
-    if (is_alnum(c) || c == '_' || ((c == '.' || c == '-') && is_digit(AT(i + 1))))
+    // Not glued to more of a token: "<1234...3456.ABC@host>" is a message id, not a card.
+    if (is_alnum(c) || c == '_' || c == '@' || ((c == '.' || c == '-') && is_alnum(AT(i + 1))))
         return 0;
     if (nd < 13 || !luhn_ok(digits, nd))
         return 0;

@@ -26,7 +26,8 @@
 //          or dash, first digit 2-6 (Visa, Mastercard, Amex, Discover, JCB, UnionPay ranges)
 //          and a valid Luhn checksum. A 16-digit number failing Luhn stays.
 // Every candidate must stand alone: the characters around it may not continue it (letters,
-// digits, and for numbers '.', '-' followed by a digit).
+// digits, and for numbers '.', '-' followed by a digit; for cards also '@' or '.'/'-' followed
+// by a letter, as in message ids).
 #ifndef KILN_FILTER_PII_H
 #define KILN_FILTER_PII_H
 
