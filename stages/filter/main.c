@@ -522,7 +522,8 @@ main(int argc, char **argv)
         struct rec_reader *rd = rec_reader_open(inputs[f], &err);
         if (!rd)
             die_kerr(&err);
-        progress_init(&pg, &cfg.c, rec_reader_name(rd), rec_reader_size(rd));
+        progress_init(&pg, &cfg.c, "records", rec_reader_size(rd));
+        uint64_t first = r.records;
         struct rec_line line;
         int rc;
         while ((rc = rec_reader_next_obj(rd, &line, &r.obj, &err)) > 0) {
@@ -530,7 +531,7 @@ main(int argc, char **argv)
             r.bytes += line.n + 1;
             if (process(&r, rec_reader_name(rd), &line, &err) < 0)
                 die_kerr(&err);
-            progress_update(&pg, r.records, rec_reader_bytes_read(rd));
+            progress_update(&pg, r.records - first, rec_reader_bytes_read(rd));
         }
         if (rc < 0)
             die_kerr(&err);
