@@ -43,6 +43,10 @@ int tok_pre_from_name(const char *name);
 // Preset whose regex (any known spelling: current, original, HF's) equals pattern; -1 if none.
 int tok_pre_from_regex(const char *pattern);
 const char *tok_pre_name_of(enum tok_pre p);
+// Parses a pattern option: a preset name, a preset's regex, or a custom regex (anything with a
+// regex metacharacter). Returns 0 with *pre and *regex (the preset's text, or s), or -1 with
+// err "unknown pattern 'x' (...)".
+int tok_pattern_parse(const char *s, enum tok_pre *pre, const char **regex, struct kerr *err);
 
 struct tok;
 

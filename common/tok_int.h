@@ -45,10 +45,6 @@ struct tok {
     bool spec_first[256];
 };
 
-// Parses a --pattern value: a preset name, or a regex (anything with a regex metacharacter).
-// Returns 0 with *pre (and *regex for TOK_PRE_CUSTOM, else the preset's), -1 with err.
-int tok_pattern_parse(const char *s, enum tok_pre *pre, const char **regex, struct kerr *err);
-
 struct tok *tok_alloc(enum tok_pre pre, const char *regex);
 // Sets id to bytes s[0..n) of the given type (ids may come in any order; holes stay holes).
 // -1 with err when the id is already set.
