@@ -37,7 +37,14 @@
 // the guard, so both sets of declarations are visible whichever way the file was found (when
 // found through the source's own folder, #include_next lands on this file via -Icommon once,
 // and from there on libarchive's).
+#ifdef __clang__
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Winclude-next-absolute-path"
+#endif
 #include_next <archive.h>
+#ifdef __clang__
+#pragma clang diagnostic pop
+#endif
 
 #ifndef KILN_ARCHIVE_H
 #define KILN_ARCHIVE_H
