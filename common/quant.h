@@ -27,8 +27,9 @@
 //   F16 / BF16 / F32: one value per "block" (via half.h, round to nearest even).
 //
 // Inputs must be finite for the quantized types; non-finite inputs give unspecified (but
-// memory-safe) blocks. The vectorized paths (AVX2, AVX-512, chosen at compile time) produce
-// exactly the bytes of the scalar code, which follows ggml's reference operation by operation.
+// memory-safe) blocks. The vectorized paths (AVX2 for Q8_0 and Q4_K, AVX-512 for Q4_K; chosen
+// at compile time) produce exactly the bytes of the scalar code, which follows ggml's reference
+// operation by operation.
 #ifndef KILN_QUANT_H
 #define KILN_QUANT_H
 

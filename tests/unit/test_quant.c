@@ -211,6 +211,8 @@ test_round_trip(void)
         CHECK_NEAR(quant_row_dot(t, q, x, N), ref, 1e-4);
         check_bytes(t, x, N, NULL, "random rows");
     }
+    // An odd number of Q4_K super-blocks: pairs take the AVX-512 path, the last one AVX2.
+    check_bytes(QTYPE_Q4_K, x + 256, 256 * 3, NULL, "three super-blocks");
     // Per-element bounds: Q8_0 within half a step (plus fp16 rounding of d), Q4_0 within one
     // step, for each block.
     quant_row_quantize(QTYPE_Q8_0, x, q, N);
