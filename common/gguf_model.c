@@ -240,7 +240,17 @@ gguf_model_read(const struct gguf_file *g, struct model *m, struct kerr *err)
         c.bos_id = (int)v;
     if (gguf_get_int(g, "tokenizer.ggml.eos_token_id", &v, NULL) == 0 && v < INT32_MAX)
         c.eos_id = (int)v;
-    if (model_config_check(&c, err) || model_init(m, &c, err))
+    if (model_config_check(&c, err))
+        return -1;
+    // Before allocating: the file's tensors must hold at least the values the config needs
+    // (a lying header cannot make us allocate more than a few times the file's size).
+    uint64_t have = 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        have += (uint64_t)g->tensors[i].n_elem;
+    if (have < model_config_params(&c))
+        return kerr_set(err, "the tensors hold %" PRIu64 " values, the config needs %zu", have,
+                        model_config_params(&c));
+    if (model_init(m, &c, err))
         return -1;
 
     float *tmp = NULL;

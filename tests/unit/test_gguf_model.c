@@ -226,6 +226,28 @@ test_errors(void)
     CHECK(gguf_model_read(&g, &back, &err) == -1 && strstr(err.msg, "not 'llama'"));
     gguf_close(&g);
 
+    // A header that claims a huge model over a tiny tensor is refused before allocation.
+    w = gguf_writer_new();
+    struct gguf_llama_params lp = {.context_length = 64,
+                                   .embedding_length = 1024,
+                                   .block_count = 8,
+                                   .feed_forward_length = 4096,
+                                   .head_count = 16,
+                                   .head_count_kv = 16,
+                                   .vocab_size = 4,
+                                   .rms_eps = 1e-5f,
+                                   .rope_freq_base = 1e4f};
+    gguf_set_llama(w, &lp);
+    float tiny[4 << 10] = {0};
+    int64_t ne[2] = {1 << 10, 4};
+    CHECK_EQ_INT(gguf_writer_add_tensor(w, "token_embd.weight", QTYPE_F32, 2, ne, tiny, &err), 0);
+    CHECK_EQ_INT(gguf_writer_write(w, tmp_path("liar.gguf"), &err), 0);
+    gguf_writer_del(w);
+    CHECK_EQ_INT(gguf_open(&g, tmp_path("liar.gguf"), &err), 0);
+    CHECK(gguf_model_read(&g, &back, &err) == -1);
+    CHECK_MSG(strstr(err.msg, "config needs") != NULL, "%s", err.msg);
+    gguf_close(&g);
+
     o.type = QTYPE_F32;
     CHECK_EQ_INT(gguf_model_write(tmp_path("ok.gguf"), &m, &v.p, &o, NULL, &err), 0);
     CHECK_EQ_INT(gguf_open(&g, tmp_path("ok.gguf"), &err), 0);
