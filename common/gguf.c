@@ -602,7 +602,7 @@ find_duplicate(char **names, size_t n)
 }
 
 static int
-parse_kv(struct cursor *c, struct gguf_kv *kv, uint64_t idx)
+parse_kv(struct cursor *c, struct gguf_kv *kv)
 {
     kv->offset = c->off;
     if (cur_name(c, &kv->key, "key"))
@@ -660,7 +660,6 @@ parse_kv(struct cursor *c, struct gguf_kv *kv, uint64_t idx)
             if (kv->data[i] > 1)
                 return kerr_set(c->err, "offset %zu: key '%s': bool element %" PRIu64 " is %u",
                                 (size_t)(kv->data + i - c->p), kv->key, i, kv->data[i]);
-    (void)idx;
     return 0;
 }
 
@@ -747,7 +746,7 @@ parse(struct gguf_file *g, struct kerr *err)
     g->kv = xcalloc((size_t)(nkv ? nkv : 1), sizeof(struct gguf_kv));
     g->n_kv = nkv;
     for (uint64_t i = 0; i < nkv; i++)
-        if (parse_kv(&c, &g->kv[i], i))
+        if (parse_kv(&c, &g->kv[i]))
             return -1;
     char **names = xmalloc((size_t)(nkv > nt ? nkv : nt ? nt : 1) * sizeof(char *));
     for (uint64_t i = 0; i < nkv; i++)

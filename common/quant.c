@@ -686,11 +686,8 @@ nf4_dequant(const uint8_t *b, float *y)
 
 // ---- row API ----
 
-// Set by the unit test to compare the vector paths with the scalar reference.
-bool quant_force_scalar;
-
-int
-quant_row_quantize(int type, const float *x, void *dst, int64_t n)
+static int
+row_quantize(int type, const float *x, void *dst, int64_t n, bool vector)
 {
     if (!quant_row_size(type, n) && n != 0)
         return -1;
@@ -710,7 +707,7 @@ quant_row_quantize(int type, const float *x, void *dst, int64_t n)
     case QTYPE_Q8_0:
         for (int64_t i = 0; i < n / QUANT_QK8_0; i++) {
 #if defined(__AVX2__)
-            if (!quant_force_scalar) {
+            if (vector) {
                 q8_0_block_avx2(x + i * QUANT_QK8_0, y + i * 34);
                 continue;
             }
@@ -729,13 +726,13 @@ quant_row_quantize(int type, const float *x, void *dst, int64_t n)
             const float *xb = x + i * QUANT_QK_K;
             int nb = 1;
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
-            if (!quant_force_scalar && i + 1 < n / QUANT_QK_K) {
+            if (vector && i + 1 < n / QUANT_QK_K) {
                 q4k_scales_avx512(xb, L, scales, mins);
                 nb = 2;
             } else
 #endif
 #if defined(__AVX2__)
-            if (!quant_force_scalar)
+            if (vector)
                 q4k_scales_avx2(xb, L, scales, mins);
             else
 #endif
@@ -752,6 +749,18 @@ quant_row_quantize(int type, const float *x, void *dst, int64_t n)
         return 0;
     }
     return -1;
+}
+
+int
+quant_row_quantize(int type, const float *x, void *dst, int64_t n)
+{
+    return row_quantize(type, x, dst, n, true);
+}
+
+int
+quant_row_quantize_scalar(int type, const float *x, void *dst, int64_t n)
+{
+    return row_quantize(type, x, dst, n, false);
 }
 
 int

@@ -74,9 +74,9 @@ int quant_row_dequantize(int type, const void *src, float *y, int64_t n);
 // Returns the value; NAN if the type or n is invalid.
 float quant_row_dot(int type, const void *row, const float *x, int64_t n);
 
-// Testing hook: when true, the vector paths are bypassed and the scalar reference runs (the
-// unit test compares both). Off by default; not for production use.
-extern bool quant_force_scalar;
+// quant_row_quantize through the scalar code only (the reference the vector paths must match
+// byte for byte; for tests and benchmarks).
+int quant_row_quantize_scalar(int type, const float *x, void *dst, int64_t n);
 
 // The NF4 code book (16 values in [-1, 1], ascending).
 extern const float quant_nf4_codes[16];

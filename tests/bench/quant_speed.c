@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+static bool scalar; // time the scalar path (QUANT_SCALAR=1)
+
 typedef void (*ggml_quant_fn)(const float *x, void *y, int64_t k);
 
 // ggml: when non-NULL, times ggml's quantizer instead of ours.
@@ -37,6 +39,8 @@ run(int type, bool dequant, ggml_quant_fn ggml, const float *x, void *q, float *
                     ggml(x + r * cols, (char *)q + r * rs, cols);
                 else if (dequant)
                     quant_row_dequantize(type, (char *)q + r * rs, y + r * cols, cols);
+                else if (scalar)
+                    quant_row_quantize_scalar(type, x + r * cols, (char *)q + r * rs, cols);
                 else
                     quant_row_quantize(type, x + r * cols, (char *)q + r * rs, cols);
             }
@@ -64,7 +68,7 @@ main(int argc, char **argv)
         x[i] = ((float)(s >> 40) / (float)(1 << 24) - 0.5f) * 0.1f;
     }
     void *q = xmalloc(quant_row_size(QTYPE_F32, rows * cols));
-    quant_force_scalar = getenv("QUANT_SCALAR") && atoi(getenv("QUANT_SCALAR"));
+    scalar = getenv("QUANT_SCALAR") && atoi(getenv("QUANT_SCALAR"));
     const char *lib = getenv("QUANT_GGML_LIB");
     void *ggml = lib && *lib ? dlopen(lib, RTLD_NOW | RTLD_LOCAL) : NULL;
     if (lib && *lib && !ggml)
@@ -81,7 +85,7 @@ main(int argc, char **argv)
         double qs = run(type, false, NULL, x, q, y, rows, cols);
         double ds = run(type, true, NULL, x, q, y, rows, cols);
         printf("%-5s quantize %8.1f MB/s   dequantize %8.1f MB/s%s", name, qs, ds,
-               quant_force_scalar ? "   (scalar)" : "");
+               scalar ? "   (scalar)" : "");
         char sym[64];
         snprintf(sym, sizeof sym, "quantize_row_%s_ref", name);
         for (char *c = sym + 13; *c; c++) // ggml's names: q8_0, q4_0, q4_K

@@ -29,11 +29,8 @@ check_bytes(int type, const float *x, int64_t n, const uint8_t *want, const char
 {
     size_t bytes = quant_row_size(type, n);
     uint8_t *v = xmalloc(bytes), *s = xmalloc(bytes);
-    quant_force_scalar = false;
     CHECK_EQ_INT(quant_row_quantize(type, x, v, n), 0);
-    quant_force_scalar = true;
-    CHECK_EQ_INT(quant_row_quantize(type, x, s, n), 0);
-    quant_force_scalar = false;
+    CHECK_EQ_INT(quant_row_quantize_scalar(type, x, s, n), 0);
     size_t bb = quant_block_bytes(type), bad_v = 0, bad_s = 0, first = (size_t)-1;
     for (size_t b = 0; b < bytes / bb; b++) {
         if (want && memcmp(v + b * bb, want + b * bb, bb)) {
