@@ -22,14 +22,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *const type_names[] = {"u8",   "i8",     "u16",   "i16", "u32",
-                                         "i32",  "f32",    "bool",  "string", "array",
-                                         "u64",  "i64",    "f64"};
+static const char *const type_names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
+                                         "bool", "string", "array", "u64", "i64", "f64"};
 static const size_t type_sizes[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
 const char *
-gguf_type_name(int type)
-{
+gguf_type_name(int type) {
     return type >= 0 && type <= GGUF_TYPE_F64 ? type_names[type] : "?";
 }
 
@@ -40,16 +38,15 @@ static const struct {
     int blck;
     int size;
 } ggml_types[] = {
-    {0, "F32", 1, 4},       {1, "F16", 1, 2},       {2, "Q4_0", 32, 18},   {3, "Q4_1", 32, 20},
-    {6, "Q5_0", 32, 22},    {7, "Q5_1", 32, 24},    {8, "Q8_0", 32, 34},   {9, "Q8_1", 32, 36},
+    {0, "F32", 1, 4},       {1, "F16", 1, 2},       {2, "Q4_0", 32, 18},    {3, "Q4_1", 32, 20},
+    {6, "Q5_0", 32, 22},    {7, "Q5_1", 32, 24},    {8, "Q8_0", 32, 34},    {9, "Q8_1", 32, 36},
     {10, "Q2_K", 256, 84},  {11, "Q3_K", 256, 110}, {12, "Q4_K", 256, 144}, {13, "Q5_K", 256, 176},
-    {14, "Q6_K", 256, 210}, {15, "Q8_K", 256, 292}, {24, "I8", 1, 1},      {25, "I16", 1, 2},
-    {26, "I32", 1, 4},      {27, "I64", 1, 8},      {28, "F64", 1, 8},     {30, "BF16", 1, 2},
+    {14, "Q6_K", 256, 210}, {15, "Q8_K", 256, 292}, {24, "I8", 1, 1},       {25, "I16", 1, 2},
+    {26, "I32", 1, 4},      {27, "I64", 1, 8},      {28, "F64", 1, 8},      {30, "BF16", 1, 2},
 };
 
 static int
-ggml_type_index(int type)
-{
+ggml_type_index(int type) {
     for (size_t i = 0; i < KILN_ARRAY_LEN(ggml_types); i++)
         if (ggml_types[i].type == type)
             return (int)i;
@@ -57,15 +54,13 @@ ggml_type_index(int type)
 }
 
 const char *
-gguf_tensor_type_name(int type)
-{
+gguf_tensor_type_name(int type) {
     int i = ggml_type_index(type);
     return i < 0 ? "?" : ggml_types[i].name;
 }
 
 static uint64_t
-pad_to(uint64_t x, uint64_t align)
-{
+pad_to(uint64_t x, uint64_t align) {
     return (x + align - 1) / align * align;
 }
 
@@ -93,14 +88,12 @@ struct gguf_writer {
 };
 
 struct gguf_writer *
-gguf_writer_new(void)
-{
+gguf_writer_new(void) {
     return xcalloc(1, sizeof(struct gguf_writer));
 }
 
 void
-gguf_writer_del(struct gguf_writer *w)
-{
+gguf_writer_del(struct gguf_writer *w) {
     if (!w)
         return;
     for (size_t i = 0; i < w->n_kv; i++) {
@@ -116,8 +109,7 @@ gguf_writer_del(struct gguf_writer *w)
 
 // Returns the KV for key, emptied, with the given type (existing keys keep their position).
 static struct buf *
-wkv_slot(struct gguf_writer *w, const char *key, enum gguf_type type)
-{
+wkv_slot(struct gguf_writer *w, const char *key, enum gguf_type type) {
     for (size_t i = 0; i < w->n_kv; i++) {
         if (strcmp(w->kv[i].key, key) == 0) {
             w->kv[i].type = type;
@@ -137,8 +129,7 @@ wkv_slot(struct gguf_writer *w, const char *key, enum gguf_type type)
 }
 
 static void
-put_le(struct buf *b, uint64_t v, size_t n)
-{
+put_le(struct buf *b, uint64_t v, size_t n) {
     uint8_t tmp[8];
     for (size_t i = 0; i < n; i++)
         tmp[i] = (uint8_t)(v >> (8 * i));
@@ -146,16 +137,14 @@ put_le(struct buf *b, uint64_t v, size_t n)
 }
 
 static void
-put_str(struct buf *b, const char *s, size_t n)
-{
+put_str(struct buf *b, const char *s, size_t n) {
     put_le(b, n, 8);
     buf_append(b, s, n);
 }
 
-#define GGUF_SET_INT(fn, ctype, gtype, n)                                                      \
-    void fn(struct gguf_writer *w, const char *key, ctype v)                                   \
-    {                                                                                          \
-        put_le(wkv_slot(w, key, gtype), (uint64_t)v, n);                                       \
+#define GGUF_SET_INT(fn, ctype, gtype, n)                                                          \
+    void fn(struct gguf_writer *w, const char *key, ctype v) {                                     \
+        put_le(wkv_slot(w, key, gtype), (uint64_t)v, n);                                           \
     }
 GGUF_SET_INT(gguf_set_u8, uint8_t, GGUF_TYPE_U8, 1)
 GGUF_SET_INT(gguf_set_i8, int8_t, GGUF_TYPE_I8, 1)
@@ -168,37 +157,32 @@ GGUF_SET_INT(gguf_set_i64, int64_t, GGUF_TYPE_I64, 8)
 #undef GGUF_SET_INT
 
 void
-gguf_set_f32(struct gguf_writer *w, const char *key, float v)
-{
+gguf_set_f32(struct gguf_writer *w, const char *key, float v) {
     uint32_t u;
     memcpy(&u, &v, 4);
     put_le(wkv_slot(w, key, GGUF_TYPE_F32), u, 4);
 }
 
 void
-gguf_set_f64(struct gguf_writer *w, const char *key, double v)
-{
+gguf_set_f64(struct gguf_writer *w, const char *key, double v) {
     uint64_t u;
     memcpy(&u, &v, 8);
     put_le(wkv_slot(w, key, GGUF_TYPE_F64), u, 8);
 }
 
 void
-gguf_set_bool(struct gguf_writer *w, const char *key, bool v)
-{
+gguf_set_bool(struct gguf_writer *w, const char *key, bool v) {
     put_le(wkv_slot(w, key, GGUF_TYPE_BOOL), v ? 1 : 0, 1);
 }
 
 void
-gguf_set_str(struct gguf_writer *w, const char *key, const char *s)
-{
+gguf_set_str(struct gguf_writer *w, const char *key, const char *s) {
     put_str(wkv_slot(w, key, GGUF_TYPE_STRING), s, strlen(s));
 }
 
 void
 gguf_set_arr(struct gguf_writer *w, const char *key, enum gguf_type elem, const void *data,
-             size_t n)
-{
+             size_t n) {
     assert(elem <= GGUF_TYPE_F64 && elem != GGUF_TYPE_STRING && elem != GGUF_TYPE_ARRAY);
     struct buf *b = wkv_slot(w, key, GGUF_TYPE_ARRAY);
     put_le(b, (uint32_t)elem, 4);
@@ -216,8 +200,7 @@ gguf_set_arr(struct gguf_writer *w, const char *key, enum gguf_type elem, const 
 }
 
 void
-gguf_set_arr_str(struct gguf_writer *w, const char *key, const char *const *s, size_t n)
-{
+gguf_set_arr_str(struct gguf_writer *w, const char *key, const char *const *s, size_t n) {
     struct buf *b = wkv_slot(w, key, GGUF_TYPE_ARRAY);
     put_le(b, GGUF_TYPE_STRING, 4);
     put_le(b, n, 8);
@@ -227,20 +210,17 @@ gguf_set_arr_str(struct gguf_writer *w, const char *key, const char *const *s, s
 
 int
 gguf_writer_add_tensor(struct gguf_writer *w, const char *name, int type, int n_dims,
-                       const int64_t *ne, const void *data, struct kerr *err)
-{
+                       const int64_t *ne, const void *data, struct kerr *err) {
     size_t len = strlen(name);
     if (len == 0 || len > GGUF_MAX_NAME)
-        return kerr_set(err, "tensor name '%s': length %zu not in 1..%d", name, len,
-                        GGUF_MAX_NAME);
+        return kerr_set(err, "tensor name '%s': length %zu not in 1..%d", name, len, GGUF_MAX_NAME);
     for (size_t i = 0; i < w->n_t; i++)
         if (strcmp(w->t[i].name, name) == 0)
             return kerr_set(err, "tensor '%s' added twice", name);
     if (!quant_type_known(type) || type == QTYPE_NF4)
         return kerr_set(err, "tensor '%s': type %d cannot be written to GGUF", name, type);
     if (n_dims < 1 || n_dims > GGUF_MAX_DIMS)
-        return kerr_set(err, "tensor '%s': %d dimensions (1..%d)", name, n_dims,
-                        GGUF_MAX_DIMS);
+        return kerr_set(err, "tensor '%s': %d dimensions (1..%d)", name, n_dims, GGUF_MAX_DIMS);
     uint64_t rows = 1;
     for (int i = 0; i < n_dims; i++) {
         if (ne[i] < 1 || ne[i] > (int64_t)1 << 40)
@@ -250,7 +230,8 @@ gguf_writer_add_tensor(struct gguf_writer *w, const char *name, int type, int n_
     }
     size_t rs = quant_row_size(type, ne[0]);
     if (!rs)
-        return kerr_set(err, "tensor '%s': row length %" PRId64 " is not a multiple of %s's block of %d",
+        return kerr_set(err,
+                        "tensor '%s': row length %" PRId64 " is not a multiple of %s's block of %d",
                         name, ne[0], quant_type_name(type), quant_block_values(type));
     if (rows > UINT64_MAX / 2 / rs)
         return kerr_set(err, "tensor '%s': too large", name);
@@ -272,8 +253,7 @@ gguf_writer_add_tensor(struct gguf_writer *w, const char *name, int type, int n_
 
 // general.alignment if set (must be a u32 power of two), else the default.
 static int
-writer_alignment(const struct gguf_writer *w, uint64_t *align, struct kerr *err)
-{
+writer_alignment(const struct gguf_writer *w, uint64_t *align, struct kerr *err) {
     *align = GGUF_DEFAULT_ALIGNMENT;
     for (size_t i = 0; i < w->n_kv; i++) {
         if (strcmp(w->kv[i].key, "general.alignment"))
@@ -296,16 +276,14 @@ struct sink {
 };
 
 static void
-sink_put(struct sink *s, const void *p, size_t n)
-{
+sink_put(struct sink *s, const void *p, size_t n) {
     if (s->fp && !s->errnum && n && fwrite(p, 1, n, s->fp) != n)
         s->errnum = errno ? errno : EIO;
     s->pos += n;
 }
 
 static void
-sink_le(struct sink *s, uint64_t v, size_t n)
-{
+sink_le(struct sink *s, uint64_t v, size_t n) {
     uint8_t tmp[8];
     for (size_t i = 0; i < n; i++)
         tmp[i] = (uint8_t)(v >> (8 * i));
@@ -313,8 +291,7 @@ sink_le(struct sink *s, uint64_t v, size_t n)
 }
 
 static void
-sink_pad(struct sink *s, uint64_t align)
-{
+sink_pad(struct sink *s, uint64_t align) {
     static const uint8_t zeros[256];
     uint64_t n = pad_to(s->pos, align) - s->pos;
     while (n) {
@@ -327,8 +304,7 @@ sink_pad(struct sink *s, uint64_t align)
 // The one serializer. Tensor offsets are planned here on the counting pass and asserted on
 // the writing pass. Returns 0, or -1 if an offset disagrees with the plan (a bug).
 static int
-serialize(struct gguf_writer *w, struct sink *s, uint64_t align, struct kerr *err)
-{
+serialize(struct gguf_writer *w, struct sink *s, uint64_t align, struct kerr *err) {
     bool counting = s->fp == NULL;
     if (counting) {
         uint64_t off = 0;
@@ -374,8 +350,7 @@ serialize(struct gguf_writer *w, struct sink *s, uint64_t align, struct kerr *er
 }
 
 uint64_t
-gguf_writer_size(struct gguf_writer *w)
-{
+gguf_writer_size(struct gguf_writer *w) {
     uint64_t align;
     if (writer_alignment(w, &align, NULL))
         align = GGUF_DEFAULT_ALIGNMENT;
@@ -385,8 +360,7 @@ gguf_writer_size(struct gguf_writer *w)
 }
 
 int
-gguf_writer_write(struct gguf_writer *w, const char *path, struct kerr *err)
-{
+gguf_writer_write(struct gguf_writer *w, const char *path, struct kerr *err) {
     uint64_t align;
     if (writer_alignment(w, &align, err))
         return kerr_prefix(err, "%s", path);
@@ -407,8 +381,8 @@ gguf_writer_write(struct gguf_writer *w, const char *path, struct kerr *err)
     int rc = serialize(w, &out, align, err);
     if (rc == 0 && !out.errnum && out.pos != count.pos) {
         assert(!"gguf: written size differs from the counted size");
-        rc = kerr_set(err, "%s: internal error: wrote %" PRIu64 " bytes, counted %" PRIu64,
-                      path, out.pos, count.pos);
+        rc = kerr_set(err, "%s: internal error: wrote %" PRIu64 " bytes, counted %" PRIu64, path,
+                      out.pos, count.pos);
     }
     if (rc == 0 && !out.errnum && fflush(fp) != 0)
         out.errnum = errno;
@@ -430,8 +404,7 @@ gguf_writer_write(struct gguf_writer *w, const char *path, struct kerr *err)
 // ---------------------------------------------------------------- metadata helpers
 
 void
-gguf_set_llama(struct gguf_writer *w, const struct gguf_llama_params *p)
-{
+gguf_set_llama(struct gguf_writer *w, const struct gguf_llama_params *p) {
     gguf_set_str(w, "general.architecture", "llama");
     if (p->name)
         gguf_set_str(w, "general.name", p->name);
@@ -451,8 +424,7 @@ gguf_set_llama(struct gguf_writer *w, const struct gguf_llama_params *p)
 }
 
 void
-gguf_set_tokenizer_gpt2(struct gguf_writer *w, const struct gguf_tokenizer_params *t)
-{
+gguf_set_tokenizer_gpt2(struct gguf_writer *w, const struct gguf_tokenizer_params *t) {
     gguf_set_str(w, "tokenizer.ggml.model", "gpt2");
     gguf_set_str(w, "tokenizer.ggml.pre", t->pre);
     gguf_set_arr_str(w, "tokenizer.ggml.tokens", t->tokens, t->n_tokens);
@@ -477,8 +449,7 @@ gguf_set_tokenizer_gpt2(struct gguf_writer *w, const struct gguf_tokenizer_param
 }
 
 void
-gguf_gpt2_bytes_to_unicode(const uint8_t *bytes, size_t n, struct buf *out)
-{
+gguf_gpt2_bytes_to_unicode(const uint8_t *bytes, size_t n, struct buf *out) {
     for (size_t i = 0; i < n; i++) {
         unsigned b = bytes[i], cp;
         if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) {
@@ -506,8 +477,7 @@ struct cursor {
 };
 
 static int
-cur_need(struct cursor *c, uint64_t k, const char *what)
-{
+cur_need(struct cursor *c, uint64_t k, const char *what) {
     if (k > c->n - c->off)
         return kerr_set(c->err, "offset %zu: %s: needs %" PRIu64 " bytes, %zu left", c->off, what,
                         k, c->n - c->off);
@@ -515,8 +485,7 @@ cur_need(struct cursor *c, uint64_t k, const char *what)
 }
 
 static int
-cur_le(struct cursor *c, size_t n, uint64_t *v, const char *what)
-{
+cur_le(struct cursor *c, size_t n, uint64_t *v, const char *what) {
     if (cur_need(c, n, what))
         return -1;
     uint64_t x = 0;
@@ -528,15 +497,15 @@ cur_le(struct cursor *c, size_t n, uint64_t *v, const char *what)
 }
 
 static int
-cur_str(struct cursor *c, struct gguf_str *s, const char *what)
-{
+cur_str(struct cursor *c, struct gguf_str *s, const char *what) {
     uint64_t len;
     size_t at = c->off;
     if (cur_le(c, 8, &len, what))
         return -1;
     if (len > c->n - c->off)
-        return kerr_set(c->err, "offset %zu: %s: string length %" PRIu64 " exceeds the %zu bytes left",
-                        at, what, len, c->n - c->off);
+        return kerr_set(c->err,
+                        "offset %zu: %s: string length %" PRIu64 " exceeds the %zu bytes left", at,
+                        what, len, c->n - c->off);
     s->p = (const char *)c->p + c->off;
     s->n = len;
     c->off += (size_t)len;
@@ -545,8 +514,7 @@ cur_str(struct cursor *c, struct gguf_str *s, const char *what)
 
 // A C-string copy of a name (key or tensor); refuses NUL bytes and empty names.
 static int
-cur_name(struct cursor *c, char **out, const char *what)
-{
+cur_name(struct cursor *c, char **out, const char *what) {
     struct gguf_str s;
     size_t at = c->off;
     if (cur_str(c, &s, what))
@@ -560,8 +528,7 @@ cur_name(struct cursor *c, char **out, const char *what)
 }
 
 void
-gguf_close(struct gguf_file *g)
-{
+gguf_close(struct gguf_file *g) {
     if (g->kv) {
         for (uint64_t i = 0; i < g->n_kv; i++) {
             free(g->kv[i].key);
@@ -579,15 +546,13 @@ gguf_close(struct gguf_file *g)
 }
 
 static int
-cmp_names(const void *a, const void *b)
-{
+cmp_names(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 // Finds a duplicate among n names (sorted copy of the pointers). Returns it or NULL.
 static const char *
-find_duplicate(char **names, size_t n)
-{
+find_duplicate(char **names, size_t n) {
     if (n < 2)
         return NULL;
     char **s = xmalloc(n * sizeof(char *));
@@ -602,8 +567,7 @@ find_duplicate(char **names, size_t n)
 }
 
 static int
-parse_kv(struct cursor *c, struct gguf_kv *kv)
-{
+parse_kv(struct cursor *c, struct gguf_kv *kv) {
     kv->offset = c->off;
     if (cur_name(c, &kv->key, "key"))
         return -1;
@@ -642,7 +606,9 @@ parse_kv(struct cursor *c, struct gguf_kv *kv)
     size_t left = c->n - c->off;
     if (elem == GGUF_TYPE_STRING) {
         if (n > left / 8)
-            return kerr_set(c->err, "offset %zu: key '%s': %" PRIu64 " strings cannot fit in the %zu bytes left",
+            return kerr_set(c->err,
+                            "offset %zu: key '%s': %" PRIu64
+                            " strings cannot fit in the %zu bytes left",
                             at, kv->key, n, left);
         kv->strs = xmalloc((size_t)(n ? n : 1) * sizeof(struct gguf_str));
         for (uint64_t i = 0; i < n; i++)
@@ -651,7 +617,8 @@ parse_kv(struct cursor *c, struct gguf_kv *kv)
         return 0;
     }
     if (n > left / type_sizes[elem])
-        return kerr_set(c->err, "offset %zu: key '%s': %" PRIu64 " %s elements exceed the %zu bytes left",
+        return kerr_set(c->err,
+                        "offset %zu: key '%s': %" PRIu64 " %s elements exceed the %zu bytes left",
                         at, kv->key, n, type_names[elem], left);
     kv->data = c->p + c->off;
     c->off += (size_t)n * type_sizes[elem];
@@ -664,8 +631,7 @@ parse_kv(struct cursor *c, struct gguf_kv *kv)
 }
 
 static int
-parse_tensor(struct cursor *c, struct gguf_tensor *t)
-{
+parse_tensor(struct cursor *c, struct gguf_tensor *t) {
     size_t at = c->off;
     if (cur_name(c, &t->name, "tensor name"))
         return -1;
@@ -705,7 +671,9 @@ parse_tensor(struct cursor *c, struct gguf_tensor *t)
                         v);
     t->type = (int)v;
     if (t->ne[0] % ggml_types[ti].blck)
-        return kerr_set(c->err, "offset %zu: tensor '%s': row length %" PRId64 " is not a multiple of %s's block of %d",
+        return kerr_set(c->err,
+                        "offset %zu: tensor '%s': row length %" PRId64
+                        " is not a multiple of %s's block of %d",
                         at, t->name, t->ne[0], ggml_types[ti].name, ggml_types[ti].blck);
     // bytes = blocks * block size; n_elem <= INT64_MAX so this fits in 128 bits: check 64.
     uint64_t blocks = (uint64_t)t->n_elem / (uint64_t)ggml_types[ti].blck;
@@ -718,8 +686,7 @@ parse_tensor(struct cursor *c, struct gguf_tensor *t)
 }
 
 static int
-parse(struct gguf_file *g, struct kerr *err)
-{
+parse(struct gguf_file *g, struct kerr *err) {
     struct cursor c = {.p = g->image, .n = g->size, .err = err};
     uint64_t version, nt, nkv;
     if (g->size < 4 || memcmp(g->image, "GGUF", 4) != 0)
@@ -738,11 +705,11 @@ parse(struct gguf_file *g, struct kerr *err)
     size_t left = c.n - c.off;
     // Smallest encodings: a KV is 8 (key) + 4 + 1 bytes; a tensor info 8 + 1 + 4 + 8 + 4 + 8.
     if (nkv > left / 13)
-        return kerr_set(err, "offset 16: KV count %" PRIu64 " cannot fit in the %zu bytes left", nkv,
-                        left);
+        return kerr_set(err, "offset 16: KV count %" PRIu64 " cannot fit in the %zu bytes left",
+                        nkv, left);
     if (nt > left / 33)
-        return kerr_set(err, "offset 8: tensor count %" PRIu64 " cannot fit in the %zu bytes left", nt,
-                        left);
+        return kerr_set(err, "offset 8: tensor count %" PRIu64 " cannot fit in the %zu bytes left",
+                        nt, left);
     g->kv = xcalloc((size_t)(nkv ? nkv : 1), sizeof(struct gguf_kv));
     g->n_kv = nkv;
     for (uint64_t i = 0; i < nkv; i++)
@@ -775,8 +742,8 @@ parse(struct gguf_file *g, struct kerr *err)
 
     left = c.n - c.off;
     if (nt > left / 33) {
-        kerr_set(err, "offset %zu: tensor count %" PRIu64 " cannot fit in the %zu bytes left", c.off,
-                 nt, left);
+        kerr_set(err, "offset %zu: tensor count %" PRIu64 " cannot fit in the %zu bytes left",
+                 c.off, nt, left);
         free(names);
         return -1;
     }
@@ -803,7 +770,9 @@ parse(struct gguf_file *g, struct kerr *err)
                             t->offset, expect);
         if (g->data_offset > g->size || t->nbytes > g->size - g->data_offset ||
             t->offset > g->size - g->data_offset - t->nbytes)
-            return kerr_set(err, "tensor '%s': data at offset %" PRIu64 " (%" PRIu64 " bytes) extends past the end of the file (%zu bytes)",
+            return kerr_set(err,
+                            "tensor '%s': data at offset %" PRIu64 " (%" PRIu64
+                            " bytes) extends past the end of the file (%zu bytes)",
                             t->name, g->data_offset + t->offset, t->nbytes, g->size);
         t->data = g->image + g->data_offset + t->offset;
         expect = pad_to(t->offset + t->nbytes, g->alignment);
@@ -812,8 +781,7 @@ parse(struct gguf_file *g, struct kerr *err)
 }
 
 int
-gguf_open_mem(struct gguf_file *g, const void *p, size_t n, struct kerr *err)
-{
+gguf_open_mem(struct gguf_file *g, const void *p, size_t n, struct kerr *err) {
     memset(g, 0, sizeof *g);
     g->image = p;
     g->size = n;
@@ -825,8 +793,7 @@ gguf_open_mem(struct gguf_file *g, const void *p, size_t n, struct kerr *err)
 }
 
 int
-gguf_open(struct gguf_file *g, const char *path, struct kerr *err)
-{
+gguf_open(struct gguf_file *g, const char *path, struct kerr *err) {
     memset(g, 0, sizeof *g);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -861,8 +828,7 @@ gguf_open(struct gguf_file *g, const char *path, struct kerr *err)
 }
 
 const struct gguf_kv *
-gguf_find_kv(const struct gguf_file *g, const char *key)
-{
+gguf_find_kv(const struct gguf_file *g, const char *key) {
     for (uint64_t i = 0; i < g->n_kv; i++)
         if (g->kv[i].key && strcmp(g->kv[i].key, key) == 0)
             return &g->kv[i];
@@ -870,8 +836,7 @@ gguf_find_kv(const struct gguf_file *g, const char *key)
 }
 
 const struct gguf_tensor *
-gguf_find_tensor(const struct gguf_file *g, const char *name)
-{
+gguf_find_tensor(const struct gguf_file *g, const char *name) {
     for (uint64_t i = 0; i < g->n_tensors; i++)
         if (g->tensors[i].name && strcmp(g->tensors[i].name, name) == 0)
             return &g->tensors[i];
@@ -879,8 +844,7 @@ gguf_find_tensor(const struct gguf_file *g, const char *name)
 }
 
 static uint64_t
-load_le(const uint8_t *p, size_t n)
-{
+load_le(const uint8_t *p, size_t n) {
     uint64_t x = 0;
     for (size_t i = 0; i < n; i++)
         x |= (uint64_t)p[i] << (8 * i);
@@ -890,31 +854,44 @@ load_le(const uint8_t *p, size_t n)
 // Converts one fixed-size value of type `type` at p to int64. Returns 0 or -1 (not an
 // integer type, or a u64 above INT64_MAX).
 static int
-value_int(enum gguf_type type, const uint8_t *p, int64_t *out)
-{
+value_int(enum gguf_type type, const uint8_t *p, int64_t *out) {
     uint64_t u;
     switch (type) {
     case GGUF_TYPE_U8:
-    case GGUF_TYPE_BOOL: *out = p[0]; return 0;
-    case GGUF_TYPE_I8: *out = (int8_t)p[0]; return 0;
-    case GGUF_TYPE_U16: *out = (uint16_t)load_le(p, 2); return 0;
-    case GGUF_TYPE_I16: *out = (int16_t)load_le(p, 2); return 0;
-    case GGUF_TYPE_U32: *out = (uint32_t)load_le(p, 4); return 0;
-    case GGUF_TYPE_I32: *out = (int32_t)load_le(p, 4); return 0;
-    case GGUF_TYPE_I64: *out = (int64_t)load_le(p, 8); return 0;
+    case GGUF_TYPE_BOOL:
+        *out = p[0];
+        return 0;
+    case GGUF_TYPE_I8:
+        *out = (int8_t)p[0];
+        return 0;
+    case GGUF_TYPE_U16:
+        *out = (uint16_t)load_le(p, 2);
+        return 0;
+    case GGUF_TYPE_I16:
+        *out = (int16_t)load_le(p, 2);
+        return 0;
+    case GGUF_TYPE_U32:
+        *out = (uint32_t)load_le(p, 4);
+        return 0;
+    case GGUF_TYPE_I32:
+        *out = (int32_t)load_le(p, 4);
+        return 0;
+    case GGUF_TYPE_I64:
+        *out = (int64_t)load_le(p, 8);
+        return 0;
     case GGUF_TYPE_U64:
         u = load_le(p, 8);
         if (u > INT64_MAX)
             return -1;
         *out = (int64_t)u;
         return 0;
-    default: return -1;
+    default:
+        return -1;
     }
 }
 
 static int
-value_float(enum gguf_type type, const uint8_t *p, double *out)
-{
+value_float(enum gguf_type type, const uint8_t *p, double *out) {
     if (type == GGUF_TYPE_F32) {
         uint32_t u = (uint32_t)load_le(p, 4);
         float f;
@@ -931,8 +908,7 @@ value_float(enum gguf_type type, const uint8_t *p, double *out)
 }
 
 int
-gguf_kv_int(const struct gguf_kv *kv, int64_t *out, struct kerr *err)
-{
+gguf_kv_int(const struct gguf_kv *kv, int64_t *out, struct kerr *err) {
     if (kv->type == GGUF_TYPE_ARRAY || kv->type == GGUF_TYPE_STRING ||
         value_int(kv->type, kv->data, out))
         return kerr_set(err, "key '%s': expected an integer, found %s", kv->key,
@@ -941,8 +917,7 @@ gguf_kv_int(const struct gguf_kv *kv, int64_t *out, struct kerr *err)
 }
 
 int
-gguf_kv_float(const struct gguf_kv *kv, double *out, struct kerr *err)
-{
+gguf_kv_float(const struct gguf_kv *kv, double *out, struct kerr *err) {
     if (kv->type == GGUF_TYPE_ARRAY || kv->type == GGUF_TYPE_STRING ||
         value_float(kv->type, kv->data, out))
         return kerr_set(err, "key '%s': expected a float, found %s", kv->key,
@@ -951,8 +926,7 @@ gguf_kv_float(const struct gguf_kv *kv, double *out, struct kerr *err)
 }
 
 int
-gguf_kv_str(const struct gguf_kv *kv, struct gguf_str *out, struct kerr *err)
-{
+gguf_kv_str(const struct gguf_kv *kv, struct gguf_str *out, struct kerr *err) {
     if (kv->type != GGUF_TYPE_STRING)
         return kerr_set(err, "key '%s': expected a string, found %s", kv->key,
                         gguf_type_name(kv->type));
@@ -961,8 +935,7 @@ gguf_kv_str(const struct gguf_kv *kv, struct gguf_str *out, struct kerr *err)
 }
 
 static int
-arr_check(const struct gguf_kv *kv, uint64_t i, struct kerr *err)
-{
+arr_check(const struct gguf_kv *kv, uint64_t i, struct kerr *err) {
     if (kv->type != GGUF_TYPE_ARRAY)
         return kerr_set(err, "key '%s': expected an array, found %s", kv->key,
                         gguf_type_name(kv->type));
@@ -973,32 +946,29 @@ arr_check(const struct gguf_kv *kv, uint64_t i, struct kerr *err)
 }
 
 int
-gguf_kv_arr_int(const struct gguf_kv *kv, uint64_t i, int64_t *out, struct kerr *err)
-{
+gguf_kv_arr_int(const struct gguf_kv *kv, uint64_t i, int64_t *out, struct kerr *err) {
     if (arr_check(kv, i, err))
         return -1;
     if (kv->elem == GGUF_TYPE_STRING ||
         value_int(kv->elem, kv->data + i * type_sizes[kv->elem], out))
-        return kerr_set(err, "key '%s': element %" PRIu64 ": expected an integer, found %s", kv->key,
+        return kerr_set(err, "key '%s': element %" PRIu64 ": expected an integer, found %s",
+                        kv->key, i, gguf_type_name(kv->elem));
+    return 0;
+}
+
+int
+gguf_kv_arr_float(const struct gguf_kv *kv, uint64_t i, double *out, struct kerr *err) {
+    if (arr_check(kv, i, err))
+        return -1;
+    if (kv->elem == GGUF_TYPE_STRING ||
+        value_float(kv->elem, kv->data + i * type_sizes[kv->elem], out))
+        return kerr_set(err, "key '%s': element %" PRIu64 ": expected a float, found %s", kv->key,
                         i, gguf_type_name(kv->elem));
     return 0;
 }
 
 int
-gguf_kv_arr_float(const struct gguf_kv *kv, uint64_t i, double *out, struct kerr *err)
-{
-    if (arr_check(kv, i, err))
-        return -1;
-    if (kv->elem == GGUF_TYPE_STRING ||
-        value_float(kv->elem, kv->data + i * type_sizes[kv->elem], out))
-        return kerr_set(err, "key '%s': element %" PRIu64 ": expected a float, found %s", kv->key, i,
-                        gguf_type_name(kv->elem));
-    return 0;
-}
-
-int
-gguf_kv_arr_str(const struct gguf_kv *kv, uint64_t i, struct gguf_str *out, struct kerr *err)
-{
+gguf_kv_arr_str(const struct gguf_kv *kv, uint64_t i, struct gguf_str *out, struct kerr *err) {
     if (arr_check(kv, i, err))
         return -1;
     if (kv->elem != GGUF_TYPE_STRING)
@@ -1009,8 +979,7 @@ gguf_kv_arr_str(const struct gguf_kv *kv, uint64_t i, struct gguf_str *out, stru
 }
 
 static const struct gguf_kv *
-find_or_err(const struct gguf_file *g, const char *key, struct kerr *err)
-{
+find_or_err(const struct gguf_file *g, const char *key, struct kerr *err) {
     const struct gguf_kv *kv = gguf_find_kv(g, key);
     if (!kv)
         kerr_set(err, "key '%s': missing", key);
@@ -1018,29 +987,25 @@ find_or_err(const struct gguf_file *g, const char *key, struct kerr *err)
 }
 
 int
-gguf_get_int(const struct gguf_file *g, const char *key, int64_t *out, struct kerr *err)
-{
+gguf_get_int(const struct gguf_file *g, const char *key, int64_t *out, struct kerr *err) {
     const struct gguf_kv *kv = find_or_err(g, key, err);
     return kv ? gguf_kv_int(kv, out, err) : -1;
 }
 
 int
-gguf_get_float(const struct gguf_file *g, const char *key, double *out, struct kerr *err)
-{
+gguf_get_float(const struct gguf_file *g, const char *key, double *out, struct kerr *err) {
     const struct gguf_kv *kv = find_or_err(g, key, err);
     return kv ? gguf_kv_float(kv, out, err) : -1;
 }
 
 int
-gguf_get_str(const struct gguf_file *g, const char *key, struct gguf_str *out, struct kerr *err)
-{
+gguf_get_str(const struct gguf_file *g, const char *key, struct gguf_str *out, struct kerr *err) {
     const struct gguf_kv *kv = find_or_err(g, key, err);
     return kv ? gguf_kv_str(kv, out, err) : -1;
 }
 
 int
-gguf_tensor_to_f32(const struct gguf_tensor *t, float *out, struct kerr *err)
-{
+gguf_tensor_to_f32(const struct gguf_tensor *t, float *out, struct kerr *err) {
     if (!quant_type_known(t->type) || t->type == QTYPE_NF4)
         return kerr_set(err, "tensor '%s': cannot dequantize type %s", t->name,
                         gguf_tensor_type_name(t->type));

@@ -17,8 +17,8 @@
 #include "model.h"
 
 struct gguf_export_opts {
-    int type;       // QTYPE_F32, F16, BF16, Q8_0, Q4_0 or Q4_K for 2-D weights
-    bool mixed;     // Q4_K_M-style: token_embd and output at Q8_0 (4-bit types only)
+    int type;         // QTYPE_F32, F16, BF16, Q8_0, Q4_0 or Q4_K for 2-D weights
+    bool mixed;       // Q4_K_M-style: token_embd and output at Q8_0 (4-bit types only)
     const char *name; // general.name, or NULL
 };
 
@@ -28,7 +28,7 @@ struct gguf_export_tensor {
     int type;                     // type written
     bool fallback;                // the requested type did not fit the row length
     int64_t ne[2];
-    double rmse, max_err;         // of the dequantized values against the f32 weights
+    double rmse, max_err; // of the dequantized values against the f32 weights
 };
 
 struct gguf_export_report {

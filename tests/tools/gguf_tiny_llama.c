@@ -43,8 +43,7 @@ enum { VOCAB = 260, EMBD = 256, LAYERS = 2, HEADS = 4, KV_HEADS = 2, FFN = 512, 
 static uint64_t rng;
 
 static float
-rnd_normal(void)
-{
+rnd_normal(void) {
     double s = 0;
     for (int k = 0; k < 4; k++) {
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
@@ -62,19 +61,18 @@ struct wt {
 };
 
 static int
-list_tensors(struct wt *t)
-{
+list_tensors(struct wt *t) {
     int n = 0;
-#define ADD(nm, d0, d1, sc, bi, nrm)                                                           \
-    do {                                                                                       \
-        snprintf(t[n].name, sizeof t[n].name, "%s", nm);                                       \
-        t[n].n_dims = (d1) ? 2 : 1;                                                            \
-        t[n].ne[0] = d0;                                                                       \
-        t[n].ne[1] = (d1) ? (d1) : 1;                                                          \
-        t[n].scale = sc;                                                                       \
-        t[n].bias = bi;                                                                        \
-        t[n].norm = nrm;                                                                       \
-        n++;                                                                                   \
+#define ADD(nm, d0, d1, sc, bi, nrm)                                                               \
+    do {                                                                                           \
+        snprintf(t[n].name, sizeof t[n].name, "%s", nm);                                           \
+        t[n].n_dims = (d1) ? 2 : 1;                                                                \
+        t[n].ne[0] = d0;                                                                           \
+        t[n].ne[1] = (d1) ? (d1) : 1;                                                              \
+        t[n].scale = sc;                                                                           \
+        t[n].bias = bi;                                                                            \
+        t[n].norm = nrm;                                                                           \
+        n++;                                                                                       \
     } while (0)
     char nm[64];
     ADD("token_embd.weight", EMBD, VOCAB, 0.5f, 0, false);
@@ -109,8 +107,7 @@ list_tensors(struct wt *t)
 static const char *const vocab_merges[] = {"\xC4\xA0 t", "h e", "\xC4\xA0t he"};
 
 static void
-vocab_make(struct gguf_tokenizer_params *tp, char **tok, int32_t *ttype)
-{
+vocab_make(struct gguf_tokenizer_params *tp, char **tok, int32_t *ttype) {
     struct buf b = {0};
     for (int i = 0; i < 256; i++) {
         uint8_t byte = (uint8_t)i;
@@ -140,13 +137,12 @@ vocab_make(struct gguf_tokenizer_params *tp, char **tok, int32_t *ttype)
 }
 
 static int
-cmd_write(const char *out, int type, uint64_t seed)
-{
+cmd_write(const char *out, int type, uint64_t seed) {
     rng = seed * 0x9e3779b97f4a7c15ull + 1;
     struct wt t[64];
     int n = list_tensors(t);
     struct gguf_writer *w = gguf_writer_new();
-    static const uint32_t file_types[] = {[QTYPE_F32] = 0, [QTYPE_F16] = 1, [QTYPE_Q4_0] = 2,
+    static const uint32_t file_types[] = {[QTYPE_F32] = 0,  [QTYPE_F16] = 1,   [QTYPE_Q4_0] = 2,
                                           [QTYPE_Q8_0] = 7, [QTYPE_Q4_K] = 15, [QTYPE_BF16] = 32};
     struct gguf_llama_params p = {.name = "kiln-tiny-random",
                                   .file_type = file_types[type],
@@ -206,14 +202,13 @@ struct mat {
 
 static int
 load(const struct gguf_file *g, const char *name, int rows, int cols, struct mat *m,
-     struct kerr *err)
-{
+     struct kerr *err) {
     const struct gguf_tensor *t = gguf_find_tensor(g, name);
     if (!t)
         return kerr_set(err, "tensor %s missing", name);
     if (t->ne[0] != cols || t->n_elem != (int64_t)rows * cols)
-        return kerr_set(err, "tensor %s: shape %lldx%lld, want %dx%d", name,
-                        (long long)t->ne[0], (long long)t->ne[1], cols, rows);
+        return kerr_set(err, "tensor %s: shape %lldx%lld, want %dx%d", name, (long long)t->ne[0],
+                        (long long)t->ne[1], cols, rows);
     m->rows = rows;
     m->cols = cols;
     m->w = xmalloc((size_t)rows * cols * 4);
@@ -222,8 +217,7 @@ load(const struct gguf_file *g, const char *name, int rows, int cols, struct mat
 
 // out[r] = sum_c m[r][c] * x[c]
 static void
-matvec(const struct mat *m, const double *x, double *out)
-{
+matvec(const struct mat *m, const double *x, double *out) {
     for (int r = 0; r < m->rows; r++) {
         const float *row = m->w + (size_t)r * m->cols;
         double s = 0;
@@ -234,8 +228,7 @@ matvec(const struct mat *m, const double *x, double *out)
 }
 
 static void
-rmsnorm(const double *x, const struct mat *w, double *out, int n)
-{
+rmsnorm(const double *x, const struct mat *w, double *out, int n) {
     double ss = 0;
     for (int i = 0; i < n; i++)
         ss += x[i] * x[i];
@@ -246,8 +239,7 @@ rmsnorm(const double *x, const struct mat *w, double *out, int n)
 
 // llama.cpp's normal RoPE: pairs (2i, 2i+1) of each head rotated by pos * base^(-2i/d).
 static void
-rope(double *v, int n_heads, int pos)
-{
+rope(double *v, int n_heads, int pos) {
     for (int h = 0; h < n_heads; h++) {
         double *x = v + h * HEAD_DIM;
         for (int i = 0; i < HEAD_DIM / 2; i++) {
@@ -264,8 +256,7 @@ struct ref_model {
 };
 
 static int
-ref_load(struct ref_model *m, const char *path, struct kerr *err)
-{
+ref_load(struct ref_model *m, const char *path, struct kerr *err) {
     struct gguf_file g;
     memset(m, 0, sizeof *m);
     if (gguf_open(&g, path, err))
@@ -273,11 +264,17 @@ ref_load(struct ref_model *m, const char *path, struct kerr *err)
     int rc = load(&g, "token_embd.weight", VOCAB, EMBD, &m->emb, err);
     rc = rc ? rc : load(&g, "output_norm.weight", 1, EMBD, &m->out_norm, err);
     rc = rc ? rc : load(&g, "output.weight", VOCAB, EMBD, &m->out, err);
-    static const char *names[9] = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
+    static const char *names[9] = {"attn_norm", "attn_q",   "attn_k", "attn_v",  "attn_output",
                                    "ffn_norm",  "ffn_gate", "ffn_up", "ffn_down"};
-    const int shapes[9][2] = {{1, EMBD},   {EMBD, EMBD}, {KV_HEADS * HEAD_DIM, EMBD},
-                              {KV_HEADS * HEAD_DIM, EMBD}, {EMBD, EMBD}, {1, EMBD},
-                              {FFN, EMBD}, {FFN, EMBD},  {EMBD, FFN}};
+    const int shapes[9][2] = {{1, EMBD},
+                              {EMBD, EMBD},
+                              {KV_HEADS * HEAD_DIM, EMBD},
+                              {KV_HEADS * HEAD_DIM, EMBD},
+                              {EMBD, EMBD},
+                              {1, EMBD},
+                              {FFN, EMBD},
+                              {FFN, EMBD},
+                              {EMBD, FFN}};
     for (int l = 0; l < LAYERS && rc == 0; l++)
         for (int k = 0; k < 9 && rc == 0; k++) {
             char nm[64];
@@ -289,8 +286,7 @@ ref_load(struct ref_model *m, const char *path, struct kerr *err)
 }
 
 static void
-ref_free(struct ref_model *m)
-{
+ref_free(struct ref_model *m) {
     free(m->emb.w);
     free(m->out_norm.w);
     free(m->out.w);
@@ -301,8 +297,7 @@ ref_free(struct ref_model *m)
 
 // lp is (n, VOCAB): next-token log-probabilities at every position of ids[0..n-1].
 static void
-ref_forward(const struct ref_model *m, int n, const int *ids, double *lp)
-{
+ref_forward(const struct ref_model *m, int n, const int *ids, double *lp) {
     const int kvd = KV_HEADS * HEAD_DIM;
     double *x = xcalloc((size_t)n * EMBD, sizeof(double));
     double *kc = xcalloc((size_t)LAYERS * n * kvd, sizeof(double));
@@ -373,8 +368,7 @@ ref_forward(const struct ref_model *m, int n, const int *ids, double *lp)
 
 // Prints log-probabilities at every position, or (gen > 0) the gen greedy continuations.
 static int
-cmd_logits(const char *path, int n, int *ids, int gen)
-{
+cmd_logits(const char *path, int n, int *ids, int gen) {
     struct ref_model m;
     struct kerr err;
     if (ref_load(&m, path, &err)) {
@@ -418,8 +412,7 @@ cmd_logits(const char *path, int n, int *ids, int gen)
 // ---- the same shapes through model.h (HF conventions) and gguf_model ----
 
 static void
-model_config_tiny(struct model_config *c, bool tied)
-{
+model_config_tiny(struct model_config *c, bool tied) {
     *c = (struct model_config){.vocab = VOCAB,
                                .dim = EMBD,
                                .n_layers = LAYERS,
@@ -437,8 +430,7 @@ model_config_tiny(struct model_config *c, bool tied)
 // A random model.h model (HF init, weights scaled up 3x so logits are not flat) exported
 // with gguf_model_write; prints the quantization report.
 static int
-cmd_export(const char *out, int type, uint64_t seed, bool mixed, bool tied)
-{
+cmd_export(const char *out, int type, uint64_t seed, bool mixed, bool tied) {
     struct model_config c;
     struct model m;
     struct kerr err;
@@ -476,8 +468,7 @@ cmd_export(const char *out, int type, uint64_t seed, bool mixed, bool tied)
 
 // Log-probabilities from model.h's forward over a GGUF read back with gguf_model_read.
 static int
-cmd_model_logits(const char *path, int n, const int *ids)
-{
+cmd_model_logits(const char *path, int n, const int *ids) {
     struct gguf_file g;
     struct model m;
     struct kerr err;
@@ -521,8 +512,7 @@ cmd_model_logits(const char *path, int n, const int *ids)
 }
 
 int
-main(int argc, char **argv)
-{
+main(int argc, char **argv) {
     if (argc >= 3 && strcmp(argv[1], "write") == 0) {
         int type = argc > 3 ? quant_type_parse(argv[3]) : QTYPE_F32;
         if (type < 0 || type == QTYPE_NF4) {

@@ -14,31 +14,27 @@
 static char tmpdir[256];
 
 static const char *
-tmp_path(const char *name)
-{
+tmp_path(const char *name) {
     static char p[512];
     snprintf(p, sizeof p, "%s/%s", tmpdir, name);
     return p;
 }
 
 static bool
-file_exists(const char *path)
-{
+file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
 }
 
 static bool
-str_eq(struct gguf_str s, const char *c)
-{
+str_eq(struct gguf_str s, const char *c) {
     return s.n == strlen(c) && memcmp(s.p, c, s.n) == 0;
 }
 
 // ---- round trip ----
 
 static void
-test_round_trip(uint32_t alignment)
-{
+test_round_trip(uint32_t alignment) {
     struct gguf_writer *w = gguf_writer_new();
     struct kerr err;
     gguf_set_str(w, "general.architecture", "llama");
@@ -70,8 +66,8 @@ test_round_trip(uint32_t alignment)
 
     // Tensors: one per type, rows of 256, plus a 1-D F32 vector of odd length.
     enum { COLS = 256, ROWS = 3 };
-    static const int types[] = {QTYPE_F32, QTYPE_F16, QTYPE_BF16, QTYPE_Q8_0, QTYPE_Q4_0,
-                                QTYPE_Q4_K};
+    static const int types[] = {QTYPE_F32,  QTYPE_F16,  QTYPE_BF16,
+                                QTYPE_Q8_0, QTYPE_Q4_0, QTYPE_Q4_K};
     float *x = xmalloc(COLS * ROWS * 4);
     for (int i = 0; i < COLS * ROWS; i++)
         x[i] = sinf((float)i * 0.37f) * (1 + i % 7);
@@ -123,7 +119,8 @@ test_round_trip(uint32_t alignment)
     CHECK(gguf_get_int(&g, "t.bool", &iv, &err) == 0 && iv == 1);
     CHECK(gguf_get_int(&g, "t.u64", &iv, &err) == -1); // does not fit int64
     const struct gguf_kv *kv = gguf_find_kv(&g, "t.u64");
-    CHECK(kv && kv->type == GGUF_TYPE_U64 && memcmp(kv->data, "\xff\xff\xff\xff\xff\xff\xff\xff", 8) == 0);
+    CHECK(kv && kv->type == GGUF_TYPE_U64 &&
+          memcmp(kv->data, "\xff\xff\xff\xff\xff\xff\xff\xff", 8) == 0);
     CHECK(gguf_get_float(&g, "t.f32", &fv, &err) == 0 && fv == 1.5);
     CHECK(gguf_get_float(&g, "t.f64", &fv, &err) == 0 && fv == -2.25e100);
     CHECK(gguf_get_str(&g, "general.architecture", &sv, &err) == 0 && str_eq(sv, "llama"));
@@ -166,8 +163,7 @@ test_round_trip(uint32_t alignment)
         CHECK(memcmp(t->data, data[k], t->nbytes) == 0);
         CHECK_EQ_INT(gguf_tensor_to_f32(t, back, &err), 0);
         for (int r = 0; r < ROWS; r++)
-            quant_row_dequantize(types[k],
-                                 (char *)data[k] + r * quant_row_size(types[k], COLS),
+            quant_row_dequantize(types[k], (char *)data[k] + r * quant_row_size(types[k], COLS),
                                  want + r * COLS, COLS);
         CHECK(memcmp(back, want, COLS * ROWS * 4) == 0);
     }
@@ -186,8 +182,7 @@ out:
 
 // The exact bytes of a small file.
 static void
-test_exact_bytes(void)
-{
+test_exact_bytes(void) {
     struct gguf_writer *w = gguf_writer_new();
     struct kerr err;
     gguf_set_u32(w, "a", 7);
@@ -201,17 +196,17 @@ test_exact_bytes(void)
     struct buf f = {0};
     CHECK_EQ_INT(read_file(path, 0, &f, &err), 0);
     static const uint8_t want[] = {
-        'G', 'G', 'U', 'F', 3, 0, 0, 0,                 // magic, version
-        1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, // n_tensors, n_kv
-        1, 0, 0, 0, 0, 0, 0, 0, 'a', 4, 0, 0, 0, 7, 0, 0, 0, // "a": u32 7
-        1, 0, 0, 0, 0, 0, 0, 0, 't', 1, 0, 0, 0,        // "t", 1 dim
-        2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,             // ne[0] = 2, F32
-        0, 0, 0, 0, 0, 0, 0, 0,                         // offset 0
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // pad 74 -> 96
-        0, 0, 0, 0, 0, 0,                               //
-        0, 0, 0x80, 0x3f, 0, 0, 0, 0xc0,                // 1.0f, -2.0f
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // pad 104 -> 128
-        0, 0, 0, 0, 0, 0, 0, 0,
+        'G', 'G', 'U',  'F',  3, 0, 0, 0,                                 // magic, version
+        1,   0,   0,    0,    0, 0, 0, 0,    1,   0, 0, 0, 0, 0, 0, 0,    // n_tensors, n_kv
+        1,   0,   0,    0,    0, 0, 0, 0,    'a', 4, 0, 0, 0, 7, 0, 0, 0, // "a": u32 7
+        1,   0,   0,    0,    0, 0, 0, 0,    't', 1, 0, 0, 0,             // "t", 1 dim
+        2,   0,   0,    0,    0, 0, 0, 0,    0,   0, 0, 0,                // ne[0] = 2, F32
+        0,   0,   0,    0,    0, 0, 0, 0,                                 // offset 0
+        0,   0,   0,    0,    0, 0, 0, 0,    0,   0, 0, 0, 0, 0, 0, 0,    // pad 74 -> 96
+        0,   0,   0,    0,    0, 0,                                       //
+        0,   0,   0x80, 0x3f, 0, 0, 0, 0xc0,                              // 1.0f, -2.0f
+        0,   0,   0,    0,    0, 0, 0, 0,    0,   0, 0, 0, 0, 0, 0, 0,    // pad 104 -> 128
+        0,   0,   0,    0,    0, 0, 0, 0,
     };
     CHECK_EQ_INT(f.len, sizeof want);
     CHECK(f.len == sizeof want && memcmp(f.p, want, sizeof want) == 0);
@@ -219,8 +214,7 @@ test_exact_bytes(void)
 }
 
 static void
-test_writer_errors(void)
-{
+test_writer_errors(void) {
     struct gguf_writer *w = gguf_writer_new();
     struct kerr err;
     float v[512] = {0};
@@ -261,22 +255,19 @@ struct mk {
 };
 
 static void
-mk_le(struct mk *m, uint64_t v, int n)
-{
+mk_le(struct mk *m, uint64_t v, int n) {
     for (int i = 0; i < n; i++)
         buf_putc(&m->b, (char)(uint8_t)(v >> (8 * i)));
 }
 
 static void
-mk_str(struct mk *m, const char *s)
-{
+mk_str(struct mk *m, const char *s) {
     mk_le(m, strlen(s), 8);
     buf_append(&m->b, s, strlen(s));
 }
 
 static void
-mk_header(struct mk *m, uint64_t nt, uint64_t nkv)
-{
+mk_header(struct mk *m, uint64_t nt, uint64_t nkv) {
     buf_init(&m->b);
     buf_append(&m->b, "GGUF", 4);
     mk_le(m, 3, 4);
@@ -285,16 +276,14 @@ mk_header(struct mk *m, uint64_t nt, uint64_t nkv)
 }
 
 static void
-mk_pad(struct mk *m, size_t align)
-{
+mk_pad(struct mk *m, size_t align) {
     while (m->b.len % align)
         buf_putc(&m->b, 0);
 }
 
 // Expects the image to be refused with a message containing `needle`.
 static void
-expect_bad(struct mk *m, const char *needle, const char *what)
-{
+expect_bad(struct mk *m, const char *needle, const char *what) {
     struct gguf_file g;
     struct kerr err = {{0}};
     // Copy to an exact-size heap block so ASan catches any read past the end.
@@ -302,8 +291,8 @@ expect_bad(struct mk *m, const char *needle, const char *what)
     memcpy(p, m->b.p, m->b.len);
     int rc = gguf_open_mem(&g, p, m->b.len, &err);
     CHECK_MSG(rc == -1, "%s: accepted", what);
-    CHECK_MSG(rc == 0 || strstr(err.msg, needle), "%s: message \"%s\" lacks \"%s\"", what,
-              err.msg, needle);
+    CHECK_MSG(rc == 0 || strstr(err.msg, needle), "%s: message \"%s\" lacks \"%s\"", what, err.msg,
+              needle);
     if (rc == 0)
         gguf_close(&g);
     free(p);
@@ -312,8 +301,7 @@ expect_bad(struct mk *m, const char *needle, const char *what)
 
 // A valid file with one KV and one tensor of 8 f32 (32 bytes, so no trailing padding).
 static void
-mk_valid(struct mk *m)
-{
+mk_valid(struct mk *m) {
     mk_header(m, 1, 1);
     mk_str(m, "k");
     mk_le(m, GGUF_TYPE_U32, 4);
@@ -329,8 +317,7 @@ mk_valid(struct mk *m)
 }
 
 static void
-test_malformed(void)
-{
+test_malformed(void) {
     struct mk m;
     struct gguf_file g;
     struct kerr err;
@@ -520,8 +507,7 @@ test_malformed(void)
 }
 
 static void
-test_metadata_helpers(void)
-{
+test_metadata_helpers(void) {
     // Byte-to-unicode: 256 distinct code points; the documented anchors.
     struct buf b = {0};
     uint8_t all[256];
@@ -535,14 +521,14 @@ test_metadata_helpers(void)
     buf_reset(&b);
     uint8_t probe[] = {' ', '\n', 'a', 0xAD, 0x00, 0x7F, 0xA0, 0xFF};
     gguf_gpt2_bytes_to_unicode(probe, sizeof probe, &b);
-    CHECK_EQ_STR(b.p, "\xC4\xA0"    // U+0120 Ġ
-                      "\xC4\x8A"    // U+010A Ċ
+    CHECK_EQ_STR(b.p, "\xC4\xA0" // U+0120 Ġ
+                      "\xC4\x8A" // U+010A Ċ
                       "a"
-                      "\xC5\x83"    // U+0143
-                      "\xC4\x80"    // U+0100
-                      "\xC4\xA1"    // U+0121 (0x7F is the 34th unmapped byte)
-                      "\xC5\x82"    // U+0142 (0xA0, the 67th)
-                      "\xC3\xBF");  // ÿ
+                      "\xC5\x83"   // U+0143
+                      "\xC4\x80"   // U+0100
+                      "\xC4\xA1"   // U+0121 (0x7F is the 34th unmapped byte)
+                      "\xC5\x82"   // U+0142 (0xA0, the 67th)
+                      "\xC3\xBF"); // ÿ
     buf_free(&b);
 
     struct gguf_writer *w = gguf_writer_new();
@@ -600,8 +586,7 @@ test_metadata_helpers(void)
 }
 
 int
-main(void)
-{
+main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/kiln-test-gguf-XXXXXX");
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");

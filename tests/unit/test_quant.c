@@ -12,8 +12,7 @@
 static uint64_t rng = 12345;
 
 static float
-rnd_normal(void)
-{
+rnd_normal(void) {
     float s = 0;
     for (int k = 0; k < 6; k++) {
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
@@ -25,8 +24,7 @@ rnd_normal(void)
 // Quantizes x with the vector path and the scalar path; both must give `want` (if non-NULL)
 // and each other.
 static void
-check_bytes(int type, const float *x, int64_t n, const uint8_t *want, const char *what)
-{
+check_bytes(int type, const float *x, int64_t n, const uint8_t *want, const char *what) {
     size_t bytes = quant_row_size(type, n);
     uint8_t *v = xmalloc(bytes), *s = xmalloc(bytes);
     CHECK_EQ_INT(quant_row_quantize(type, x, v, n), 0);
@@ -50,8 +48,7 @@ check_bytes(int type, const float *x, int64_t n, const uint8_t *want, const char
 }
 
 static void
-test_ggml_fixture(void)
-{
+test_ggml_fixture(void) {
     const char *root = getenv("KILN_ROOT");
     char path[4096];
     snprintf(path, sizeof path, "%s/tests/unit/data/quant_ggml_ref.bin", root ? root : ".");
@@ -87,8 +84,7 @@ test_ggml_fixture(void)
 }
 
 static void
-test_hand_blocks(void)
-{
+test_hand_blocks(void) {
     float x[256];
     uint8_t y[144];
 
@@ -174,8 +170,7 @@ test_hand_blocks(void)
 
 // Round trips of Gaussian rows: RMSE relative to the data's RMS, and per-block max error.
 static void
-test_round_trip(void)
-{
+test_round_trip(void) {
     enum { N = 256 * 64 };
     float *x = xmalloc(N * 4), *y = xmalloc(N * 4);
     uint8_t *q = xmalloc(N * 4);
@@ -184,9 +179,8 @@ test_round_trip(void)
     static const struct {
         int type;
         double rel_rmse;
-    } cases[] = {{QTYPE_F32, 0},       {QTYPE_F16, 4e-4},  {QTYPE_BF16, 3e-3},
-                 {QTYPE_Q8_0, 6e-3},   {QTYPE_Q4_0, 0.12}, {QTYPE_Q4_K, 0.09},
-                 {QTYPE_NF4, 0.11}};
+    } cases[] = {{QTYPE_F32, 0},     {QTYPE_F16, 4e-4},  {QTYPE_BF16, 3e-3}, {QTYPE_Q8_0, 6e-3},
+                 {QTYPE_Q4_0, 0.12}, {QTYPE_Q4_K, 0.09}, {QTYPE_NF4, 0.11}};
     for (size_t c = 0; c < KILN_ARRAY_LEN(cases); c++) {
         int t = cases[c].type;
         CHECK_EQ_INT(quant_row_quantize(t, x, q, N), 0);
@@ -240,9 +234,8 @@ test_round_trip(void)
 }
 
 static void
-test_edge_cases(void)
-{
-    static const int types[] = {QTYPE_F32, QTYPE_F16, QTYPE_BF16, QTYPE_Q8_0,
+test_edge_cases(void) {
+    static const int types[] = {QTYPE_F32,  QTYPE_F16,  QTYPE_BF16, QTYPE_Q8_0,
                                 QTYPE_Q4_0, QTYPE_Q4_K, QTYPE_NF4};
     float x[256], y[256];
     uint8_t q[1024];
@@ -266,7 +259,8 @@ test_edge_cases(void)
             double worst = 0;
             for (int i = 0; i < 256; i++)
                 worst = fmax(worst, fabs(y[i] - x[i]));
-            CHECK_MSG(worst <= 0.3 * (ty == QTYPE_BF16 ? 4e-3 : 2e-3), "%s: constant %g: error %g", nm, sgn * 0.3, worst);
+            CHECK_MSG(worst <= 0.3 * (ty == QTYPE_BF16 ? 4e-3 : 2e-3), "%s: constant %g: error %g",
+                      nm, sgn * 0.3, worst);
         }
         // Subnormal inputs: finite output, no larger than the input scale.
         for (int i = 0; i < 256; i++)
@@ -298,8 +292,7 @@ test_edge_cases(void)
 }
 
 static void
-test_api(void)
-{
+test_api(void) {
     CHECK_EQ_INT(quant_row_size(QTYPE_Q8_0, 64), 68);
     CHECK_EQ_INT(quant_row_size(QTYPE_Q4_0, 64), 36);
     CHECK_EQ_INT(quant_row_size(QTYPE_Q4_K, 512), 288);
@@ -322,8 +315,7 @@ test_api(void)
 }
 
 int
-main(void)
-{
+main(void) {
     test_api();
     test_ggml_fixture();
     test_hand_blocks();
