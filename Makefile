@@ -17,6 +17,7 @@ PREFIX ?= /usr/local
 SAN ?=
 CC ?= cc
 FUZZ_SECONDS ?= 30
+NPROC := $(shell nproc 2>/dev/null || echo 2)
 
 PKGS := libzstd libpcre2-8 libarchive sqlite3 libcrypto libxxhash libutf8proc openblas
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -60,33 +61,51 @@ all: $(BINS)
 deps:
 	@pipelines/ensure-deps
 
+V ?= 0
+Q := $(if $(filter 1,$(V)),,@)
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -c $< -o $@
+	@$(if $(filter 1,$(V)),,echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(LIB): $(COMMON_OBJ)
 	@mkdir -p $(@D)
-	rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 # A stage is every .c file in stages/<name>/, linked with libkiln.a.
 .SECONDEXPANSION:
 $(STAGES:%=$(B)/bin/%): $(B)/bin/%: $$(patsubst %.c,$(B)/obj/%.o,$$(wildcard stages/$$*/*.c)) $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS_ALL)
+	@$(if $(filter 1,$(V)),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS_ALL)
+
+# Report assets (reports/*.sql, *.html, *.css, *.md) embedded into the evaluate stage, which
+# renders reports from the SQLite store: report_asset(name, &len).
+REPORT_ASSETS := $(sort $(wildcard reports/*.sql reports/*.html reports/*.css reports/*.md))
+$(B)/gen/reports_embed.c: reports/embed.sh $(REPORT_ASSETS)
+	@mkdir -p $(@D)
+	reports/embed.sh $(REPORT_ASSETS) > $@
+$(B)/obj/gen/reports_embed.o: $(B)/gen/reports_embed.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -c $< -o $@
+$(B)/bin/evaluate: $(B)/obj/gen/reports_embed.o
 
 # Pipeline helper programs: pipelines/<name>.c -> kiln-<name>.
 $(B)/bin/kiln-%: $(B)/obj/pipelines/%.o $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
+	@$(if $(filter 1,$(V)),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
 
 $(B)/tests/%: $(B)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
+	@$(if $(filter 1,$(V)),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
 
 # Test helper programs (tests/tools/*.c), one file each, linked with libkiln.a.
 $(B)/tests/tools/%: $(B)/obj/tests/tools/%.o $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
+	@$(if $(filter 1,$(V)),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
 
 # Benchmark programs (tests/bench/*.c): always the optimized build; may use baseline libraries.
 build/bench/bin/%: tests/bench/%.c build/libkiln.a
@@ -97,12 +116,12 @@ build/bench/bin/%: tests/bench/%.c build/libkiln.a
 unit: $(UNIT_BINS) $(TOOL_BINS)
 
 test: deps
-	@$(MAKE) --no-print-directory all unit SAN=$(SAN)
+	@$(MAKE) --no-print-directory -j$(NPROC) all unit SAN=$(SAN)
 	@KILN_BUILD=$(B) tests/run.sh
 
 bench: deps
 	@pipelines/ensure-deps pipelines/deps.txt pipelines/deps-bench.txt
-	@$(MAKE) --no-print-directory all unit $(BENCH_BINS)
+	@$(MAKE) --no-print-directory -j$(NPROC) all unit $(BENCH_BINS)
 	@KILN_BUILD=build tests/bench/run.sh
 
 # libFuzzer targets: clang, with every common/ source compiled in.

@@ -104,6 +104,9 @@ fail(struct parser *ps, const char *at, const char *fmt, ...)
     return -1;
 }
 
+// fail() for functions that return a position: NULL.
+#define FAILP(...) (fail(__VA_ARGS__), (const char *)NULL)
+
 static inline const char *
 skip_ws(const char *p, const char *end)
 {
@@ -202,6 +205,7 @@ utf8_repair(const char *s, size_t n, struct buf *out)
 {
     size_t i = 0, bad = 0;
     buf_reserve(out, n);
+    out->p[out->len] = 0; // buf_reserve alone leaves a fresh buffer unterminated
     while (i < n) {
         size_t k = utf8_valid_prefix(s + i, n - i);
         buf_append(out, s + i, k);
@@ -310,6 +314,7 @@ json_unescape(const char *raw, size_t n, struct buf *out)
 {
     const char *p = raw, *end = raw + n;
     buf_reserve(out, n);
+    out->p[out->len] = 0; // buf_reserve alone leaves a fresh buffer unterminated
     while (p < end) {
         const char *bs = memchr(p, '\\', (size_t)(end - p));
         if (!bs) {
@@ -375,75 +380,6 @@ json_str_eq(const struct json_val *v, const char *s, size_t n)
     return key_matches(v->raw + 1, v->raw_len - 2, v->escaped, s, n);
 }
 
-// First byte in [p, end) that is '"', '\\' or a C0 control, or end. Sets *high when a byte
-// >= 0x80 lies before it.
-static inline const char *
-scan_plain(const char *p, const char *end, bool *high)
-{
-#if defined(__AVX512BW__)
-    const __m512i q = _mm512_set1_epi8('"'), bs = _mm512_set1_epi8('\\');
-    const __m512i sp = _mm512_set1_epi8(0x20);
-    for (;;) {
-        __m512i v;
-        uint64_t valid = ~0ull;
-        if (end - p >= 64) {
-            v = _mm512_loadu_si512((const void *)p);
-        } else if (p < end) {
-            // A masked load never touches the bytes past end (no fault, no overread).
-            valid = (1ull << (end - p)) - 1;
-            v = _mm512_maskz_loadu_epi8(valid, p);
-        } else
-            return end;
-        uint64_t m = (_mm512_cmpeq_epi8_mask(v, q) | _mm512_cmpeq_epi8_mask(v, bs) |
-                      _mm512_cmplt_epu8_mask(v, sp)) &
-                     valid;
-        uint64_t h = _mm512_movepi8_mask(v);
-        if (m) {
-            unsigned k = (unsigned)__builtin_ctzll(m);
-            if (h & ((1ull << k) - 1))
-                *high = true;
-            return p + k;
-        }
-        if (h)
-            *high = true;
-        if (valid != ~0ull)
-            return end;
-        p += 64;
-    }
-#else
-#if defined(__AVX2__)
-    const __m256i q = _mm256_set1_epi8('"'), bs = _mm256_set1_epi8('\\');
-    const __m256i c1f = _mm256_set1_epi8(0x1F);
-    while (end - p >= 32) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)p);
-        __m256i ctl = _mm256_cmpeq_epi8(_mm256_min_epu8(v, c1f), v);
-        __m256i sp = _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi8(v, q),
-                                                     _mm256_cmpeq_epi8(v, bs)),
-                                     ctl);
-        unsigned m = (unsigned)_mm256_movemask_epi8(sp);
-        unsigned h = (unsigned)_mm256_movemask_epi8(v);
-        if (m) {
-            unsigned k = (unsigned)__builtin_ctz(m);
-            if (h & ((1u << k) - 1))
-                *high = true;
-            return p + k;
-        }
-        if (h)
-            *high = true;
-        p += 32;
-    }
-#endif
-    for (; p < end; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c == '"' || c == '\\' || c < 0x20)
-            return p;
-        if (c >= 0x80)
-            *high = true;
-    }
-    return end;
-#endif
-}
-
 // Validates the escape at p (p[0] == '\\'); returns the position after it or NULL (error set).
 static const char *
 escape_check(struct parser *ps, const char *p)
@@ -483,35 +419,255 @@ escape_check(struct parser *ps, const char *p)
     }
 }
 
-// ps->p at an opening quote; on success ps->p is just past the closing quote.
-static int
-parse_string(struct parser *ps, bool *escaped)
+#if !defined(__AVX512BW__)
+// First byte in [p, end) that is '"', '\\' or a C0 control, or end. Sets *high when a byte
+// >= 0x80 lies before it.
+static inline const char *
+scan_plain(const char *p, const char *end, bool *high)
 {
-    const char *open = ps->p, *body = open + 1, *p = body, *end = ps->end;
+#if defined(__AVX2__)
+    const __m256i q = _mm256_set1_epi8('"'), bs = _mm256_set1_epi8('\\');
+    const __m256i c1f = _mm256_set1_epi8(0x1F);
+    while (end - p >= 32) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)p);
+        __m256i ctl = _mm256_cmpeq_epi8(_mm256_min_epu8(v, c1f), v);
+        __m256i sp = _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi8(v, q),
+                                                     _mm256_cmpeq_epi8(v, bs)),
+                                     ctl);
+        unsigned m = (unsigned)_mm256_movemask_epi8(sp);
+        unsigned h = (unsigned)_mm256_movemask_epi8(v);
+        if (m) {
+            unsigned k = (unsigned)__builtin_ctz(m);
+            if (h & ((1u << k) - 1))
+                *high = true;
+            return p + k;
+        }
+        if (h)
+            *high = true;
+        p += 32;
+    }
+#endif
+    for (; p < end; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"' || c == '\\' || c < 0x20)
+            return p;
+        if (c >= 0x80)
+            *high = true;
+    }
+    return end;
+}
+#endif
+
+#if defined(__AVX512BW__)
+#if defined(__AVX512VBMI__)
+// UTF-8 check of one 64-byte block v whose preceding 64 bytes were prev (the Keiser-Lemire
+// "lookup" algorithm, as in simdjson): nonzero bytes mark invalid sequences. Too short, too
+// long, overlong, surrogate and > U+10FFFF are found from the high nibble of a byte, both
+// nibbles of the byte before it, and whether the byte 2 or 3 back starts a 3- or 4-byte
+// sequence.
+static inline __m512i
+utf8_block_errors(__m512i v, __m512i prev)
+{
+    enum {
+        TOO_SHORT = 1 << 0, TOO_LONG = 1 << 1, OVERLONG_3 = 1 << 2, TOO_LARGE = 1 << 3,
+        SURROGATE = 1 << 4, OVERLONG_2 = 1 << 5, TOO_LARGE_1000 = 1 << 6, OVERLONG_4 = 1 << 6,
+        TWO_CONTS = 1 << 7, CARRY = TOO_SHORT | TOO_LONG | TWO_CONTS,
+    };
+    // Byte i of [prev | v] shifted by 1, 2, 3: prevK[i] = (i >= K ? v[i-K] : prev[64+i-K]).
+    const __m512i idx1 = _mm512_set_epi8(
+        126, 125, 124, 123, 122, 121, 120, 119, 118, 117, 116, 115, 114, 113, 112, 111, 110, 109,
+        108, 107, 106, 105, 104, 103, 102, 101, 100, 99, 98, 97, 96, 95, 94, 93, 92, 91, 90, 89,
+        88, 87, 86, 85, 84, 83, 82, 81, 80, 79, 78, 77, 76, 75, 74, 73, 72, 71, 70, 69, 68, 67,
+        66, 65, 64, 63);
+    const __m512i one = _mm512_set1_epi8(1), nib = _mm512_set1_epi8(0x0F);
+    __m512i idx2 = _mm512_sub_epi8(idx1, one), idx3 = _mm512_sub_epi8(idx2, one);
+    __m512i prev1 = _mm512_permutex2var_epi8(prev, idx1, v);
+    __m512i prev2 = _mm512_permutex2var_epi8(prev, idx2, v);
+    __m512i prev3 = _mm512_permutex2var_epi8(prev, idx3, v);
+    const __m512i t1h = _mm512_broadcast_i32x4(_mm_setr_epi8(
+        TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG,
+        TWO_CONTS, TWO_CONTS, TWO_CONTS, TWO_CONTS, TOO_SHORT | OVERLONG_2, TOO_SHORT,
+        TOO_SHORT | OVERLONG_3 | SURROGATE,
+        (char)(TOO_SHORT | TOO_LARGE | TOO_LARGE_1000 | OVERLONG_4)));
+    const __m512i t1l = _mm512_broadcast_i32x4(_mm_setr_epi8(
+        (char)(CARRY | OVERLONG_3 | OVERLONG_2 | OVERLONG_4), (char)(CARRY | OVERLONG_2),
+        (char)CARRY, (char)CARRY, (char)(CARRY | TOO_LARGE),
+        (char)(CARRY | TOO_LARGE | TOO_LARGE_1000), (char)(CARRY | TOO_LARGE | TOO_LARGE_1000),
+        (char)(CARRY | TOO_LARGE | TOO_LARGE_1000), (char)(CARRY | TOO_LARGE | TOO_LARGE_1000),
+        (char)(CARRY | TOO_LARGE | TOO_LARGE_1000), (char)(CARRY | TOO_LARGE | TOO_LARGE_1000),
+        (char)(CARRY | TOO_LARGE | TOO_LARGE_1000), (char)(CARRY | TOO_LARGE | TOO_LARGE_1000),
+        (char)(CARRY | TOO_LARGE | TOO_LARGE_1000 | SURROGATE),
+        (char)(CARRY | TOO_LARGE | TOO_LARGE_1000), (char)(CARRY | TOO_LARGE | TOO_LARGE_1000)));
+    const __m512i t2h = _mm512_broadcast_i32x4(_mm_setr_epi8(
+        TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT,
+        (char)(TOO_LONG | OVERLONG_2 | TWO_CONTS | OVERLONG_3 | TOO_LARGE_1000 | OVERLONG_4),
+        (char)(TOO_LONG | OVERLONG_2 | TWO_CONTS | OVERLONG_3 | TOO_LARGE),
+        (char)(TOO_LONG | OVERLONG_2 | TWO_CONTS | SURROGATE | TOO_LARGE),
+        (char)(TOO_LONG | OVERLONG_2 | TWO_CONTS | SURROGATE | TOO_LARGE), TOO_SHORT, TOO_SHORT,
+        TOO_SHORT, TOO_SHORT));
+    __m512i b1h = _mm512_shuffle_epi8(t1h, _mm512_and_si512(_mm512_srli_epi16(prev1, 4), nib));
+    __m512i b1l = _mm512_shuffle_epi8(t1l, _mm512_and_si512(prev1, nib));
+    __m512i b2h = _mm512_shuffle_epi8(t2h, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib));
+    __m512i special = _mm512_and_si512(_mm512_and_si512(b1h, b1l), b2h);
+    __m512i third = _mm512_subs_epu8(prev2, _mm512_set1_epi8((char)(0xE0 - 0x80)));
+    __m512i fourth = _mm512_subs_epu8(prev3, _mm512_set1_epi8((char)(0xF0 - 0x80)));
+    __m512i must23 = _mm512_and_si512(_mm512_or_si512(third, fourth), _mm512_set1_epi8((char)0x80));
+    return _mm512_xor_si512(must23, special);
+}
+#endif
+
+// Strings: open points at the opening quote; returns the position just past the closing quote,
+// or NULL with the error set.
+//
+// The string scanner for AVX-512BW: 64 bytes per step, everything about a block decided with
+// bit masks, so that backslashes and non-ASCII bytes cost no exit from the vector loop:
+//   bs, quote, ctl      masks of '\\', '"', bytes < 0x20
+//   escaped             bytes preceded by an odd run of backslashes (carry across blocks)
+//   end                 first unescaped quote; only bytes before it are checked
+//   invalid escapes     escaped bytes outside "\\/bfnrtu (a nibble-table lookup)
+//   \u escapes          handed to escape_check (hex digits, surrogate pairs), then the scan
+//                       restarts after the escape with no carry
+//   UTF-8               utf8_block_errors on blocks with non-ASCII bytes (with AVX-512 VBMI);
+//                       a flagged string is re-checked by utf8_valid_prefix, which is exact
+//                       and gives the offset
+static const char *
+parse_string(struct parser *ps, const char *open, bool *escaped)
+{
+    const char *body = open + 1, *p = body, *end = ps->end;
+    if (__builtin_expect(end - p >= 64, 1)) {
+        // Fast path for the common short string: a quote within 64 bytes, and before it no
+        // backslash, control or non-ASCII byte.
+        __m512i v = _mm512_loadu_si512((const void *)p);
+        uint64_t quote = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('"'));
+        uint64_t other = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\\')) |
+                         _mm512_cmplt_epu8_mask(v, _mm512_set1_epi8(0x20)) |
+                         _mm512_movepi8_mask(v);
+        if (quote && (other & ((quote & (0 - quote)) - 1)) == 0) {
+            *escaped = false;
+            return p + __builtin_ctzll(quote) + 1;
+        }
+    }
+    const uint64_t odd = 0xAAAAAAAAAAAAAAAAull;
+    const __m512i vq = _mm512_set1_epi8('"'), vbs = _mm512_set1_epi8('\\');
+    const __m512i vsp = _mm512_set1_epi8(0x20), vu = _mm512_set1_epi8('u');
+    const __m512i nib = _mm512_set1_epi8(0x0F);
+    // Valid escape characters by nibbles: lo[c & 15] & hi[c >> 4] != 0 exactly for "\\/bfnrtu.
+    const __m512i lo_tab = _mm512_broadcast_i32x4(
+        _mm_setr_epi8(0, 0, 0x0D, 0, 0x08, 0x08, 0x04, 0, 0, 0, 0, 0, 0x02, 0, 0x04, 0x01));
+    const __m512i hi_tab = _mm512_broadcast_i32x4(
+        _mm_setr_epi8(0, 0, 0x01, 0, 0, 0x02, 0x04, 0x08, 0, 0, 0, 0, 0, 0, 0, 0));
+    uint64_t carry = 0; // bit 0 of the next block is escaped
+    bool esc = false, suspect = false;
+#if defined(__AVX512VBMI__)
+    __m512i prev = _mm512_setzero_si512(); // the previous block when adjacent, else ASCII
+    uint64_t prev_hi = 0;
+#endif
+    for (;;) {
+        __m512i v;
+        uint64_t valid = ~0ull;
+        if (end - p >= 64)
+            v = _mm512_loadu_si512((const void *)p);
+        else if (p < end) {
+            // A masked load never touches the bytes past end (no fault, no overread).
+            valid = (1ull << (end - p)) - 1;
+            v = _mm512_maskz_loadu_epi8(valid, p);
+        } else
+            return FAILP(ps, open, "unterminated string");
+        uint64_t bs = _mm512_cmpeq_epi8_mask(v, vbs) & valid;
+        uint64_t quote = _mm512_cmpeq_epi8_mask(v, vq) & valid;
+        uint64_t pot = bs & ~carry;
+        uint64_t codes = (((pot << 1) | odd) - pot) ^ odd;
+        uint64_t escd = codes ^ (bs | carry);
+        carry = (codes & bs) >> 63;
+        uint64_t qe = quote & ~escd;
+        uint64_t before = (qe - 1) & ~qe & valid; // bytes before the closing quote
+        uint64_t hi = _mm512_movepi8_mask(v);
+#if defined(__AVX512VBMI__)
+        if ((hi & before) | prev_hi) {
+            // Errors are reported at or after the byte that completes the evidence: keep those
+            // up to and including the closing quote (a lead byte right before it is too short).
+            uint64_t upto = qe ? qe ^ (qe - 1) : valid;
+            if (_mm512_test_epi8_mask(utf8_block_errors(v, prev), _mm512_set1_epi8(-1)) & upto)
+                suspect = true;
+        }
+        prev = v;
+        prev_hi = hi >> 61; // a sequence may continue into the next block
+#else
+        if (hi & before)
+            suspect = true;
+#endif
+        uint64_t ctl = _mm512_cmplt_epu8_mask(v, vsp) & before & ~escd;
+        uint64_t e = escd & before;
+        __m512i l = _mm512_shuffle_epi8(lo_tab, _mm512_and_si512(v, nib));
+        __m512i h = _mm512_shuffle_epi8(hi_tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib));
+        uint64_t bad_esc = e & ~_mm512_test_epi8_mask(l, h);
+        uint64_t u = e & _mm512_cmpeq_epi8_mask(v, vu);
+        esc |= e != 0;
+        uint64_t stop = ctl | bad_esc | u;
+        if (__builtin_expect(stop != 0, 0)) {
+            unsigned k = (unsigned)__builtin_ctzll(stop);
+            uint64_t bit = 1ull << k;
+            if (bit & u) {
+                p = escape_check(ps, p + k - 1);
+                if (!p)
+                    return NULL;
+                carry = 0;
+#if defined(__AVX512VBMI__)
+                prev = _mm512_setzero_si512(); // the byte before p is an ASCII hex digit
+                prev_hi = 0;
+#endif
+                continue;
+            }
+            if (bit & bad_esc)
+                return FAILP(ps, p + k - 1, "invalid escape");
+            return FAILP(ps, p + k, "control character U+%04X in string (must be escaped)",
+                        (unsigned char)p[k]);
+        }
+        if (qe) {
+            p += __builtin_ctzll(qe);
+            break;
+        }
+        if (valid != ~0ull)
+            return FAILP(ps, open, "unterminated string");
+        p += 64;
+    }
+    if (suspect) {
+        size_t n = (size_t)(p - body), k = utf8_valid_prefix(body, n);
+        if (k < n)
+            return FAILP(ps, body + k, "invalid UTF-8 in string");
+    }
+    *escaped = esc;
+    return p + 1;
+}
+#else
+static const char *
+parse_string(struct parser *ps, const char *open, bool *escaped)
+{
+    const char *body = open + 1, *p = body, *end = ps->end;
     bool esc = false, high = false;
     for (;;) {
         p = scan_plain(p, end, &high);
         if (p == end)
-            return fail(ps, open, "unterminated string");
+            return FAILP(ps, open, "unterminated string");
         unsigned char c = (unsigned char)*p;
         if (c == '"')
             break;
         if (c != '\\')
-            return fail(ps, p, "control character U+%04X in string (must be escaped)", c);
+            return FAILP(ps, p, "control character U+%04X in string (must be escaped)", c);
         esc = true;
         p = escape_check(ps, p);
         if (!p)
-            return -1;
+            return NULL;
     }
     if (high) {
         size_t n = (size_t)(p - body), k = utf8_valid_prefix(body, n);
         if (k < n)
-            return fail(ps, body + k, "invalid UTF-8 in string");
+            return FAILP(ps, body + k, "invalid UTF-8 in string");
     }
     *escaped = esc;
-    ps->p = p + 1;
-    return 0;
+    return p + 1;
 }
+#endif
 
 // ---- numbers and literals ----------------------------------------------------------------
 
@@ -521,18 +677,19 @@ is_digit(const char *p, const char *end)
     return p < end && *p >= '0' && *p <= '9';
 }
 
-static int
-parse_number(struct parser *ps)
+// Numbers and literals start at p; they return the position after them or NULL (error set).
+static const char *
+parse_number(struct parser *ps, const char *p)
 {
-    const char *p = ps->p, *end = ps->end;
+    const char *end = ps->end;
     if (*p == '-')
         p++;
     if (!is_digit(p, end))
-        return fail(ps, p, "invalid number: expected digit");
+        return FAILP(ps, p, "invalid number: expected digit");
     if (*p == '0') {
         p++;
         if (is_digit(p, end))
-            return fail(ps, p, "invalid number: leading zero");
+            return FAILP(ps, p, "invalid number: leading zero");
     } else {
         while (is_digit(p, end))
             p++;
@@ -540,7 +697,7 @@ parse_number(struct parser *ps)
     if (p < end && *p == '.') {
         p++;
         if (!is_digit(p, end))
-            return fail(ps, p, "invalid number: expected digit after '.'");
+            return FAILP(ps, p, "invalid number: expected digit after '.'");
         while (is_digit(p, end))
             p++;
     }
@@ -549,21 +706,19 @@ parse_number(struct parser *ps)
         if (p < end && (*p == '+' || *p == '-'))
             p++;
         if (!is_digit(p, end))
-            return fail(ps, p, "invalid number: expected digit in exponent");
+            return FAILP(ps, p, "invalid number: expected digit in exponent");
         while (is_digit(p, end))
             p++;
     }
-    ps->p = p;
-    return 0;
+    return p;
 }
 
-static int
-parse_literal(struct parser *ps, const char *lit, size_t n)
+static const char *
+parse_literal(struct parser *ps, const char *p, const char *lit, size_t n)
 {
-    if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, lit, n) != 0)
-        return fail(ps, ps->p, "expected value");
-    ps->p += n;
-    return 0;
+    if ((size_t)(ps->end - p) < n || memcmp(p, lit, n) != 0)
+        return FAILP(ps, p, "expected value");
+    return p + n;
 }
 
 // ---- duplicate keys ----------------------------------------------------------------------
@@ -609,9 +764,15 @@ check_dups(struct parser *ps, const struct key_ref *keys, size_t n)
         return 0;
     if (n <= 16) {
         for (size_t i = 1; i < n; i++)
-            for (size_t j = 0; j < i; j++)
-                if (key_ref_eq(sc, &keys[i], &keys[j]))
-                    return fail_dup(ps, &keys[i]);
+            for (size_t j = 0; j < i; j++) {
+                const struct key_ref *a = &keys[i], *b = &keys[j];
+                // Unescaped keys of different lengths or first bytes differ: the usual case.
+                if (!(a->esc | b->esc) &&
+                    (a->len != b->len || (a->len && a->p[0] != b->p[0])))
+                    continue;
+                if (key_ref_eq(sc, a, b))
+                    return fail_dup(ps, a);
+            }
         return 0;
     }
     if (sc->caphs < n) {
@@ -668,14 +829,15 @@ key_push(struct json_scratch *sc, const char *p, size_t len, bool esc)
     sc->keys[sc->nkeys++] = (struct key_ref){p, len, esc};
 }
 
-// Parses one value at ps->p (after optional whitespace) into *root. When o is given, the
-// members of the root object are appended to o's field index. Iterative: an explicit stack of
-// open containers, each with its start and (objects) the start of its keys on the key stack.
+// Parses one value at ps->p (after optional whitespace) into *root and leaves ps->p after it.
+// When o is given, the members of the root object are appended to o's field index.
+// Iterative: an explicit stack of open containers, each with its start and (objects) the start
+// of its keys on the key stack. The cursor lives in a local so that it stays in a register.
 static int
 parse_doc(struct parser *ps, struct json_val *root, struct json_obj *o)
 {
     struct json_scratch *sc = ps->sc;
-    const char *end = ps->end;
+    const char *p = ps->p, *end = ps->end;
     char kind[JSON_MAX_DEPTH];
     const char *cstart[JSON_MAX_DEPTH];
     size_t kstart[JSON_MAX_DEPTH];
@@ -683,105 +845,104 @@ parse_doc(struct parser *ps, struct json_val *root, struct json_obj *o)
     struct json_val v;
 
 value:
-    ps->p = skip_ws(ps->p, end);
-    if (ps->p == end)
+    p = skip_ws(p, end);
+    if (p == end)
         return fail(ps, end, "expected value");
-    v.raw = ps->p;
+    v.raw = p;
     v.escaped = false;
-    switch (*ps->p) {
+    switch (*p) {
     case '{':
     case '[':
         if (d == JSON_MAX_DEPTH)
-            return fail(ps, ps->p, "nesting deeper than %d", JSON_MAX_DEPTH);
-        kind[d] = *ps->p;
-        cstart[d] = ps->p;
+            return fail(ps, p, "nesting deeper than %d", JSON_MAX_DEPTH);
+        kind[d] = *p;
+        cstart[d] = p;
         kstart[d] = sc->nkeys;
         d++;
-        ps->p = skip_ws(ps->p + 1, end);
-        if (ps->p < end && *ps->p == (kind[d - 1] == '{' ? '}' : ']'))
+        p = skip_ws(p + 1, end);
+        if (p < end && *p == (kind[d - 1] == '{' ? '}' : ']'))
             goto close;
         if (kind[d - 1] == '{')
             goto member;
         goto value;
     case '"':
         v.type = JSON_STRING;
-        if (parse_string(ps, &v.escaped))
-            return -1;
+        p = parse_string(ps, p, &v.escaped);
         break;
     case 't':
         v.type = JSON_TRUE;
-        if (parse_literal(ps, "true", 4))
-            return -1;
+        p = parse_literal(ps, p, "true", 4);
         break;
     case 'f':
         v.type = JSON_FALSE;
-        if (parse_literal(ps, "false", 5))
-            return -1;
+        p = parse_literal(ps, p, "false", 5);
         break;
     case 'n':
         v.type = JSON_NULL;
-        if (parse_literal(ps, "null", 4))
-            return -1;
+        p = parse_literal(ps, p, "null", 4);
         break;
     case '-': case '0': case '1': case '2': case '3': case '4':
     case '5': case '6': case '7': case '8': case '9':
         v.type = JSON_NUMBER;
-        if (parse_number(ps))
-            return -1;
+        p = parse_number(ps, p);
         break;
     default:
-        if ((unsigned char)*ps->p == 0xEF && ps->p == ps->s)
-            return fail(ps, ps->p, "byte order mark not allowed");
-        return fail(ps, ps->p, "expected value");
+        if ((unsigned char)*p == 0xEF && p == ps->s)
+            return fail(ps, p, "byte order mark not allowed");
+        return fail(ps, p, "expected value");
     }
-    v.raw_len = (size_t)(ps->p - v.raw);
+    if (!p)
+        return -1;
+    v.raw_len = (size_t)(p - v.raw);
     goto done;
 
-close: // ps->p at the bracket closing container d-1
+close: // p at the bracket closing container d-1
     d--;
     if (kind[d] == '{') {
         if (check_dups(ps, sc->keys + kstart[d], sc->nkeys - kstart[d]))
             return -1;
         sc->nkeys = kstart[d];
     }
-    ps->p++;
+    p++;
     v.type = kind[d] == '{' ? JSON_OBJECT : JSON_ARRAY;
     v.raw = cstart[d];
-    v.raw_len = (size_t)(ps->p - cstart[d]);
+    v.raw_len = (size_t)(p - cstart[d]);
     v.escaped = false;
 
-done: // v just ended at ps->p
+done: // v just ended at p
     if (d == 0) {
         *root = v;
+        ps->p = p;
         return 0;
     }
     if (o && d == 1)
         field_push(o, &sc->keys[sc->nkeys - 1], &v);
-    ps->p = skip_ws(ps->p, end);
-    if (ps->p < end && *ps->p == ',') {
-        ps->p = skip_ws(ps->p + 1, end);
+    p = skip_ws(p, end);
+    if (p < end && *p == ',') {
+        p = skip_ws(p + 1, end);
         if (kind[d - 1] == '{')
             goto member;
         goto value;
     }
-    if (ps->p < end && *ps->p == (kind[d - 1] == '{' ? '}' : ']'))
+    if (p < end && *p == (kind[d - 1] == '{' ? '}' : ']'))
         goto close;
-    return fail(ps, ps->p, kind[d - 1] == '{' ? "expected ',' or '}'" : "expected ',' or ']'");
+    return fail(ps, p, kind[d - 1] == '{' ? "expected ',' or '}'" : "expected ',' or ']'");
 
-member: // ps->p at the opening quote of a key (whitespace skipped)
-    if (ps->p == end || *ps->p != '"')
-        return fail(ps, ps->p, "expected string key");
+member: // p at the opening quote of a key (whitespace skipped)
+    if (p == end || *p != '"')
+        return fail(ps, p, "expected string key");
     {
-        const char *q = ps->p;
+        const char *q = p;
         bool esc;
-        if (parse_string(ps, &esc))
+        p = parse_string(ps, q, &esc);
+        if (!p)
             return -1;
-        key_push(sc, q + 1, (size_t)(ps->p - q - 2), esc);
+        key_push(sc, q + 1, (size_t)(p - q - 2), esc);
     }
-    ps->p = skip_ws(ps->p, end);
-    if (ps->p == end || *ps->p != ':')
-        return fail(ps, ps->p, "expected ':'");
-    ps->p++;
+    p = skip_ws(p, end);
+    if (p == end || *p != ':')
+        return fail(ps, p, "expected ':'");
+    p++;
     goto value;
 }
 

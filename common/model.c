@@ -19,7 +19,7 @@ int
 model_config_preset(struct model_config *c, const char *name)
 {
     int vocab = c->vocab;
-    struct model_config base = {.vocab = vocab, .norm_eps = 1e-5f, .rope_theta = 10000.0f,
+    struct model_config base = {.vocab = vocab, .norm_eps = 1e-5, .rope_theta = 10000.0,
                                 .tie_embeddings = false, .bos_id = -1, .eos_id = -1};
     if (strcmp(name, "tiny") == 0) {
         base.dim = 128, base.n_layers = 4, base.n_heads = 4, base.n_kv_heads = 4;
@@ -249,7 +249,7 @@ model_acts_init(struct model_acts *a, const struct model *m, int b, int t, bool 
         return kerr_set(err, "batch %d x %d too large", b, t);
     struct acts_sizes s = acts_sizes(&m->cfg, b, t, training, n_threads);
     size_t n = (size_t)b * t;
-    a->b = b, a->t = t, a->training = training, a->n = (int)n;
+    a->b = b, a->t = t, a->cur_t = t, a->training = training, a->n = (int)n;
     a->n_threads = n_threads < 1 ? 1 : n_threads;
     a->tokens = xcalloc(n, sizeof(int));
     a->x = xcalloc(s.nd * s.xslots, sizeof(float));
@@ -367,12 +367,14 @@ layer_acts(const struct model *m, const struct model_acts *a, int l)
 }
 
 void
-model_forward(struct model *m, struct model_acts *a, struct kpool *p, const int *tokens, int b)
+model_forward(struct model *m, struct model_acts *a, struct kpool *p, const int *tokens, int b,
+              int t)
 {
     const struct model_config *c = &m->cfg;
-    int t = a->t, n = b * t, d = c->dim, hd = m->hd, f = c->ffn;
+    int n = b * t, d = c->dim, hd = m->hd, f = c->ffn;
     int nq = (c->n_heads + 2 * c->n_kv_heads) * hd, no = c->n_heads * hd;
     a->n = n;
+    a->cur_t = t;
     memcpy(a->tokens, tokens, sizeof(int) * (size_t)n);
     const float *emb = m->params + m->tensors[0].offset;
     for (int r = 0; r < n; r++)
@@ -443,7 +445,7 @@ void
 model_backward(struct model *m, struct model_acts *a, struct kpool *p)
 {
     const struct model_config *c = &m->cfg;
-    int t = a->t, n = a->n, b = n / t, d = c->dim, hd = m->hd, f = c->ffn, L = c->n_layers;
+    int t = a->cur_t, n = a->n, b = n / t, d = c->dim, hd = m->hd, f = c->ffn, L = c->n_layers;
     int nq = (c->n_heads + 2 * c->n_kv_heads) * hd, no = c->n_heads * hd;
     int head_i = c->tie_embeddings ? 0 : 2 + 9 * L;
     struct kern_attn ka = {b, t, c->n_heads, c->n_kv_heads, hd};
@@ -500,9 +502,9 @@ model_backward(struct model *m, struct model_acts *a, struct kpool *p)
 
 double
 model_forward_backward(struct model *m, struct model_acts *a, struct kpool *p, const int *tokens,
-                       const int *targets, int b, float grad_scale, int *n_scored)
+                       const int *targets, int b, int t, float grad_scale, int *n_scored)
 {
-    model_forward(m, a, p, tokens, b);
+    model_forward(m, a, p, tokens, b, t);
     kern_xent(p, a->logits, a->loss, targets, a->n, m->cfg.vocab, grad_scale);
     double sum = 0;
     int cnt = 0;

@@ -18,10 +18,10 @@
 //   for (i < m.n_tensors) m.tensors[i] -> {name, shape, offset}; data = m.params + offset
 //   struct kpool *pool = kpool_new(threads);
 //   struct model_acts a; model_acts_init(&a, &m, B, T, training, kpool_threads(pool));
-//   model_forward(&m, &a, pool, tokens);    // tokens [B*T] → a.logits [B*T, V]
+//   model_forward(&m, &a, pool, tokens, B, T); // tokens [B*T] → a.logits [B*T, V]
 //   model_logprobs(&m, &a, pool, targets, lp); // log p(targets[r] | prefix) per row
 //   // training: model_grads_alloc(&m) once; then per micro-batch
-//   loss_sum = model_forward_backward(&m, &a, pool, tokens, targets, 1.0f / n_scored);
+//   loss_sum = model_forward_backward(&m, &a, pool, tokens, targets, B, T, 1.0f / n_scored, NULL);
 //   // or any loss on the logits: model_forward, write dL/dlogits into a.logits, model_backward
 //   // generation: struct model_kv kv; model_kv_init(&kv, &m, max_t);
 //   model_kv_forward(&m, &kv, pool, prompt, n, logits_V); ... one token at a time after.
@@ -59,8 +59,8 @@ struct model_config {
     int n_kv_heads;   // num_key_value_heads (= n_heads without GQA)
     int ffn;          // intermediate_size
     int max_seq;      // max_position_embeddings
-    float norm_eps;   // rms_norm_eps
-    float rope_theta; // rope_theta
+    double norm_eps;  // rms_norm_eps (the kernels use it as float, like torch)
+    double rope_theta; // rope_theta
     bool tie_embeddings;
     int bos_id, eos_id; // -1 when unknown
 };
@@ -134,9 +134,9 @@ int model_layer_tensor(const struct model *m, int layer, int k);
 // Activations for batches of up to b sequences of t positions (b*t rows). training keeps
 // what backward needs and allocates the gradient buffers.
 struct model_acts {
-    int b, t, n_threads;
+    int b, t, n_threads; // capacity: b sequences of t positions
     bool training;
-    int n;          // rows of the current batch (b*t)
+    int n, cur_t;   // the current batch: n = b' * cur_t rows
     int *tokens;    // [b*t] copy of the current inputs
     float *x;       // [L+1, n, dim] residual stream entering each layer, then the final one
     float *xmid;    // [L, n, dim] residual after attention
@@ -162,10 +162,11 @@ void model_acts_free(struct model_acts *a);
 size_t model_acts_bytes(const struct model_config *c, int b, int t, bool training,
                         int n_threads);
 
-// Forward over b*t tokens (row r = sequence r / t, position r % t). Every id must be in
-// [0, vocab) (checked by the caller). Leaves logits in a->logits. b ≤ a->b.
+// Forward over b sequences of t tokens (row r = sequence r / t, position r % t), with
+// t ≤ a->t and b*t ≤ a->b * a->t (short batches reuse the buffers). Every id must be in
+// [0, vocab) (checked by the caller). Leaves logits in a->logits.
 void model_forward(struct model *m, struct model_acts *a, struct kpool *p, const int *tokens,
-                   int b);
+                   int b, int t);
 // After model_forward: lp[r] = log p(targets[r] | tokens[..r]) (0 where targets[r] < 0).
 void model_logprobs(struct model *m, struct model_acts *a, struct kpool *p, const int *targets,
                     float *lp);
@@ -176,8 +177,8 @@ void model_backward(struct model *m, struct model_acts *a, struct kpool *p);
 // grad_scale (pass 1/number of scored tokens in the optimizer step). Returns the sum of the
 // per-token losses (double, in row order); *n_scored gets the scored count.
 double model_forward_backward(struct model *m, struct model_acts *a, struct kpool *p,
-                              const int *tokens, const int *targets, int b, float grad_scale,
-                              int *n_scored);
+                              const int *tokens, const int *targets, int b, int t,
+                              float grad_scale, int *n_scored);
 
 // ---- incremental forward (generation) ------------------------------------------------------
 

@@ -31,7 +31,7 @@ enum tok_pre {
     TOK_PRE_GPT2,   // GPT-2 / r50k (HF ByteLevel use_regex)
     TOK_PRE_CL100K, // cl100k_base
     TOK_PRE_O200K,  // o200k_base
-    TOK_PRE_LLAMA3, // Llama 3 (the original cl100k form; same pieces as cl100k)
+    TOK_PRE_LLAMA3, // Llama 3 = the original cl100k form (tiktoken JSON pat_str)
     TOK_PRE_CUSTOM, // a user regex through common/regex
 };
 

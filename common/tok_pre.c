@@ -350,9 +350,11 @@ next_gpt2(const struct tok_split *sp, size_t i, size_t n)
     return e - i >= 2 ? e - 1 : i + 1;
 }
 
-// cl100k and llama3 (the same pieces).
+// cl100k and llama3. They differ only in a whitespace run at the very end of the text that
+// holds a line break: cl100k (\s++$ first) keeps it whole, llama3 (the original cl100k form,
+// also the pat_str of tiktoken's JSON) ends the piece at the last line break.
 static size_t
-next_cl100k(const struct tok_split *sp, size_t i, size_t n)
+next_cl100k(const struct tok_split *sp, size_t i, size_t n, bool orig)
 {
     const uint8_t *c = sp->cls;
     size_t k = contraction(sp->cp, i, n, true);
@@ -370,11 +372,13 @@ next_cl100k(const struct tok_split *sp, size_t i, size_t n)
     if (c[j] & C_O)
         return run(c, run(c, j, n, C_O), n, C_CRLF);
     size_t e = run(c, i, n, C_WS);
-    if (e == n)
+    if (e == n && !orig)
         return e;
     for (size_t p = e; p > i; p--)
         if (c[p - 1] & C_CRLF)
             return p;
+    if (e == n)
+        return e;
     return e - i >= 2 ? e - 1 : i + 1;
 }
 
@@ -501,7 +505,7 @@ tok_split_run(struct tok_split *sp, const char *s, size_t n, tok_piece_fn fn, vo
             e = next_o200k(sp, i, k);
             break;
         default:
-            e = next_cl100k(sp, i, k);
+            e = next_cl100k(sp, i, k, sp->pre == TOK_PRE_LLAMA3);
             break;
         }
         fn(arg, s + sp->off[i], sp->off[e] - sp->off[i]);

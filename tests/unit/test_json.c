@@ -358,6 +358,14 @@ test_unescape(void)
     buf_reset(&b);
     json_unescape("x\\", 2, &b);
     CHECK_EQ_MEM(b.p, b.len, "x", 1);
+    // Regression (fuzz): an empty result on a fresh buffer is still a terminated C string.
+    struct buf z = {0};
+    json_unescape("", 0, &z);
+    CHECK(z.p == NULL || (z.len == 0 && z.p[0] == 0));
+    buf_free(&z);
+    CHECK_EQ_INT(utf8_repair("", 0, &z), 0);
+    CHECK(z.p == NULL || (z.len == 0 && z.p[0] == 0));
+    buf_free(&z);
     // json_str on a non-string appends nothing.
     struct json_val n = {JSON_NUMBER, "1", 1, false};
     buf_reset(&b);

@@ -37,7 +37,7 @@ static double
 loss_only(struct model *m, struct model_acts *a, struct kpool *p, const int *tok, const int *tgt,
           int b)
 {
-    model_forward(m, a, p, tok, b);
+    model_forward(m, a, p, tok, b, a->t);
     model_logprobs(m, a, p, tgt, a->loss);
     double s = 0;
     for (int r = 0; r < a->n; r++)
@@ -70,7 +70,7 @@ test_gradcheck(bool tied)
     CHECK(model_acts_init(&a, &m, b, t, true, 1, &err) == 0);
     CHECK(model_acts_init(&e, &m, b, t, false, 1, &err) == 0);
     int n_scored = 0;
-    double loss = model_forward_backward(&m, &a, p, tok, tgt, b, 1.0f, &n_scored);
+    double loss = model_forward_backward(&m, &a, p, tok, tgt, b, t, 1.0f, &n_scored);
     CHECK_EQ_INT(n_scored, 12);
     CHECK_NEAR(loss, loss_only(&m, &e, p, tok, tgt, b), 1e-5);
     // Tolerance: per tensor, the L2 error relative to the tensor's gradient norm ≤ 3e-3, and
@@ -132,7 +132,7 @@ test_threads(void)
         CHECK_EQ_INT(kpool_threads(p), th);
         struct model_acts a;
         CHECK(model_acts_init(&a, &m, b, t, true, th, &err) == 0);
-        double loss = model_forward_backward(&m, &a, p, tok, tgt, b, 1.0f / n, NULL);
+        double loss = model_forward_backward(&m, &a, p, tok, tgt, b, t, 1.0f / n, NULL);
         struct adamw o;
         adamw_init(&o, &m, 0.9f, 0.95f, 1e-8f, 0.1f);
         model_grad_clip(&m, p, 0.5);
@@ -177,7 +177,13 @@ test_kv(void)
     struct kpool *p = kpool_new(2);
     struct model_acts a;
     CHECK(model_acts_init(&a, &m, 1, t, false, 2, &err) == 0);
-    model_forward(&m, &a, p, tok, 1);
+    model_forward(&m, &a, p, tok, 1, t);
+    // A shorter batch in bigger buffers gives the same bits.
+    struct model_acts big;
+    CHECK(model_acts_init(&big, &m, 3, 100, true, 2, &err) == 0);
+    model_forward(&m, &big, p, tok, 1, t);
+    CHECK(memcmp(big.logits, a.logits, sizeof(float) * t * c.vocab) == 0);
+    model_acts_free(&big);
     struct model_kv kv;
     CHECK(model_kv_init(&kv, &m, t, &err) == 0);
     float logits[19];
@@ -313,7 +319,7 @@ test_memorize(void)
     for (int s = 0; s < 150; s++) {
         model_grads_zero(&m);
         int n = 0;
-        loss = model_forward_backward(&m, &a, p, tok, tgt, b, 1.0f / 55, &n);
+        loss = model_forward_backward(&m, &a, p, tok, tgt, b, t, 1.0f / 55, &n);
         loss /= n;
         if (s == 0)
             first = loss;
@@ -403,7 +409,7 @@ test_torch_reference(void)
     int n_scored = 0;
     for (int i = 0; i < n; i++)
         n_scored += tgt[i] >= 0;
-    double loss = model_forward_backward(&m, &a, p, tok, tgt, b, 1.0f / n_scored, NULL);
+    double loss = model_forward_backward(&m, &a, p, tok, tgt, b, t, 1.0f / n_scored, NULL);
     loss /= n_scored;
     CHECK_MSG(fabs(loss - ref_loss) <= 1e-4 * fabs(ref_loss), "loss %.8f vs torch %.8f", loss,
               ref_loss);
@@ -435,7 +441,7 @@ test_torch_reference(void)
     double worst_step = 0;
     for (int s = 0; s < steps; s++) {
         model_grads_zero(&m);
-        double l = model_forward_backward(&m, &a, p, tok, tgt, b, 1.0f / n_scored, NULL);
+        double l = model_forward_backward(&m, &a, p, tok, tgt, b, t, 1.0f / n_scored, NULL);
         l /= n_scored;
         model_grad_clip(&m, p, hyper[5]);
         adamw_update(&o, &m, p,

@@ -1,0 +1,507 @@
+// SPDX-License-Identifier: MIT
+// test_tok: the tokenizer module — byte-to-unicode map, hand-written pre-tokenizers against
+// the PCRE2 path of the same regex, BPE on a hand-made rank file (whole-piece shortcut,
+// merging order, long runs), special-token policy, arbitrary-byte round trips, training
+// (HF merge order and ties, stop rules), tokenizer.json save → load → save, both merge forms,
+// and loader errors with positions. The exact-ids test against tiktoken's real vocabularies is
+// tests/cli/tokenize_tiktoken.bats (it needs the npm package from the cache).
+#include "json.h"
+#include "tok.h"
+
+#include "test.h"
+
+#include <stdlib.h>
+
+static uint64_t rng = 42;
+static uint64_t
+rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+// ---- pre-tokenizer ------------------------------------------------------------------------
+
+struct pieces {
+    struct buf b; // pieces joined by 0x01 separators
+};
+
+static void
+collect(void *arg, const char *p, size_t n)
+{
+    struct pieces *ps = arg;
+    buf_append(&ps->b, p, n);
+    buf_putc(&ps->b, '\x01');
+}
+
+// Splits s with the hand-written splitter and the regex path; CHECKs they agree.
+static int
+same_split(struct tok_split *hand, struct tok_split *re, const char *s, size_t n,
+           const char *what)
+{
+    struct pieces a = {0}, b = {0};
+    struct kerr err;
+    int ok1 = tok_split_run(hand, s, n, collect, &a, &err);
+    int ok2 = tok_split_run(re, s, n, collect, &b, &err);
+    int same = ok1 == 0 && ok2 == 0 && a.b.len == b.b.len &&
+               (a.b.len == 0 || memcmp(a.b.p, b.b.p, a.b.len) == 0);
+    if (!same) {
+        fprintf(stderr, "%s: split differs on \"%.*s\"\n hand: ", what, (int)n, s);
+        for (size_t i = 0; i < a.b.len; i++)
+            fputc(a.b.p[i] == 1 ? '|' : a.b.p[i], stderr);
+        fputs("\n  re:  ", stderr);
+        for (size_t i = 0; i < b.b.len; i++)
+            fputc(b.b.p[i] == 1 ? '|' : b.b.p[i], stderr);
+        fputc('\n', stderr);
+    }
+    buf_free(&a.b);
+    buf_free(&b.b);
+    return same;
+}
+
+static void
+test_pretokenizers(void)
+{
+    struct buf fx = {0};
+    struct kerr err;
+    const char *root = getenv("KILN_ROOT");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/data/tok/tiktoken_fixture.jsonl", root ? root : ".");
+    CHECK_MSG(read_file(path, 0, &fx, &err) == 0, "%s", err.msg);
+    // Strings the regexes treat specially, plus the fixture texts and random mixtures.
+    static const char *const pool[] = {
+        "a", "b", "s", "t", "l", "v", "e", "r", "d", "m", "A", "S", "T", "L", "É", "ß", "ʰ",
+        "ǅ", "中", "ア", "ا", "\xcc\x81", "\xcc\x88", "0", "7", "٣", "½", " ", " ", "  ", "\t",
+        "\n", "\r", "\r\n", "\xc2\xa0", "\xe3\x80\x80", "'", "'", ".", ",", "!", "/", "-", "$",
+        "😀", "ſ", "K", "\xe2\x80\xa8", "\x0b", "\x0c", "\xc2\x85", "ǈ", "ᾈ",
+    };
+    for (int p = 0; p < TOK_PRE_CUSTOM; p++) {
+        struct tok_split *hand = tok_split_new((enum tok_pre)p, NULL, &err);
+        struct tok_split *re = tok_split_new_regex((enum tok_pre)p, &err);
+        CHECK_MSG(hand && re, "%s", err.msg);
+        if (!hand || !re)
+            continue;
+        const char *name = tok_pre_name_of((enum tok_pre)p);
+        int bad = 0;
+        // fixture texts
+        struct json_obj o = {0};
+        struct json_error je;
+        struct buf text = {0};
+        for (char *line = fx.p; line && line < fx.p + fx.len;) {
+            char *nl = memchr(line, '\n', (size_t)(fx.p + fx.len - line));
+            size_t n = nl ? (size_t)(nl - line) : (size_t)(fx.p + fx.len - line);
+            if (n && json_obj_parse(&o, line, n, &je) == 0) {
+                const struct json_field *f = json_obj_get(&o, "text");
+                buf_reset(&text);
+                json_str(&f->val, &text);
+                bad += !same_split(hand, re, text.p, text.len, name);
+            }
+            line = nl ? nl + 1 : NULL;
+        }
+        json_obj_free(&o);
+        for (int i = 0; i < 3000 && bad < 5; i++) {
+            buf_reset(&text);
+            int len = 1 + (int)(rnd() % 16);
+            for (int k = 0; k < len; k++)
+                buf_puts(&text, pool[rnd() % KILN_ARRAY_LEN(pool)]);
+            bad += !same_split(hand, re, text.p, text.len, name);
+        }
+        CHECK_MSG(bad == 0, "%s: %d texts split differently", name, bad);
+        buf_free(&text);
+        tok_split_del(hand);
+        tok_split_del(re);
+    }
+    buf_free(&fx);
+    // Names and spellings.
+    CHECK_EQ_INT(tok_pre_from_name("cl100k_base"), TOK_PRE_CL100K);
+    CHECK_EQ_INT(tok_pre_from_name("nope"), -1);
+    CHECK_EQ_INT(tok_pre_from_regex(tok_pre_regex_of(TOK_PRE_O200K)), TOK_PRE_O200K);
+    CHECK_EQ_INT(tok_pre_from_regex("'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| "
+                                    "?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"),
+                 TOK_PRE_GPT2);
+    // A custom regex: gaps between matches are pieces too (HF Split "Isolated").
+    struct tok_split *sp = tok_split_new(TOK_PRE_CUSTOM, "[0-9]+", &err);
+    struct pieces ps = {0};
+    CHECK(sp && tok_split_run(sp, "ab12cd3", 7, collect, &ps, &err) == 0);
+    CHECK_EQ_MEM(ps.b.p, ps.b.len, "ab\x01" "12\x01" "cd\x01" "3\x01", 11);
+    buf_free(&ps.b);
+    tok_split_del(sp);
+    CHECK(tok_split_new(TOK_PRE_CUSTOM, "(unclosed", &err) == NULL);
+    CHECK(strstr(err.msg, "column") != NULL);
+}
+
+// ---- byte-to-unicode ----------------------------------------------------------------------
+
+static void
+test_bytes_unicode(void)
+{
+    CHECK_EQ_INT(tok_byte_to_cp(' '), 0x120);
+    CHECK_EQ_INT(tok_byte_to_cp('\n'), 0x10A);
+    CHECK_EQ_INT(tok_byte_to_cp('A'), 'A');
+    CHECK_EQ_INT(tok_byte_to_cp(0xAD), 0x143);
+    CHECK_EQ_INT(tok_byte_to_cp(0), 0x100);
+    int ok = 1;
+    for (int b = 0; b < 256; b++)
+        ok &= tok_cp_to_byte(tok_byte_to_cp((uint8_t)b)) == b;
+    CHECK(ok);
+    CHECK_EQ_INT(tok_cp_to_byte(0x20), -1);
+    CHECK_EQ_INT(tok_cp_to_byte(0x144), -1);
+}
+
+// ---- a hand-made rank file ---------------------------------------------------------------
+
+static void
+b64(const unsigned char *s, size_t n, struct buf *out)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t w = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0) |
+                     (i + 2 < n ? s[i + 2] : 0);
+        buf_putc(out, tab[w >> 18]);
+        buf_putc(out, tab[(w >> 12) & 63]);
+        buf_putc(out, i + 1 < n ? tab[(w >> 6) & 63] : '=');
+        buf_putc(out, i + 2 < n ? tab[w & 63] : '=');
+    }
+}
+
+// 256 bytes, then the extra tokens in rank order.
+static struct tok *
+rank_vocab(const char *const *extra, size_t n_extra, const char *pattern)
+{
+    struct buf f = {0};
+    for (int b = 0; b < 256; b++) {
+        unsigned char c = (unsigned char)b;
+        b64(&c, 1, &f);
+        buf_printf(&f, " %d\n", b);
+    }
+    for (size_t i = 0; i < n_extra; i++) {
+        b64((const unsigned char *)extra[i], strlen(extra[i]), &f);
+        buf_printf(&f, " %zu\n", 256 + i);
+    }
+    struct kerr err;
+    struct tok *t = tok_load_tiktoken(f.p, f.len, "ranks", pattern, &err);
+    CHECK_MSG(t != NULL, "%s", err.msg);
+    buf_free(&f);
+    return t;
+}
+
+static void
+encode_is(struct tok *t, const char *s, int flags, const int32_t *want, size_t n_want)
+{
+    struct tok_enc *e = tok_enc_new(t);
+    struct tok_ids ids = {0};
+    struct kerr err;
+    CHECK(tok_encode(e, s, strlen(s), flags, &ids, &err) == 0);
+    int same = ids.n == n_want && (n_want == 0 || memcmp(ids.v, want, n_want * 4) == 0);
+    CHECK_MSG(same, "encoding \"%s\": got %zu ids", s, ids.n);
+    if (!same)
+        for (size_t i = 0; i < ids.n; i++)
+            fprintf(stderr, " %d", ids.v[i]);
+    tok_ids_free(&ids);
+    tok_enc_del(e);
+}
+
+static void
+test_rank_bpe(void)
+{
+    static const char *const extra[] = {"ab", "bc", "abc", "aa", "aaaa", "cd", "bcd", "xyz"};
+    struct tok *t = rank_vocab(extra, KILN_ARRAY_LEN(extra), "gpt2");
+    if (!t)
+        return;
+    CHECK_EQ_INT(tok_vocab_size(t), 264);
+    // Whole piece; merges by rank (ab=256 before bc=257; then ab+c = abc).
+    encode_is(t, "abc", 0, (const int32_t[]){258}, 1);
+    encode_is(t, "abcd", 0, (const int32_t[]){258, 'd'}, 2); // ab (256), then ab+c (258) < cd
+    encode_is(t, "xbcd", 0, (const int32_t[]){'x', 262}, 2); // bc, then bc+d
+    encode_is(t, "xyz", 0, (const int32_t[]){263}, 1);        // whole piece, no pair path
+    encode_is(t, "aaaaa", 0, (const int32_t[]){260, 'a'}, 2); // leftmost on equal ranks
+    // Derived merges: every split of a token into two tokens, ordered by result id.
+    // ab, bc, abc = a+bc | ab+c, aa, aaaa, cd, bcd = b+cd | bc+d; xyz has no split.
+    CHECK_EQ_INT(tok_merge_count(t), 9);
+    int32_t a, b, c;
+    tok_merge_get(t, 2, &a, &b, &c);
+    CHECK(c == 258 && a == 'a' && b == 257);
+    tok_merge_get(t, 3, &a, &b, &c);
+    CHECK(c == 258 && a == 256 && b == 'c');
+    // A 1 MB run of one letter: one piece, the heap path; 4-byte tokens.
+    size_t n = 1 << 20;
+    char *run = xmalloc(n + 1);
+    memset(run, 'a', n);
+    run[n] = 0;
+    struct tok_enc *e = tok_enc_new(t);
+    struct tok_ids ids = {0};
+    struct kerr err;
+    double t0 = now_seconds();
+    CHECK(tok_encode(e, run, n, 0, &ids, &err) == 0);
+    double dt = now_seconds() - t0;
+    CHECK_EQ_INT(ids.n, n / 4);
+    int all = 1;
+    for (size_t i = 0; i < ids.n; i++)
+        all &= ids.v[i] == 260;
+    CHECK(all);
+    CHECK_MSG(dt < 20, "1 MB run took %.1f s", dt);
+    // Arbitrary bytes round trip (invalid UTF-8 included).
+    for (size_t i = 0; i < n; i++)
+        run[i] = (char)(rnd() & 0xFF);
+    ids.n = 0;
+    CHECK(tok_encode(e, run, 100000, 0, &ids, &err) == 0);
+    struct buf back = {0};
+    CHECK(tok_decode(t, ids.v, ids.n, &back, &err) == 0);
+    CHECK_EQ_MEM(back.p, back.len, run, 100000);
+    int32_t badid = 999;
+    CHECK(tok_decode(t, &badid, 1, &back, &err) < 0 && strstr(err.msg, "999"));
+    buf_free(&back);
+    free(run);
+    tok_ids_free(&ids);
+    tok_enc_del(e);
+    // Special tokens: ordinary text by default, control tokens only when allowed.
+    CHECK(tok_add_special(t, "<|endoftext|>", 300, &err) == 0);
+    CHECK(tok_add_special(t, "<|x|>", 300, &err) < 0);
+    CHECK_EQ_INT(tok_special_id(t, "<|endoftext|>"), 300);
+    CHECK_EQ_INT(tok_token_type(t, 300), TOK_TYPE_CONTROL);
+    CHECK_EQ_INT(tok_token_type(t, 299), TOK_TYPE_UNUSED);
+    encode_is(t, "ab<|endoftext|>", TOK_ALLOW_SPECIAL, (const int32_t[]){256, 300}, 2);
+    struct tok_enc *e2 = tok_enc_new(t);
+    struct tok_ids i2 = {0};
+    CHECK(tok_encode(e2, "ab<|endoftext|>", 15, 0, &i2, &err) == 0);
+    int has = 0;
+    for (size_t i = 0; i < i2.n; i++)
+        has |= i2.v[i] == 300;
+    CHECK(!has && i2.n > 2);
+    tok_ids_free(&i2);
+    tok_enc_del(e2);
+    // Save as tokenizer.json, load, save again: identical bytes, same ids.
+    struct buf j1 = {0}, j2 = {0};
+    tok_save_hf(t, &j1);
+    struct tok *t2 = tok_load_hf(j1.p, j1.len, "t.json", &err);
+    CHECK_MSG(t2 != NULL, "%s", err.msg);
+    if (t2) {
+        tok_save_hf(t2, &j2);
+        CHECK_EQ_MEM(j1.p, j1.len, j2.p, j2.len);
+        encode_is(t2, "abcd xbcd aaaaa", 0, (const int32_t[]){258, 'd', ' ', 'x', 262, ' ', 260, 'a'}, 8);
+        tok_del(t2);
+    }
+    buf_free(&j1);
+    buf_free(&j2);
+    tok_del(t);
+}
+
+// ---- loaders: errors with positions, both merge forms ------------------------------------
+
+static void
+load_fails(const char *doc, const char *want)
+{
+    struct kerr err = {{0}};
+    struct tok *t = tok_load_hf(doc, strlen(doc), "t.json", &err);
+    CHECK_MSG(t == NULL && strstr(err.msg, want), "want \"%s\", got \"%s\"", want, err.msg);
+    tok_del(t);
+}
+
+static void
+test_loaders(void)
+{
+    struct kerr err;
+    // Rank file errors carry line and column.
+    const char *bad_rank = "IQ== 0\nIg== x\n";
+    CHECK(tok_load_tiktoken(bad_rank, strlen(bad_rank), "r.tiktoken", "gpt2", &err) == NULL);
+    CHECK_MSG(strstr(err.msg, "r.tiktoken:2:6: rank is not a number"), "%s", err.msg);
+    const char *bad_b64 = "IQ== 0\nI*== 1\n";
+    CHECK(tok_load_tiktoken(bad_b64, strlen(bad_b64), "r.tiktoken", "gpt2", &err) == NULL);
+    CHECK_MSG(strstr(err.msg, "r.tiktoken:2:2: invalid base64"), "%s", err.msg);
+    const char *few = "IQ== 0\n";
+    CHECK(tok_load_tiktoken(few, strlen(few), "r.tiktoken", "gpt2", &err) == NULL);
+    CHECK_MSG(strstr(err.msg, "lacks the single-byte token"), "%s", err.msg);
+    CHECK(tok_load_tiktoken(few, strlen(few), "r", "bogus", &err) == NULL);
+    CHECK_MSG(strstr(err.msg, "unknown pattern 'bogus'"), "%s", err.msg);
+    // tokenizer.json errors.
+    load_fails("{\"model\": [1,}", "t.json:1:14:");
+    load_fails("{\n\"x\": 1}", "t.json:1:1: expected an object with a \"model\"");
+    load_fails("{\"model\": {\"type\": \"WordPiece\"}}", "t.json:1:20: model type is not");
+    load_fails("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}, \"normalizer\": "
+               "{\"type\": \"NFC\"}}",
+               "normalizer is not supported");
+    // Both merge forms give the same tokenizer.
+    const char *specs[1] = {"<|endoftext|>"};
+    struct tok_train_opts o = {.vocab_size = 262, .specials = specs, .n_specials = 1,
+                               .pre = TOK_PRE_GPT2};
+    struct tok_trainer *tr = tok_trainer_new(&o, &err);
+    const char *text = "low lower lowest newer newest";
+    CHECK(tr && tok_trainer_add(tr, text, strlen(text), &err) == 0);
+    struct tok *t = tok_trainer_finish(tr, &err);
+    tok_trainer_del(tr);
+    CHECK_MSG(t != NULL, "%s", err.msg);
+    if (!t)
+        return;
+    struct buf j = {0}, legacy = {0};
+    tok_save_hf(t, &j);
+    // Rewrite ["a", "b"] pairs as "a b" strings.
+    for (size_t i = 0; i < j.len; i++) {
+        if (j.p[i] == '[' && i + 1 < j.len && j.p[i + 1] == '"') { // ["x", "y"] → "x y"
+            size_t k = i + 1;
+            const char *end = strstr(j.p + i, "\"]");
+            const char *mid = strstr(j.p + i, "\", \"");
+            if (end && mid && mid < end) {
+                buf_append(&legacy, j.p + k, (size_t)(mid - (j.p + k)));
+                buf_putc(&legacy, ' ');
+                buf_append(&legacy, mid + 4, (size_t)(end - (mid + 4)) + 1);
+                i = (size_t)(end - j.p) + 1;
+                continue;
+            }
+        }
+        buf_putc(&legacy, j.p[i]);
+    }
+    CHECK(strstr(legacy.p, "\"l o\"") != NULL);
+    struct tok *t2 = tok_load_hf(legacy.p, legacy.len, "legacy.json", &err);
+    CHECK_MSG(t2 != NULL, "%s", err.msg);
+    if (t2) {
+        struct buf j2 = {0};
+        tok_save_hf(t2, &j2);
+        CHECK_EQ_MEM(j.p, j.len, j2.p, j2.len);
+        buf_free(&j2);
+        tok_del(t2);
+    }
+    buf_free(&j);
+    buf_free(&legacy);
+    tok_del(t);
+}
+
+// ---- training ----------------------------------------------------------------------------
+
+static struct tok *
+train(const char *text, size_t vocab, uint64_t minf, struct kerr *err)
+{
+    const char *specs[2] = {"<|endoftext|>", "<|pad|>"};
+    struct tok_train_opts o = {.vocab_size = vocab, .min_frequency = minf, .specials = specs,
+                               .n_specials = 2, .pre = TOK_PRE_GPT2};
+    struct tok_trainer *tr = tok_trainer_new(&o, err);
+    if (!tr)
+        return NULL;
+    struct tok *t = tok_trainer_add(tr, text, strlen(text), err) == 0
+                        ? tok_trainer_finish(tr, err)
+                        : NULL;
+    tok_trainer_del(tr);
+    return t;
+}
+
+static void
+merge_is(struct tok *t, size_t i, const char *a, const char *b)
+{
+    int32_t x, y, z;
+    size_t la, lb;
+    CHECK(i < tok_merge_count(t));
+    if (i >= tok_merge_count(t))
+        return;
+    tok_merge_get(t, i, &x, &y, &z);
+    const char *sa = tok_token_bytes(t, x, &la), *sb = tok_token_bytes(t, y, &lb);
+    CHECK_MSG(la == strlen(a) && lb == strlen(b) && !memcmp(sa, a, la) && !memcmp(sb, b, lb),
+              "merge %zu is \"%.*s\" + \"%.*s\", want \"%s\" + \"%s\"", i, (int)la, sa, (int)lb,
+              sb, a, b);
+}
+
+static void
+test_train(void)
+{
+    struct kerr err;
+    // Ids: specials, then bytes in code point order of their byte-level form.
+    struct tok *t = train("hello hello", 258, 0, &err);
+    CHECK_MSG(t != NULL, "%s", err.msg);
+    if (t) {
+        CHECK_EQ_INT(tok_vocab_size(t), 258);
+        CHECK_EQ_INT(tok_special_id(t, "<|pad|>"), 1);
+        CHECK_EQ_INT(tok_token_id(t, "!", 1), 2);
+        CHECK_EQ_INT(tok_token_id(t, "\x00", 1), 2 + 188); // U+0100 comes after the 188 printables
+        CHECK_EQ_INT(tok_merge_count(t), 0);
+        tok_del(t);
+    }
+    // Counts: "ab" x3 and "cd" x3 tie (3 each): the smaller pair (ids of a,b < c,d) first;
+    // "xy" x2 comes after; min_frequency 3 stops before it.
+    // Pieces "ab", " ab" x2, " cd" x3, " xy" x2: (a,b), (c,d) and (" ",c) all count 3; the
+    // smallest pair wins each tie (letters have smaller ids than the byte-level space).
+    t = train("ab ab ab cd cd cd xy xy", 300, 3, &err);
+    CHECK_MSG(t != NULL, "%s", err.msg);
+    if (t) {
+        CHECK_EQ_INT(tok_merge_count(t), 3);
+        merge_is(t, 0, "a", "b");
+        merge_is(t, 1, "c", "d");
+        merge_is(t, 2, " ", "cd");
+        tok_del(t);
+    }
+    t = train("ab.ab.ab.cd.cd.cd.xy.xy", 300, 3, &err);
+    CHECK_MSG(t != NULL, "%s", err.msg);
+    if (t) {
+        // Pieces: ab ab ab cd cd cd xy xy and "." x7 (no pairs inside "." pieces).
+        CHECK_EQ_INT(tok_merge_count(t), 2);
+        merge_is(t, 0, "a", "b");
+        merge_is(t, 1, "c", "d");
+        tok_del(t);
+    }
+    t = train("ab.ab.ab.cd.cd.cd.xy.xy", 259, 0, &err); // room for one merge only
+    if (t) {
+        CHECK_EQ_INT(tok_merge_count(t), 1);
+        CHECK_EQ_INT(tok_vocab_size(t), 259);
+        tok_del(t);
+    }
+    // Overlapping pairs: "aaaa" merges (a,a) twice per word, leaving (aa,aa).
+    t = train("aaaa aaaa", 270, 0, &err);
+    if (t) {
+        merge_is(t, 0, "a", "a");
+        merge_is(t, 1, "aa", "aa");
+        struct tok_enc *e = tok_enc_new(t);
+        struct tok_ids ids = {0};
+        CHECK(tok_encode(e, "aaaa", 4, 0, &ids, &err) == 0 && ids.n == 1);
+        tok_ids_free(&ids);
+        tok_enc_del(e);
+        tok_del(t);
+    }
+    // A realistic run: save → load → save, identical; encoding round trips.
+    struct buf text = {0};
+    static const char *const words[] = {"the", "tokenizer", "splits", "text", "into", "pieces",
+                                        "and", "merges", "pairs", "by", "rank", "Ünïcødé", "😀",
+                                        "1234", "  ", "\n", "don't", "WE'LL"};
+    for (int i = 0; i < 3000; i++) {
+        buf_puts(&text, words[rnd() % KILN_ARRAY_LEN(words)]);
+        buf_putc(&text, rnd() % 5 ? ' ' : '.');
+    }
+    t = train(text.p, 400, 2, &err);
+    CHECK_MSG(t != NULL, "%s", err.msg);
+    if (t) {
+        struct buf j1 = {0}, j2 = {0}, back = {0};
+        tok_save_hf(t, &j1);
+        struct tok *t2 = tok_load_hf(j1.p, j1.len, "t.json", &err);
+        CHECK_MSG(t2 != NULL, "%s", err.msg);
+        if (t2) {
+            tok_save_hf(t2, &j2);
+            CHECK_EQ_MEM(j1.p, j1.len, j2.p, j2.len);
+            struct tok_enc *e = tok_enc_new(t2);
+            struct tok_ids ids = {0};
+            CHECK(tok_encode(e, text.p, text.len, 0, &ids, &err) == 0);
+            CHECK(ids.n < text.len / 2);
+            CHECK(tok_decode(t2, ids.v, ids.n, &back, &err) == 0);
+            CHECK_EQ_MEM(back.p, back.len, text.p, text.len);
+            tok_ids_free(&ids);
+            tok_enc_del(e);
+            tok_del(t2);
+        }
+        buf_free(&j1);
+        buf_free(&j2);
+        buf_free(&back);
+        tok_del(t);
+    }
+    buf_free(&text);
+    // Too small a vocabulary.
+    CHECK(train("x", 257, 0, &err) == NULL);
+    CHECK_MSG(strstr(err.msg, "below 256 + 2 specials"), "%s", err.msg);
+}
+
+int
+main(void)
+{
+    test_bytes_unicode();
+    test_pretokenizers();
+    test_rank_bpe();
+    test_loaders();
+    test_train();
+    return test_summary();
+}
