@@ -486,7 +486,7 @@ cmd_model_logits(const char *path, int n, const int *ids) {
         model_free(&m);
         return 1;
     }
-    model_forward(&m, &a, pool, ids, 1);
+    model_forward(&m, &a, pool, ids, 1, n);
     int V = m.cfg.vocab;
     printf("{\"n_vocab\":%d,\"tokens\":[", V);
     for (int p = 0; p < n; p++)
