@@ -47,6 +47,17 @@ compare() {
     [ "$a" = "$b" ] || { echo "llama.cpp: $a" >&2; echo "kiln:      $b" >&2; return 1; }
 }
 
+# The tokenizer metadata (byte tokens in byte-to-unicode form, "a b" merges, pre "gpt-2"):
+# llama.cpp splits " the cat" into " the" (merged through "Ġ t" and "Ġt he") and the bytes of
+# " cat", and " thé" into " t" (merged), "h" and the two bytes of "é".
+@test "llama.cpp tokenizes with kiln's tokenizer.ggml metadata" {
+    need_llama
+    "$TOOLS/gguf_tiny_llama" write m.gguf F32 3
+    run node "$KILN_ROOT/tests/tools/llama_logits.mjs" --tokenize m.gguf " the cat thé"
+    expect_status 0
+    [ "$output" = '{"tokens":[258,32,99,97,116,256,104,195,169]}' ] || { echo "$output" >&2; return 1; }
+}
+
 # llama.cpp multiplies quantized weights with 8-bit-quantized activations, the reference uses
 # exact activations: the bounds cover that, and a wrong block layout would miss them by orders
 # of magnitude.
