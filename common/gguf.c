@@ -27,7 +27,8 @@ static const char *const type_names[] = {"u8",   "i8",     "u16",   "i16", "u32"
 static const size_t type_sizes[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
 const char *
-gguf_type_name(int type) {
+gguf_type_name(int type)
+{
     return type >= 0 && type <= GGUF_TYPE_F64 ? type_names[type] : "?";
 }
 
@@ -46,7 +47,8 @@ static const struct {
 };
 
 static int
-ggml_type_index(int type) {
+ggml_type_index(int type)
+{
     for (size_t i = 0; i < KILN_ARRAY_LEN(ggml_types); i++)
         if (ggml_types[i].type == type)
             return (int)i;
@@ -54,13 +56,15 @@ ggml_type_index(int type) {
 }
 
 const char *
-gguf_tensor_type_name(int type) {
+gguf_tensor_type_name(int type)
+{
     int i = ggml_type_index(type);
     return i < 0 ? "?" : ggml_types[i].name;
 }
 
 static uint64_t
-pad_to(uint64_t x, uint64_t align) {
+pad_to(uint64_t x, uint64_t align)
+{
     return (x + align - 1) / align * align;
 }
 
@@ -88,12 +92,14 @@ struct gguf_writer {
 };
 
 struct gguf_writer *
-gguf_writer_new(void) {
+gguf_writer_new(void)
+{
     return xcalloc(1, sizeof(struct gguf_writer));
 }
 
 void
-gguf_writer_del(struct gguf_writer *w) {
+gguf_writer_del(struct gguf_writer *w)
+{
     if (!w)
         return;
     for (size_t i = 0; i < w->n_kv; i++) {
@@ -109,7 +115,8 @@ gguf_writer_del(struct gguf_writer *w) {
 
 // Returns the KV for key, emptied, with the given type (existing keys keep their position).
 static struct buf *
-wkv_slot(struct gguf_writer *w, const char *key, enum gguf_type type) {
+wkv_slot(struct gguf_writer *w, const char *key, enum gguf_type type)
+{
     for (size_t i = 0; i < w->n_kv; i++) {
         if (strcmp(w->kv[i].key, key) == 0) {
             w->kv[i].type = type;
@@ -129,7 +136,8 @@ wkv_slot(struct gguf_writer *w, const char *key, enum gguf_type type) {
 }
 
 static void
-put_le(struct buf *b, uint64_t v, size_t n) {
+put_le(struct buf *b, uint64_t v, size_t n)
+{
     uint8_t tmp[8];
     for (size_t i = 0; i < n; i++)
         tmp[i] = (uint8_t)(v >> (8 * i));
@@ -137,13 +145,15 @@ put_le(struct buf *b, uint64_t v, size_t n) {
 }
 
 static void
-put_str(struct buf *b, const char *s, size_t n) {
+put_str(struct buf *b, const char *s, size_t n)
+{
     put_le(b, n, 8);
     buf_append(b, s, n);
 }
 
 #define GGUF_SET_INT(fn, ctype, gtype, n)                                                          \
-    void fn(struct gguf_writer *w, const char *key, ctype v) {                                     \
+    void fn(struct gguf_writer *w, const char *key, ctype v)                                       \
+    {                                                                                              \
         put_le(wkv_slot(w, key, gtype), (uint64_t)v, n);                                           \
     }
 GGUF_SET_INT(gguf_set_u8, uint8_t, GGUF_TYPE_U8, 1)
@@ -157,32 +167,37 @@ GGUF_SET_INT(gguf_set_i64, int64_t, GGUF_TYPE_I64, 8)
 #undef GGUF_SET_INT
 
 void
-gguf_set_f32(struct gguf_writer *w, const char *key, float v) {
+gguf_set_f32(struct gguf_writer *w, const char *key, float v)
+{
     uint32_t u;
     memcpy(&u, &v, 4);
     put_le(wkv_slot(w, key, GGUF_TYPE_F32), u, 4);
 }
 
 void
-gguf_set_f64(struct gguf_writer *w, const char *key, double v) {
+gguf_set_f64(struct gguf_writer *w, const char *key, double v)
+{
     uint64_t u;
     memcpy(&u, &v, 8);
     put_le(wkv_slot(w, key, GGUF_TYPE_F64), u, 8);
 }
 
 void
-gguf_set_bool(struct gguf_writer *w, const char *key, bool v) {
+gguf_set_bool(struct gguf_writer *w, const char *key, bool v)
+{
     put_le(wkv_slot(w, key, GGUF_TYPE_BOOL), v ? 1 : 0, 1);
 }
 
 void
-gguf_set_str(struct gguf_writer *w, const char *key, const char *s) {
+gguf_set_str(struct gguf_writer *w, const char *key, const char *s)
+{
     put_str(wkv_slot(w, key, GGUF_TYPE_STRING), s, strlen(s));
 }
 
 void
 gguf_set_arr(struct gguf_writer *w, const char *key, enum gguf_type elem, const void *data,
-             size_t n) {
+             size_t n)
+{
     assert(elem <= GGUF_TYPE_F64 && elem != GGUF_TYPE_STRING && elem != GGUF_TYPE_ARRAY);
     struct buf *b = wkv_slot(w, key, GGUF_TYPE_ARRAY);
     put_le(b, (uint32_t)elem, 4);
@@ -200,7 +215,8 @@ gguf_set_arr(struct gguf_writer *w, const char *key, enum gguf_type elem, const 
 }
 
 void
-gguf_set_arr_str(struct gguf_writer *w, const char *key, const char *const *s, size_t n) {
+gguf_set_arr_str(struct gguf_writer *w, const char *key, const char *const *s, size_t n)
+{
     struct buf *b = wkv_slot(w, key, GGUF_TYPE_ARRAY);
     put_le(b, GGUF_TYPE_STRING, 4);
     put_le(b, n, 8);
@@ -210,7 +226,8 @@ gguf_set_arr_str(struct gguf_writer *w, const char *key, const char *const *s, s
 
 int
 gguf_writer_add_tensor(struct gguf_writer *w, const char *name, int type, int n_dims,
-                       const int64_t *ne, const void *data, struct kerr *err) {
+                       const int64_t *ne, const void *data, struct kerr *err)
+{
     size_t len = strlen(name);
     if (len == 0 || len > GGUF_MAX_NAME)
         return kerr_set(err, "tensor name '%s': length %zu not in 1..%d", name, len, GGUF_MAX_NAME);
@@ -253,7 +270,8 @@ gguf_writer_add_tensor(struct gguf_writer *w, const char *name, int type, int n_
 
 // general.alignment if set (must be a u32 power of two), else the default.
 static int
-writer_alignment(const struct gguf_writer *w, uint64_t *align, struct kerr *err) {
+writer_alignment(const struct gguf_writer *w, uint64_t *align, struct kerr *err)
+{
     *align = GGUF_DEFAULT_ALIGNMENT;
     for (size_t i = 0; i < w->n_kv; i++) {
         if (strcmp(w->kv[i].key, "general.alignment"))
@@ -276,14 +294,16 @@ struct sink {
 };
 
 static void
-sink_put(struct sink *s, const void *p, size_t n) {
+sink_put(struct sink *s, const void *p, size_t n)
+{
     if (s->fp && !s->errnum && n && fwrite(p, 1, n, s->fp) != n)
         s->errnum = errno ? errno : EIO;
     s->pos += n;
 }
 
 static void
-sink_le(struct sink *s, uint64_t v, size_t n) {
+sink_le(struct sink *s, uint64_t v, size_t n)
+{
     uint8_t tmp[8];
     for (size_t i = 0; i < n; i++)
         tmp[i] = (uint8_t)(v >> (8 * i));
@@ -291,7 +311,8 @@ sink_le(struct sink *s, uint64_t v, size_t n) {
 }
 
 static void
-sink_pad(struct sink *s, uint64_t align) {
+sink_pad(struct sink *s, uint64_t align)
+{
     static const uint8_t zeros[256];
     uint64_t n = pad_to(s->pos, align) - s->pos;
     while (n) {
@@ -304,7 +325,8 @@ sink_pad(struct sink *s, uint64_t align) {
 // The one serializer. Tensor offsets are planned here on the counting pass and asserted on
 // the writing pass. Returns 0, or -1 if an offset disagrees with the plan (a bug).
 static int
-serialize(struct gguf_writer *w, struct sink *s, uint64_t align, struct kerr *err) {
+serialize(struct gguf_writer *w, struct sink *s, uint64_t align, struct kerr *err)
+{
     bool counting = s->fp == NULL;
     if (counting) {
         uint64_t off = 0;
@@ -350,7 +372,8 @@ serialize(struct gguf_writer *w, struct sink *s, uint64_t align, struct kerr *er
 }
 
 uint64_t
-gguf_writer_size(struct gguf_writer *w) {
+gguf_writer_size(struct gguf_writer *w)
+{
     uint64_t align;
     if (writer_alignment(w, &align, NULL))
         align = GGUF_DEFAULT_ALIGNMENT;
@@ -360,7 +383,8 @@ gguf_writer_size(struct gguf_writer *w) {
 }
 
 int
-gguf_writer_write(struct gguf_writer *w, const char *path, struct kerr *err) {
+gguf_writer_write(struct gguf_writer *w, const char *path, struct kerr *err)
+{
     uint64_t align;
     if (writer_alignment(w, &align, err))
         return kerr_prefix(err, "%s", path);
@@ -404,7 +428,8 @@ gguf_writer_write(struct gguf_writer *w, const char *path, struct kerr *err) {
 // ---------------------------------------------------------------- metadata helpers
 
 void
-gguf_set_llama(struct gguf_writer *w, const struct gguf_llama_params *p) {
+gguf_set_llama(struct gguf_writer *w, const struct gguf_llama_params *p)
+{
     gguf_set_str(w, "general.architecture", "llama");
     if (p->name)
         gguf_set_str(w, "general.name", p->name);
@@ -424,7 +449,8 @@ gguf_set_llama(struct gguf_writer *w, const struct gguf_llama_params *p) {
 }
 
 void
-gguf_set_tokenizer_gpt2(struct gguf_writer *w, const struct gguf_tokenizer_params *t) {
+gguf_set_tokenizer_gpt2(struct gguf_writer *w, const struct gguf_tokenizer_params *t)
+{
     gguf_set_str(w, "tokenizer.ggml.model", "gpt2");
     gguf_set_str(w, "tokenizer.ggml.pre", t->pre);
     gguf_set_arr_str(w, "tokenizer.ggml.tokens", t->tokens, t->n_tokens);
@@ -449,7 +475,8 @@ gguf_set_tokenizer_gpt2(struct gguf_writer *w, const struct gguf_tokenizer_param
 }
 
 const char *
-gguf_tokenizer_pre_name(const char *preset) {
+gguf_tokenizer_pre_name(const char *preset)
+{
     static const char *const map[][2] = {
         {"gpt2", "gpt-2"},       {"r50k", "gpt-2"},   {"r50k_base", "gpt-2"},
         {"llama3", "llama-bpe"}, {"o200k", "gpt-4o"}, {"o200k_base", "gpt-4o"},
@@ -461,7 +488,8 @@ gguf_tokenizer_pre_name(const char *preset) {
 }
 
 void
-gguf_gpt2_bytes_to_unicode(const uint8_t *bytes, size_t n, struct buf *out) {
+gguf_gpt2_bytes_to_unicode(const uint8_t *bytes, size_t n, struct buf *out)
+{
     for (size_t i = 0; i < n; i++) {
         unsigned b = bytes[i], cp;
         if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) {
@@ -489,7 +517,8 @@ struct cursor {
 };
 
 static int
-cur_need(struct cursor *c, uint64_t k, const char *what) {
+cur_need(struct cursor *c, uint64_t k, const char *what)
+{
     if (k > c->n - c->off)
         return kerr_set(c->err, "offset %zu: %s: needs %" PRIu64 " bytes, %zu left", c->off, what,
                         k, c->n - c->off);
@@ -497,7 +526,8 @@ cur_need(struct cursor *c, uint64_t k, const char *what) {
 }
 
 static int
-cur_le(struct cursor *c, size_t n, uint64_t *v, const char *what) {
+cur_le(struct cursor *c, size_t n, uint64_t *v, const char *what)
+{
     if (cur_need(c, n, what))
         return -1;
     uint64_t x = 0;
@@ -509,7 +539,8 @@ cur_le(struct cursor *c, size_t n, uint64_t *v, const char *what) {
 }
 
 static int
-cur_str(struct cursor *c, struct gguf_str *s, const char *what) {
+cur_str(struct cursor *c, struct gguf_str *s, const char *what)
+{
     uint64_t len;
     size_t at = c->off;
     if (cur_le(c, 8, &len, what))
@@ -526,7 +557,8 @@ cur_str(struct cursor *c, struct gguf_str *s, const char *what) {
 
 // A C-string copy of a name (key or tensor); refuses NUL bytes and empty names.
 static int
-cur_name(struct cursor *c, char **out, const char *what) {
+cur_name(struct cursor *c, char **out, const char *what)
+{
     struct gguf_str s;
     size_t at = c->off;
     if (cur_str(c, &s, what))
@@ -540,7 +572,8 @@ cur_name(struct cursor *c, char **out, const char *what) {
 }
 
 void
-gguf_close(struct gguf_file *g) {
+gguf_close(struct gguf_file *g)
+{
     if (g->kv) {
         for (uint64_t i = 0; i < g->n_kv; i++) {
             free(g->kv[i].key);
@@ -558,13 +591,15 @@ gguf_close(struct gguf_file *g) {
 }
 
 static int
-cmp_names(const void *a, const void *b) {
+cmp_names(const void *a, const void *b)
+{
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 // Finds a duplicate among n names (sorted copy of the pointers). Returns it or NULL.
 static const char *
-find_duplicate(char **names, size_t n) {
+find_duplicate(char **names, size_t n)
+{
     if (n < 2)
         return NULL;
     char **s = xmalloc(n * sizeof(char *));
@@ -579,7 +614,8 @@ find_duplicate(char **names, size_t n) {
 }
 
 static int
-parse_kv(struct cursor *c, struct gguf_kv *kv) {
+parse_kv(struct cursor *c, struct gguf_kv *kv)
+{
     kv->offset = c->off;
     if (cur_name(c, &kv->key, "key"))
         return -1;
@@ -643,7 +679,8 @@ parse_kv(struct cursor *c, struct gguf_kv *kv) {
 }
 
 static int
-parse_tensor(struct cursor *c, struct gguf_tensor *t) {
+parse_tensor(struct cursor *c, struct gguf_tensor *t)
+{
     size_t at = c->off;
     if (cur_name(c, &t->name, "tensor name"))
         return -1;
@@ -698,7 +735,8 @@ parse_tensor(struct cursor *c, struct gguf_tensor *t) {
 }
 
 static int
-parse(struct gguf_file *g, struct kerr *err) {
+parse(struct gguf_file *g, struct kerr *err)
+{
     struct cursor c = {.p = g->image, .n = g->size, .err = err};
     uint64_t version, nt, nkv;
     if (g->size < 4 || memcmp(g->image, "GGUF", 4) != 0)
@@ -793,7 +831,8 @@ parse(struct gguf_file *g, struct kerr *err) {
 }
 
 int
-gguf_open_mem(struct gguf_file *g, const void *p, size_t n, struct kerr *err) {
+gguf_open_mem(struct gguf_file *g, const void *p, size_t n, struct kerr *err)
+{
     memset(g, 0, sizeof *g);
     g->image = p;
     g->size = n;
@@ -805,7 +844,8 @@ gguf_open_mem(struct gguf_file *g, const void *p, size_t n, struct kerr *err) {
 }
 
 int
-gguf_open(struct gguf_file *g, const char *path, struct kerr *err) {
+gguf_open(struct gguf_file *g, const char *path, struct kerr *err)
+{
     memset(g, 0, sizeof *g);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -840,7 +880,8 @@ gguf_open(struct gguf_file *g, const char *path, struct kerr *err) {
 }
 
 const struct gguf_kv *
-gguf_find_kv(const struct gguf_file *g, const char *key) {
+gguf_find_kv(const struct gguf_file *g, const char *key)
+{
     for (uint64_t i = 0; i < g->n_kv; i++)
         if (g->kv[i].key && strcmp(g->kv[i].key, key) == 0)
             return &g->kv[i];
@@ -848,7 +889,8 @@ gguf_find_kv(const struct gguf_file *g, const char *key) {
 }
 
 const struct gguf_tensor *
-gguf_find_tensor(const struct gguf_file *g, const char *name) {
+gguf_find_tensor(const struct gguf_file *g, const char *name)
+{
     for (uint64_t i = 0; i < g->n_tensors; i++)
         if (g->tensors[i].name && strcmp(g->tensors[i].name, name) == 0)
             return &g->tensors[i];
@@ -856,7 +898,8 @@ gguf_find_tensor(const struct gguf_file *g, const char *name) {
 }
 
 static uint64_t
-load_le(const uint8_t *p, size_t n) {
+load_le(const uint8_t *p, size_t n)
+{
     uint64_t x = 0;
     for (size_t i = 0; i < n; i++)
         x |= (uint64_t)p[i] << (8 * i);
@@ -866,7 +909,8 @@ load_le(const uint8_t *p, size_t n) {
 // Converts one fixed-size value of type `type` at p to int64. Returns 0 or -1 (not an
 // integer type, or a u64 above INT64_MAX).
 static int
-value_int(enum gguf_type type, const uint8_t *p, int64_t *out) {
+value_int(enum gguf_type type, const uint8_t *p, int64_t *out)
+{
     uint64_t u;
     switch (type) {
     case GGUF_TYPE_U8:
@@ -903,7 +947,8 @@ value_int(enum gguf_type type, const uint8_t *p, int64_t *out) {
 }
 
 static int
-value_float(enum gguf_type type, const uint8_t *p, double *out) {
+value_float(enum gguf_type type, const uint8_t *p, double *out)
+{
     if (type == GGUF_TYPE_F32) {
         uint32_t u = (uint32_t)load_le(p, 4);
         float f;
@@ -920,7 +965,8 @@ value_float(enum gguf_type type, const uint8_t *p, double *out) {
 }
 
 int
-gguf_kv_int(const struct gguf_kv *kv, int64_t *out, struct kerr *err) {
+gguf_kv_int(const struct gguf_kv *kv, int64_t *out, struct kerr *err)
+{
     if (kv->type == GGUF_TYPE_ARRAY || kv->type == GGUF_TYPE_STRING ||
         value_int(kv->type, kv->data, out))
         return kerr_set(err, "key '%s': expected an integer, found %s", kv->key,
@@ -929,7 +975,8 @@ gguf_kv_int(const struct gguf_kv *kv, int64_t *out, struct kerr *err) {
 }
 
 int
-gguf_kv_float(const struct gguf_kv *kv, double *out, struct kerr *err) {
+gguf_kv_float(const struct gguf_kv *kv, double *out, struct kerr *err)
+{
     if (kv->type == GGUF_TYPE_ARRAY || kv->type == GGUF_TYPE_STRING ||
         value_float(kv->type, kv->data, out))
         return kerr_set(err, "key '%s': expected a float, found %s", kv->key,
@@ -938,7 +985,8 @@ gguf_kv_float(const struct gguf_kv *kv, double *out, struct kerr *err) {
 }
 
 int
-gguf_kv_str(const struct gguf_kv *kv, struct gguf_str *out, struct kerr *err) {
+gguf_kv_str(const struct gguf_kv *kv, struct gguf_str *out, struct kerr *err)
+{
     if (kv->type != GGUF_TYPE_STRING)
         return kerr_set(err, "key '%s': expected a string, found %s", kv->key,
                         gguf_type_name(kv->type));
@@ -947,7 +995,8 @@ gguf_kv_str(const struct gguf_kv *kv, struct gguf_str *out, struct kerr *err) {
 }
 
 static int
-arr_check(const struct gguf_kv *kv, uint64_t i, struct kerr *err) {
+arr_check(const struct gguf_kv *kv, uint64_t i, struct kerr *err)
+{
     if (kv->type != GGUF_TYPE_ARRAY)
         return kerr_set(err, "key '%s': expected an array, found %s", kv->key,
                         gguf_type_name(kv->type));
@@ -958,7 +1007,8 @@ arr_check(const struct gguf_kv *kv, uint64_t i, struct kerr *err) {
 }
 
 int
-gguf_kv_arr_int(const struct gguf_kv *kv, uint64_t i, int64_t *out, struct kerr *err) {
+gguf_kv_arr_int(const struct gguf_kv *kv, uint64_t i, int64_t *out, struct kerr *err)
+{
     if (arr_check(kv, i, err))
         return -1;
     if (kv->elem == GGUF_TYPE_STRING ||
@@ -969,7 +1019,8 @@ gguf_kv_arr_int(const struct gguf_kv *kv, uint64_t i, int64_t *out, struct kerr 
 }
 
 int
-gguf_kv_arr_float(const struct gguf_kv *kv, uint64_t i, double *out, struct kerr *err) {
+gguf_kv_arr_float(const struct gguf_kv *kv, uint64_t i, double *out, struct kerr *err)
+{
     if (arr_check(kv, i, err))
         return -1;
     if (kv->elem == GGUF_TYPE_STRING ||
@@ -980,7 +1031,8 @@ gguf_kv_arr_float(const struct gguf_kv *kv, uint64_t i, double *out, struct kerr
 }
 
 int
-gguf_kv_arr_str(const struct gguf_kv *kv, uint64_t i, struct gguf_str *out, struct kerr *err) {
+gguf_kv_arr_str(const struct gguf_kv *kv, uint64_t i, struct gguf_str *out, struct kerr *err)
+{
     if (arr_check(kv, i, err))
         return -1;
     if (kv->elem != GGUF_TYPE_STRING)
@@ -991,7 +1043,8 @@ gguf_kv_arr_str(const struct gguf_kv *kv, uint64_t i, struct gguf_str *out, stru
 }
 
 static const struct gguf_kv *
-find_or_err(const struct gguf_file *g, const char *key, struct kerr *err) {
+find_or_err(const struct gguf_file *g, const char *key, struct kerr *err)
+{
     const struct gguf_kv *kv = gguf_find_kv(g, key);
     if (!kv)
         kerr_set(err, "key '%s': missing", key);
@@ -999,25 +1052,29 @@ find_or_err(const struct gguf_file *g, const char *key, struct kerr *err) {
 }
 
 int
-gguf_get_int(const struct gguf_file *g, const char *key, int64_t *out, struct kerr *err) {
+gguf_get_int(const struct gguf_file *g, const char *key, int64_t *out, struct kerr *err)
+{
     const struct gguf_kv *kv = find_or_err(g, key, err);
     return kv ? gguf_kv_int(kv, out, err) : -1;
 }
 
 int
-gguf_get_float(const struct gguf_file *g, const char *key, double *out, struct kerr *err) {
+gguf_get_float(const struct gguf_file *g, const char *key, double *out, struct kerr *err)
+{
     const struct gguf_kv *kv = find_or_err(g, key, err);
     return kv ? gguf_kv_float(kv, out, err) : -1;
 }
 
 int
-gguf_get_str(const struct gguf_file *g, const char *key, struct gguf_str *out, struct kerr *err) {
+gguf_get_str(const struct gguf_file *g, const char *key, struct gguf_str *out, struct kerr *err)
+{
     const struct gguf_kv *kv = find_or_err(g, key, err);
     return kv ? gguf_kv_str(kv, out, err) : -1;
 }
 
 int
-gguf_tensor_to_f32(const struct gguf_tensor *t, float *out, struct kerr *err) {
+gguf_tensor_to_f32(const struct gguf_tensor *t, float *out, struct kerr *err)
+{
     if (!quant_type_known(t->type) || t->type == QTYPE_NF4)
         return kerr_set(err, "tensor '%s': cannot dequantize type %s", t->name,
                         gguf_tensor_type_name(t->type));

@@ -15,7 +15,8 @@ static const char *const layer_names[9] = {"attn_norm", "attn_q",      "attn_k",
                                            "ffn_gate",  "ffn_up",      "ffn_down"};
 
 void
-gguf_model_tensor_name(const struct model *m, int i, char *out) {
+gguf_model_tensor_name(const struct model *m, int i, char *out)
+{
     int L = m->cfg.n_layers;
     if (i == 0)
         snprintf(out, GGUF_MAX_NAME + 1, "token_embd.weight");
@@ -29,7 +30,8 @@ gguf_model_tensor_name(const struct model *m, int i, char *out) {
 
 // Heads whose rows tensor i permutes for RoPE: n_heads for q, n_kv_heads for k, else 0.
 static int
-rope_heads(const struct model *m, int i) {
+rope_heads(const struct model *m, int i)
+{
     if (i < 1 || i > 9 * m->cfg.n_layers)
         return 0;
     int k = (i - 1) % 9;
@@ -39,13 +41,15 @@ rope_heads(const struct model *m, int i) {
 // Row r of a [heads*hd, in] matrix in HF order goes to row perm_row(r) in llama.cpp order:
 // per head, HF row j*hd/2 + i (j = 0, 1) becomes 2i + j.
 static int64_t
-perm_row(int64_t r, int hd) {
+perm_row(int64_t r, int hd)
+{
     int64_t h = r / hd, w = r % hd, j = w / (hd / 2), i = w % (hd / 2);
     return h * hd + 2 * i + j;
 }
 
 void
-gguf_export_report_free(struct gguf_export_report *r) {
+gguf_export_report_free(struct gguf_export_report *r)
+{
     free(r->t);
     memset(r, 0, sizeof *r);
 }
@@ -53,7 +57,8 @@ gguf_export_report_free(struct gguf_export_report *r) {
 // The type tensor i gets: 1-D F32; the mix's embedding/output Q8_0; else o->type, widened
 // until the row length fits its block.
 static int
-export_type(const struct model *m, int i, const struct gguf_export_opts *o, bool *fallback) {
+export_type(const struct model *m, int i, const struct gguf_export_opts *o, bool *fallback)
+{
     const struct model_tensor *t = &m->tensors[i];
     *fallback = false;
     if (t->ndim == 1)
@@ -71,7 +76,8 @@ export_type(const struct model *m, int i, const struct gguf_export_opts *o, bool
 }
 
 static uint32_t
-file_type_of(const struct gguf_export_opts *o) {
+file_type_of(const struct gguf_export_opts *o)
+{
     switch (o->type) {
     case QTYPE_F32:
         return 0;
@@ -91,8 +97,8 @@ file_type_of(const struct gguf_export_opts *o) {
 
 int
 gguf_model_write(const char *path, const struct model *m, const struct gguf_tokenizer_params *tok,
-                 const struct gguf_export_opts *o, struct gguf_export_report *rep,
-                 struct kerr *err) {
+                 const struct gguf_export_opts *o, struct gguf_export_report *rep, struct kerr *err)
+{
     if (o->type != QTYPE_F32 && o->type != QTYPE_F16 && o->type != QTYPE_BF16 &&
         o->type != QTYPE_Q8_0 && o->type != QTYPE_Q4_0 && o->type != QTYPE_Q4_K)
         return kerr_set(err, "%s: cannot export as %s", path, quant_type_name(o->type));
@@ -185,7 +191,8 @@ gguf_model_write(const char *path, const struct model *m, const struct gguf_toke
 
 // A u32-range integer key.
 static int
-get_dim(const struct gguf_file *g, const char *key, int *out, struct kerr *err) {
+get_dim(const struct gguf_file *g, const char *key, int *out, struct kerr *err)
+{
     int64_t v;
     if (gguf_get_int(g, key, &v, err))
         return -1;
@@ -196,7 +203,8 @@ get_dim(const struct gguf_file *g, const char *key, int *out, struct kerr *err) 
 }
 
 int
-gguf_model_read(const struct gguf_file *g, struct model *m, struct kerr *err) {
+gguf_model_read(const struct gguf_file *g, struct model *m, struct kerr *err)
+{
     memset(m, 0, sizeof *m);
     struct gguf_str arch;
     if (gguf_get_str(g, "general.architecture", &arch, err))

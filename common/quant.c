@@ -71,7 +71,8 @@ static const struct qtype_info qtypes[] = {
 };
 
 static const struct qtype_info *
-qtype_find(int type) {
+qtype_find(int type)
+{
     for (size_t i = 0; i < sizeof(qtypes) / sizeof(qtypes[0]); i++)
         if (qtypes[i].type == type)
             return &qtypes[i];
@@ -79,18 +80,21 @@ qtype_find(int type) {
 }
 
 bool
-quant_type_known(int type) {
+quant_type_known(int type)
+{
     return qtype_find(type) != NULL;
 }
 
 const char *
-quant_type_name(int type) {
+quant_type_name(int type)
+{
     const struct qtype_info *q = qtype_find(type);
     return q ? q->name : "?";
 }
 
 int
-quant_type_parse(const char *name) {
+quant_type_parse(const char *name)
+{
     for (size_t i = 0; i < sizeof(qtypes) / sizeof(qtypes[0]); i++)
         if (strcasecmp(qtypes[i].name, name) == 0)
             return qtypes[i].type;
@@ -98,19 +102,22 @@ quant_type_parse(const char *name) {
 }
 
 int
-quant_block_values(int type) {
+quant_block_values(int type)
+{
     const struct qtype_info *q = qtype_find(type);
     return q ? q->values : 0;
 }
 
 size_t
-quant_block_bytes(int type) {
+quant_block_bytes(int type)
+{
     const struct qtype_info *q = qtype_find(type);
     return q ? q->bytes : 0;
 }
 
 size_t
-quant_row_size(int type, int64_t n) {
+quant_row_size(int type, int64_t n)
+{
     const struct qtype_info *q = qtype_find(type);
     if (!q || n < 0 || n % q->values)
         return 0;
@@ -122,7 +129,8 @@ quant_row_size(int type, int64_t n) {
 // ggml's nearest_int: round to nearest (ties to even) through the float adder, valid for
 // |f| <= 2^22; outside that range the same bits come out as in ggml.
 static inline int
-nearest_int(float f) {
+nearest_int(float f)
+{
     float v = f + 12582912.f;
     int32_t i;
     memcpy(&i, &v, 4);
@@ -132,28 +140,32 @@ nearest_int(float f) {
 // A float-to-integer conversion as x86 does it: truncation, 0x80000000 when out of range or
 // NaN. Returns the low byte as C's (int8_t) cast of the result.
 static inline int8_t
-trunc_i8(float v) {
+trunc_i8(float v)
+{
     if (!(v > -2147483648.f && v < 2147483648.f))
         return 0;
     return (int8_t)(uint8_t)(uint32_t)(int32_t)v;
 }
 
 static inline void
-put_f16(uint8_t *p, float v) {
+put_f16(uint8_t *p, float v)
+{
     uint16_t h = f32_to_f16(v);
     p[0] = (uint8_t)h;
     p[1] = (uint8_t)(h >> 8);
 }
 
 static inline float
-get_f16(const uint8_t *p) {
+get_f16(const uint8_t *p)
+{
     return f16_to_f32((uint16_t)(p[0] | p[1] << 8));
 }
 
 // ---- Q8_0 ----
 
 static void
-q8_0_block_scalar(const float *x, uint8_t *y) {
+q8_0_block_scalar(const float *x, uint8_t *y)
+{
     float amax = 0.0f;
     for (int j = 0; j < QUANT_QK8_0; j++)
         amax = QMAX(amax, fabsf(x[j]));
@@ -168,7 +180,8 @@ q8_0_block_scalar(const float *x, uint8_t *y) {
 // roundf (half away from zero) of 8 lanes, exactly: trunc, then add the sign where the
 // fraction (exact) is at least one half.
 static inline __m256
-round_away_ps(__m256 v) {
+round_away_ps(__m256 v)
+{
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
     __m256 f = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
@@ -178,7 +191,8 @@ round_away_ps(__m256 v) {
 }
 
 static void
-q8_0_block_avx2(const float *x, uint8_t *y) {
+q8_0_block_avx2(const float *x, uint8_t *y)
+{
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 v[4], m = _mm256_setzero_ps();
     for (int k = 0; k < 4; k++) {
@@ -207,7 +221,8 @@ q8_0_block_avx2(const float *x, uint8_t *y) {
 #endif
 
 static void
-q8_0_dequant(const uint8_t *b, float *y) {
+q8_0_dequant(const uint8_t *b, float *y)
+{
     const float d = get_f16(b);
     for (int j = 0; j < QUANT_QK8_0; j++)
         y[j] = (int8_t)b[2 + j] * d;
@@ -216,7 +231,8 @@ q8_0_dequant(const uint8_t *b, float *y) {
 // ---- Q4_0 ----
 
 static void
-q4_0_block(const float *x, uint8_t *y) {
+q4_0_block(const float *x, uint8_t *y)
+{
     float amax = 0.0f, max = 0.0f;
     for (int j = 0; j < QUANT_QK4_0; j++) {
         const float v = x[j];
@@ -238,7 +254,8 @@ q4_0_block(const float *x, uint8_t *y) {
 }
 
 static void
-q4_0_dequant(const uint8_t *b, float *y) {
+q4_0_dequant(const uint8_t *b, float *y)
+{
     const float d = get_f16(b);
     for (int j = 0; j < QUANT_QK4_0 / 2; j++) {
         const int x0 = (b[2 + j] & 0x0f) - 8;
@@ -253,7 +270,8 @@ q4_0_dequant(const uint8_t *b, float *y) {
 // ggml's make_qkx2_quants for n = 32, nmax = 15, rmin = -1, rdelta = 0.1, nstep = 20, squared
 // error: the scale and (negated) min of one sub-block and its levels L.
 static float
-q4k_sub_search(const float *x, const float *weights, uint8_t *L, float *the_min) {
+q4k_sub_search(const float *x, const float *weights, uint8_t *L, float *the_min)
+{
     enum { N = 32, NMAX = 15, NSTEP = 20 };
     const float rmin = -1.f, rdelta = 0.1f;
     uint8_t Laux[N];
@@ -325,7 +343,8 @@ q4k_sub_search(const float *x, const float *weights, uint8_t *L, float *the_min)
 }
 
 static void
-q4k_scales_scalar(const float *x, uint8_t *L, float *scales, float *mins) {
+q4k_scales_scalar(const float *x, uint8_t *L, float *scales, float *mins)
+{
     float weights[32];
     for (int j = 0; j < 8; j++) {
         float sum_x2 = 0;
@@ -340,7 +359,8 @@ q4k_scales_scalar(const float *x, uint8_t *L, float *scales, float *mins) {
 
 #if defined(__AVX2__)
 static inline __m256i
-nearest_int_avx2(__m256 f) {
+nearest_int_avx2(__m256 f)
+{
     __m256i i = _mm256_castps_si256(_mm256_add_ps(f, _mm256_set1_ps(12582912.f)));
     return _mm256_sub_epi32(_mm256_and_si256(i, _mm256_set1_epi32(0x007fffff)),
                             _mm256_set1_epi32(0x00400000));
@@ -349,7 +369,8 @@ nearest_int_avx2(__m256 f) {
 // q4k_scales_scalar with the 8 sub-blocks in the 8 lanes; lane j repeats the scalar
 // operations of sub-block j in the same order.
 static void
-q4k_scales_avx2(const float *x, uint8_t *L, float *scales, float *mins) {
+q4k_scales_avx2(const float *x, uint8_t *L, float *scales, float *mins)
+{
     enum { N = 32, NMAX = 15, NSTEP = 20 };
     const float rmin = -1.f, rdelta = 0.1f;
     __m256 xt[N], wt[N], Lf[N], Lauxf[N];
@@ -444,7 +465,8 @@ q4k_scales_avx2(const float *x, uint8_t *L, float *scales, float *mins) {
 
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
 static inline __m512i
-nearest_int_avx512(__m512 f) {
+nearest_int_avx512(__m512 f)
+{
     __m512i i = _mm512_castps_si512(_mm512_add_ps(f, _mm512_set1_ps(12582912.f)));
     return _mm512_sub_epi32(_mm512_and_si512(i, _mm512_set1_epi32(0x007fffff)),
                             _mm512_set1_epi32(0x00400000));
@@ -453,7 +475,8 @@ nearest_int_avx512(__m512 f) {
 // The AVX-512 twin of q4k_scales_avx512: two super-blocks (16 sub-blocks) in the 16 lanes, so
 // x, L, scales and mins cover 512 values; lane j repeats the scalar operations of sub-block j.
 static void
-q4k_scales_avx512(const float *x, uint8_t *L, float *scales, float *mins) {
+q4k_scales_avx512(const float *x, uint8_t *L, float *scales, float *mins)
+{
     enum { N = 32, NMAX = 15, NSTEP = 20 };
     const float rmin = -1.f, rdelta = 0.1f;
     __m512 xt[N], wt[N], Lf[N], Lauxf[N];
@@ -546,7 +569,8 @@ q4k_scales_avx512(const float *x, uint8_t *L, float *scales, float *mins) {
 #endif
 
 static inline void
-get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
+get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
+{
     if (j < 4) {
         *d = q[j] & 63;
         *m = q[j + 4] & 63;
@@ -559,7 +583,8 @@ get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
 // One super-block: 256 values of x into 144 bytes at y, given the sub-block search results
 // (levels L, scales, mins) of q4k_scales_*.
 static void
-q4k_block_finish(const float *x, uint8_t *y, uint8_t *L, const float *scales, const float *mins) {
+q4k_block_finish(const float *x, uint8_t *y, uint8_t *L, const float *scales, const float *mins)
+{
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < 8; j++) {
         if (scales[j] > max_scale)
@@ -609,7 +634,8 @@ q4k_block_finish(const float *x, uint8_t *y, uint8_t *L, const float *scales, co
 }
 
 static void
-q4k_dequant(const uint8_t *b, float *y) {
+q4k_dequant(const uint8_t *b, float *y)
+{
     const float d = get_f16(b), min = get_f16(b + 2);
     const uint8_t *sc = b + 4, *q = b + 16;
     int is = 0;
@@ -631,7 +657,8 @@ q4k_dequant(const uint8_t *b, float *y) {
 // ---- NF4 ----
 
 static void
-nf4_block(const float *x, uint8_t *y) {
+nf4_block(const float *x, uint8_t *y)
+{
     float amax = 0.0f;
     for (int j = 0; j < QUANT_QKNF4; j++)
         amax = QMAX(amax, fabsf(x[j]));
@@ -650,7 +677,8 @@ nf4_block(const float *x, uint8_t *y) {
 }
 
 static void
-nf4_dequant(const uint8_t *b, float *y) {
+nf4_dequant(const uint8_t *b, float *y)
+{
     float amax;
     memcpy(&amax, b, 4);
     for (int j = 0; j < QUANT_QKNF4 / 2; j++) {
@@ -662,7 +690,8 @@ nf4_dequant(const uint8_t *b, float *y) {
 // ---- row API ----
 
 static int
-row_quantize(int type, const float *x, void *dst, int64_t n, bool vector) {
+row_quantize(int type, const float *x, void *dst, int64_t n, bool vector)
+{
     if (!quant_row_size(type, n) && n != 0)
         return -1;
     uint8_t *y = dst;
@@ -726,17 +755,20 @@ row_quantize(int type, const float *x, void *dst, int64_t n, bool vector) {
 }
 
 int
-quant_row_quantize(int type, const float *x, void *dst, int64_t n) {
+quant_row_quantize(int type, const float *x, void *dst, int64_t n)
+{
     return row_quantize(type, x, dst, n, true);
 }
 
 int
-quant_row_quantize_scalar(int type, const float *x, void *dst, int64_t n) {
+quant_row_quantize_scalar(int type, const float *x, void *dst, int64_t n)
+{
     return row_quantize(type, x, dst, n, false);
 }
 
 int
-quant_row_dequantize(int type, const void *src, float *y, int64_t n) {
+quant_row_dequantize(int type, const void *src, float *y, int64_t n)
+{
     if (!quant_row_size(type, n) && n != 0)
         return -1;
     const uint8_t *b = src;
@@ -773,7 +805,8 @@ quant_row_dequantize(int type, const void *src, float *y, int64_t n) {
 }
 
 float
-quant_row_dot(int type, const void *row, const float *x, int64_t n) {
+quant_row_dot(int type, const void *row, const float *x, int64_t n)
+{
     const struct qtype_info *q = qtype_find(type);
     if (!q || n < 0 || n % q->values)
         return NAN;

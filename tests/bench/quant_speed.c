@@ -26,7 +26,8 @@ typedef void (*ggml_quant_fn)(const float *x, void *y, int64_t k);
 // ggml: when non-NULL, times ggml's quantizer instead of ours.
 static double
 run(int type, bool dequant, ggml_quant_fn ggml, const float *x, void *q, float *y, int64_t rows,
-    int64_t cols) {
+    int64_t cols)
+{
     size_t rs = quant_row_size(type, cols);
     double best = 0;
     for (int rep = 0; rep < 3; rep++) {
@@ -54,7 +55,8 @@ run(int type, bool dequant, ggml_quant_fn ggml, const float *x, void *q, float *
 }
 
 int
-main(int argc, char **argv) {
+main(int argc, char **argv)
+{
     int mib = argc > 1 ? atoi(argv[1]) : 16;
     if (mib <= 0)
         mib = 16;

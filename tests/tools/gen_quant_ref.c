@@ -24,7 +24,8 @@ typedef void (*quant_fn)(const float *x, void *y, int64_t k);
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
 static double
-rng_uniform(void) {
+rng_uniform(void)
+{
     uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -33,7 +34,8 @@ rng_uniform(void) {
 }
 
 static float
-rng_normal(void) {
+rng_normal(void)
+{
     double u = rng_uniform(), v = rng_uniform();
     return (float)(sqrt(-2 * log(u + 1e-300)) * cos(6.283185307179586 * v));
 }
@@ -41,7 +43,8 @@ rng_normal(void) {
 enum { NBLK = 24, N = NBLK * 256 };
 
 static void
-make_inputs(float *x) {
+make_inputs(float *x)
+{
     for (int b = 0; b < NBLK; b++) {
         float *p = x + 256 * b;
         for (int i = 0; i < 256; i++) {
@@ -110,7 +113,8 @@ make_inputs(float *x) {
 }
 
 int
-main(int argc, char **argv) {
+main(int argc, char **argv)
+{
     if (argc != 3) {
         fprintf(stderr, "usage: gen_quant_ref LIBGGML_BASE_SO OUT\n");
         return 2;

@@ -43,7 +43,8 @@ enum { VOCAB = 260, EMBD = 256, LAYERS = 2, HEADS = 4, KV_HEADS = 2, FFN = 512, 
 static uint64_t rng;
 
 static float
-rnd_normal(void) {
+rnd_normal(void)
+{
     double s = 0;
     for (int k = 0; k < 4; k++) {
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
@@ -61,7 +62,8 @@ struct wt {
 };
 
 static int
-list_tensors(struct wt *t) {
+list_tensors(struct wt *t)
+{
     int n = 0;
 #define ADD(nm, d0, d1, sc, bi, nrm)                                                               \
     do {                                                                                           \
@@ -107,7 +109,8 @@ list_tensors(struct wt *t) {
 static const char *const vocab_merges[] = {"\xC4\xA0 t", "h e", "\xC4\xA0t he"};
 
 static void
-vocab_make(struct gguf_tokenizer_params *tp, char **tok, int32_t *ttype) {
+vocab_make(struct gguf_tokenizer_params *tp, char **tok, int32_t *ttype)
+{
     struct buf b = {0};
     for (int i = 0; i < 256; i++) {
         uint8_t byte = (uint8_t)i;
@@ -137,7 +140,8 @@ vocab_make(struct gguf_tokenizer_params *tp, char **tok, int32_t *ttype) {
 }
 
 static int
-cmd_write(const char *out, int type, uint64_t seed) {
+cmd_write(const char *out, int type, uint64_t seed)
+{
     rng = seed * 0x9e3779b97f4a7c15ull + 1;
     struct wt t[64];
     int n = list_tensors(t);
@@ -202,7 +206,8 @@ struct mat {
 
 static int
 load(const struct gguf_file *g, const char *name, int rows, int cols, struct mat *m,
-     struct kerr *err) {
+     struct kerr *err)
+{
     const struct gguf_tensor *t = gguf_find_tensor(g, name);
     if (!t)
         return kerr_set(err, "tensor %s missing", name);
@@ -217,7 +222,8 @@ load(const struct gguf_file *g, const char *name, int rows, int cols, struct mat
 
 // out[r] = sum_c m[r][c] * x[c]
 static void
-matvec(const struct mat *m, const double *x, double *out) {
+matvec(const struct mat *m, const double *x, double *out)
+{
     for (int r = 0; r < m->rows; r++) {
         const float *row = m->w + (size_t)r * m->cols;
         double s = 0;
@@ -228,7 +234,8 @@ matvec(const struct mat *m, const double *x, double *out) {
 }
 
 static void
-rmsnorm(const double *x, const struct mat *w, double *out, int n) {
+rmsnorm(const double *x, const struct mat *w, double *out, int n)
+{
     double ss = 0;
     for (int i = 0; i < n; i++)
         ss += x[i] * x[i];
@@ -239,7 +246,8 @@ rmsnorm(const double *x, const struct mat *w, double *out, int n) {
 
 // llama.cpp's normal RoPE: pairs (2i, 2i+1) of each head rotated by pos * base^(-2i/d).
 static void
-rope(double *v, int n_heads, int pos) {
+rope(double *v, int n_heads, int pos)
+{
     for (int h = 0; h < n_heads; h++) {
         double *x = v + h * HEAD_DIM;
         for (int i = 0; i < HEAD_DIM / 2; i++) {
@@ -256,7 +264,8 @@ struct ref_model {
 };
 
 static int
-ref_load(struct ref_model *m, const char *path, struct kerr *err) {
+ref_load(struct ref_model *m, const char *path, struct kerr *err)
+{
     struct gguf_file g;
     memset(m, 0, sizeof *m);
     if (gguf_open(&g, path, err))
@@ -286,7 +295,8 @@ ref_load(struct ref_model *m, const char *path, struct kerr *err) {
 }
 
 static void
-ref_free(struct ref_model *m) {
+ref_free(struct ref_model *m)
+{
     free(m->emb.w);
     free(m->out_norm.w);
     free(m->out.w);
@@ -297,7 +307,8 @@ ref_free(struct ref_model *m) {
 
 // lp is (n, VOCAB): next-token log-probabilities at every position of ids[0..n-1].
 static void
-ref_forward(const struct ref_model *m, int n, const int *ids, double *lp) {
+ref_forward(const struct ref_model *m, int n, const int *ids, double *lp)
+{
     const int kvd = KV_HEADS * HEAD_DIM;
     double *x = xcalloc((size_t)n * EMBD, sizeof(double));
     double *kc = xcalloc((size_t)LAYERS * n * kvd, sizeof(double));
@@ -368,7 +379,8 @@ ref_forward(const struct ref_model *m, int n, const int *ids, double *lp) {
 
 // Prints log-probabilities at every position, or (gen > 0) the gen greedy continuations.
 static int
-cmd_logits(const char *path, int n, int *ids, int gen) {
+cmd_logits(const char *path, int n, int *ids, int gen)
+{
     struct ref_model m;
     struct kerr err;
     if (ref_load(&m, path, &err)) {
@@ -412,7 +424,8 @@ cmd_logits(const char *path, int n, int *ids, int gen) {
 // ---- the same shapes through model.h (HF conventions) and gguf_model ----
 
 static void
-model_config_tiny(struct model_config *c, bool tied) {
+model_config_tiny(struct model_config *c, bool tied)
+{
     *c = (struct model_config){.vocab = VOCAB,
                                .dim = EMBD,
                                .n_layers = LAYERS,
@@ -430,7 +443,8 @@ model_config_tiny(struct model_config *c, bool tied) {
 // A random model.h model (HF init, weights scaled up 3x so logits are not flat) exported
 // with gguf_model_write; prints the quantization report.
 static int
-cmd_export(const char *out, int type, uint64_t seed, bool mixed, bool tied) {
+cmd_export(const char *out, int type, uint64_t seed, bool mixed, bool tied)
+{
     struct model_config c;
     struct model m;
     struct kerr err;
@@ -468,7 +482,8 @@ cmd_export(const char *out, int type, uint64_t seed, bool mixed, bool tied) {
 
 // Log-probabilities from model.h's forward over a GGUF read back with gguf_model_read.
 static int
-cmd_model_logits(const char *path, int n, const int *ids) {
+cmd_model_logits(const char *path, int n, const int *ids)
+{
     struct gguf_file g;
     struct model m;
     struct kerr err;
@@ -512,7 +527,8 @@ cmd_model_logits(const char *path, int n, const int *ids) {
 }
 
 int
-main(int argc, char **argv) {
+main(int argc, char **argv)
+{
     if (argc >= 3 && strcmp(argv[1], "write") == 0) {
         int type = argc > 3 ? quant_type_parse(argv[3]) : QTYPE_F32;
         if (type < 0 || type == QTYPE_NF4) {

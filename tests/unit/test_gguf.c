@@ -14,27 +14,31 @@
 static char tmpdir[256];
 
 static const char *
-tmp_path(const char *name) {
+tmp_path(const char *name)
+{
     static char p[512];
     snprintf(p, sizeof p, "%s/%s", tmpdir, name);
     return p;
 }
 
 static bool
-file_exists(const char *path) {
+file_exists(const char *path)
+{
     struct stat st;
     return stat(path, &st) == 0;
 }
 
 static bool
-str_eq(struct gguf_str s, const char *c) {
+str_eq(struct gguf_str s, const char *c)
+{
     return s.n == strlen(c) && memcmp(s.p, c, s.n) == 0;
 }
 
 // ---- round trip ----
 
 static void
-test_round_trip(uint32_t alignment) {
+test_round_trip(uint32_t alignment)
+{
     struct gguf_writer *w = gguf_writer_new();
     struct kerr err;
     gguf_set_str(w, "general.architecture", "llama");
@@ -182,7 +186,8 @@ out:
 
 // The exact bytes of a small file.
 static void
-test_exact_bytes(void) {
+test_exact_bytes(void)
+{
     struct gguf_writer *w = gguf_writer_new();
     struct kerr err;
     gguf_set_u32(w, "a", 7);
@@ -214,7 +219,8 @@ test_exact_bytes(void) {
 }
 
 static void
-test_writer_errors(void) {
+test_writer_errors(void)
+{
     struct gguf_writer *w = gguf_writer_new();
     struct kerr err;
     float v[512] = {0};
@@ -255,19 +261,22 @@ struct mk {
 };
 
 static void
-mk_le(struct mk *m, uint64_t v, int n) {
+mk_le(struct mk *m, uint64_t v, int n)
+{
     for (int i = 0; i < n; i++)
         buf_putc(&m->b, (char)(uint8_t)(v >> (8 * i)));
 }
 
 static void
-mk_str(struct mk *m, const char *s) {
+mk_str(struct mk *m, const char *s)
+{
     mk_le(m, strlen(s), 8);
     buf_append(&m->b, s, strlen(s));
 }
 
 static void
-mk_header(struct mk *m, uint64_t nt, uint64_t nkv) {
+mk_header(struct mk *m, uint64_t nt, uint64_t nkv)
+{
     buf_init(&m->b);
     buf_append(&m->b, "GGUF", 4);
     mk_le(m, 3, 4);
@@ -276,14 +285,16 @@ mk_header(struct mk *m, uint64_t nt, uint64_t nkv) {
 }
 
 static void
-mk_pad(struct mk *m, size_t align) {
+mk_pad(struct mk *m, size_t align)
+{
     while (m->b.len % align)
         buf_putc(&m->b, 0);
 }
 
 // Expects the image to be refused with a message containing `needle`.
 static void
-expect_bad(struct mk *m, const char *needle, const char *what) {
+expect_bad(struct mk *m, const char *needle, const char *what)
+{
     struct gguf_file g;
     struct kerr err = {{0}};
     // Copy to an exact-size heap block so ASan catches any read past the end.
@@ -301,7 +312,8 @@ expect_bad(struct mk *m, const char *needle, const char *what) {
 
 // A valid file with one KV and one tensor of 8 f32 (32 bytes, so no trailing padding).
 static void
-mk_valid(struct mk *m) {
+mk_valid(struct mk *m)
+{
     mk_header(m, 1, 1);
     mk_str(m, "k");
     mk_le(m, GGUF_TYPE_U32, 4);
@@ -317,7 +329,8 @@ mk_valid(struct mk *m) {
 }
 
 static void
-test_malformed(void) {
+test_malformed(void)
+{
     struct mk m;
     struct gguf_file g;
     struct kerr err;
@@ -507,7 +520,8 @@ test_malformed(void) {
 }
 
 static void
-test_metadata_helpers(void) {
+test_metadata_helpers(void)
+{
     // Byte-to-unicode: 256 distinct code points; the documented anchors.
     struct buf b = {0};
     uint8_t all[256];
@@ -591,7 +605,8 @@ test_metadata_helpers(void) {
 }
 
 int
-main(void) {
+main(void)
+{
     snprintf(tmpdir, sizeof tmpdir, "/tmp/kiln-test-gguf-XXXXXX");
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");

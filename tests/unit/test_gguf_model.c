@@ -12,7 +12,8 @@
 static char tmpdir[256];
 
 static const char *
-tmp_path(const char *name) {
+tmp_path(const char *name)
+{
     static char p[512];
     snprintf(p, sizeof p, "%s/%s", tmpdir, name);
     return p;
@@ -25,7 +26,8 @@ struct vocab {
 };
 
 static void
-vocab_init(struct vocab *v, int n) {
+vocab_init(struct vocab *v, int n)
+{
     v->tok = xmalloc((size_t)n * sizeof(char *));
     for (int i = 0; i < n; i++) {
         char s[16];
@@ -42,14 +44,16 @@ vocab_init(struct vocab *v, int n) {
 }
 
 static void
-vocab_free(struct vocab *v) {
+vocab_free(struct vocab *v)
+{
     for (size_t i = 0; i < v->p.n_tokens; i++)
         free(v->tok[i]);
     free(v->tok);
 }
 
 static void
-make_model(struct model *m, int dim, int ffn, bool tied) {
+make_model(struct model *m, int dim, int ffn, bool tied)
+{
     struct model_config c = {.vocab = 40,
                              .dim = dim,
                              .n_layers = 2,
@@ -74,7 +78,8 @@ make_model(struct model *m, int dim, int ffn, bool tied) {
 }
 
 static void
-test_f32_round_trip(bool tied) {
+test_f32_round_trip(bool tied)
+{
     struct model m, back;
     struct vocab v;
     struct kerr err;
@@ -131,7 +136,8 @@ test_f32_round_trip(bool tied) {
 }
 
 static void
-test_quantized(void) {
+test_quantized(void)
+{
     struct model m, back;
     struct vocab v;
     struct kerr err;
@@ -194,7 +200,8 @@ test_quantized(void) {
 }
 
 static void
-test_errors(void) {
+test_errors(void)
+{
     struct model m, back;
     struct vocab v;
     struct kerr err;
@@ -264,7 +271,8 @@ test_errors(void) {
 }
 
 int
-main(void) {
+main(void)
+{
     snprintf(tmpdir, sizeof tmpdir, "/tmp/kiln-test-gguf-model-XXXXXX");
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");

@@ -12,7 +12,8 @@
 static uint64_t rng = 12345;
 
 static float
-rnd_normal(void) {
+rnd_normal(void)
+{
     float s = 0;
     for (int k = 0; k < 6; k++) {
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
@@ -24,7 +25,8 @@ rnd_normal(void) {
 // Quantizes x with the vector path and the scalar path; both must give `want` (if non-NULL)
 // and each other.
 static void
-check_bytes(int type, const float *x, int64_t n, const uint8_t *want, const char *what) {
+check_bytes(int type, const float *x, int64_t n, const uint8_t *want, const char *what)
+{
     size_t bytes = quant_row_size(type, n);
     uint8_t *v = xmalloc(bytes), *s = xmalloc(bytes);
     CHECK_EQ_INT(quant_row_quantize(type, x, v, n), 0);
@@ -48,7 +50,8 @@ check_bytes(int type, const float *x, int64_t n, const uint8_t *want, const char
 }
 
 static void
-test_ggml_fixture(void) {
+test_ggml_fixture(void)
+{
     const char *root = getenv("KILN_ROOT");
     char path[4096];
     snprintf(path, sizeof path, "%s/tests/unit/data/quant_ggml_ref.bin", root ? root : ".");
@@ -84,7 +87,8 @@ test_ggml_fixture(void) {
 }
 
 static void
-test_hand_blocks(void) {
+test_hand_blocks(void)
+{
     float x[256];
     uint8_t y[144];
 
@@ -170,7 +174,8 @@ test_hand_blocks(void) {
 
 // Round trips of Gaussian rows: RMSE relative to the data's RMS, and per-block max error.
 static void
-test_round_trip(void) {
+test_round_trip(void)
+{
     enum { N = 256 * 64 };
     float *x = xmalloc(N * 4), *y = xmalloc(N * 4);
     uint8_t *q = xmalloc(N * 4);
@@ -234,7 +239,8 @@ test_round_trip(void) {
 }
 
 static void
-test_edge_cases(void) {
+test_edge_cases(void)
+{
     static const int types[] = {QTYPE_F32,  QTYPE_F16,  QTYPE_BF16, QTYPE_Q8_0,
                                 QTYPE_Q4_0, QTYPE_Q4_K, QTYPE_NF4};
     float x[256], y[256];
@@ -292,7 +298,8 @@ test_edge_cases(void) {
 }
 
 static void
-test_api(void) {
+test_api(void)
+{
     CHECK_EQ_INT(quant_row_size(QTYPE_Q8_0, 64), 68);
     CHECK_EQ_INT(quant_row_size(QTYPE_Q4_0, 64), 36);
     CHECK_EQ_INT(quant_row_size(QTYPE_Q4_K, 512), 288);
@@ -315,7 +322,8 @@ test_api(void) {
 }
 
 int
-main(void) {
+main(void)
+{
     test_api();
     test_ggml_fixture();
     test_hand_blocks();
