@@ -64,7 +64,7 @@ struct dedupe {
     uint64_t *sig, *band;
     uint32_t *cand;
     size_t n_cand, cand_cap;
-    struct buf text, text2, norm, enc, id;
+    struct buf text, text2, norm, id;
     uint64_t n_input; // input records seen (for "#N" ids)
     uint32_t next_g;
     struct dedupe_counts c;
@@ -256,7 +256,6 @@ dedupe_del(struct dedupe *d)
     buf_free(&d->text);
     buf_free(&d->text2);
     buf_free(&d->norm);
-    buf_free(&d->enc);
     buf_free(&d->id);
     free(d);
 }
@@ -322,37 +321,45 @@ dedupe_load_index(struct dedupe *d, const char *path, struct kerr *err)
 static int
 ws_lower(const char *s, size_t n, struct buf *out, struct kerr *err)
 {
-    buf_reserve(out, n);
+    // From input position i on, ASCII writes at most n − i bytes plus one pending space, so
+    // reserving that much after every non-ASCII character keeps o within the buffer.
+    buf_reserve(out, n + 1);
+    char *o = out->p + out->len;
     bool pending = false, any = false;
     size_t i = 0;
     while (i < n) {
         unsigned char c = (unsigned char)s[i];
-        int32_t cp = c;
-        size_t k = 1;
-        bool space;
         if (c < 0x80) {
-            space = c == ' ' || (c >= 0x09 && c <= 0x0d);
-        } else {
-            k = (size_t)uni_decode(s + i, n - i, &cp);
-            space = (uni_class_of(cp) & UNI_SPACE) != 0;
-        }
-        if (space) {
-            pending = any;
-            i += k;
+            i++;
+            if (c == ' ' || (c >= 0x09 && c <= 0x0d)) {
+                pending = any;
+                continue;
+            }
+            if (pending)
+                *o++ = ' ';
+            pending = false;
+            any = true;
+            *o++ = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
             continue;
         }
-        if (out->len + 2 > out->cap)
-            buf_reserve(out, 2);
-        if (pending)
-            out->p[out->len++] = ' ';
-        pending = false;
-        any = true;
-        if (c < 0x80)
-            out->p[out->len++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-        else if (uni_lower(s + i, k, out, err) != 0)
-            return -1;
+        int32_t cp;
+        size_t k = (size_t)uni_decode(s + i, n - i, &cp);
+        if (uni_class_of(cp) & UNI_SPACE) {
+            pending = any;
+        } else {
+            if (pending)
+                *o++ = ' ';
+            pending = false;
+            any = true;
+            out->len = (size_t)(o - out->p);
+            if (uni_lower(s + i, k, out, err) != 0)
+                return -1;
+            buf_reserve(out, n - i + 1);
+            o = out->p + out->len;
+        }
         i += k;
     }
+    out->len = (size_t)(o - out->p);
     out->p[out->len] = 0;
     return 0;
 }
@@ -615,12 +622,14 @@ dedupe_record(struct dedupe *d, const struct json_obj *o, struct dedupe_verdict 
     uint64_t off = 0;
     uint32_t nsh = near ? (uint32_t)d->set.n : 0;
     if (need_id || near) {
-        buf_reset(&d->enc);
-        dedup_index_rec_encode(&d->enc, key, d->id.p, (uint32_t)d->id.len, near ? d->band : NULL,
-                               near ? (uint32_t)d->conf.mh.bands : 0, d->set.v, nsh);
-        if (spool_append(&d->spool, &d->enc, &off, err) != 0)
+        struct spool *sp = &d->spool;
+        off = sp->flushed + sp->pending.len;
+        dedup_index_rec_encode(&sp->pending, key, d->id.p, (uint32_t)d->id.len,
+                               near ? d->band : NULL, near ? (uint32_t)d->conf.mh.bands : 0,
+                               d->set.v, nsh);
+        d->c.spool_bytes += sp->flushed + sp->pending.len - off;
+        if (sp->pending.len >= SPOOL_BUF && spool_flush(sp, err) != 0)
             return -1;
-        d->c.spool_bytes += d->enc.len;
     }
     uint32_t k = kept_add(d, 0, off, nsh, g);
     exact_put(d, key, k);
