@@ -9,7 +9,8 @@
 // diagram). The end-of-sequence token is not scored (lm-eval scores the continuation only).
 //
 // Output: one JSON line per record in input order, then {"summary": {...}}. No times and no
-// paths: the same model, data and options give the same bytes.
+// paths: the same model, data and options give the same bytes, for any --threads (--batch
+// changes which sequences share a forward pass, and so float rounding: keep it fixed).
 #include "evaluate.h"
 #include "metrics.h"
 #include "rec.h"
