@@ -18,7 +18,7 @@
 //     valid JSON and unescapes to a NUL byte (json_str returns lengths, so it survives).
 //   - Duplicate keys (compared after unescaping, so "a" and "\u0061" collide) are an error in
 //     every object at every depth. Objects of up to 16 keys are checked pairwise; larger ones
-//     (tokenizer vocabularies) by sorting 64-bit hashes of the unescaped keys.
+//     (tokenizer vocabularies) with a hash table of the unescaped keys.
 //   - Nesting deeper than JSON_MAX_DEPTH containers is an error (the parser is iterative, so
 //     the limit is a policy, not a stack guard).
 //   - Numbers are validated for grammar only: 1e400 parses (json_double then reports that it
@@ -59,19 +59,15 @@ struct key_ref {
     bool esc;
 };
 
-struct key_hash {
-    uint64_t h;
-    size_t i;
-};
-
 // Working memory of the parser, kept in struct json_obj so that parsing many records does not
 // allocate: the keys of all open objects (a stack), hashes for large-object duplicate checks,
 // and a buffer for unescaping keys.
 struct json_scratch {
     struct key_ref *keys;
     size_t nkeys, capkeys;
-    struct key_hash *hs;
-    size_t caphs;
+    uint64_t *hs;   // hashes of the keys of one large object
+    uint32_t *slots; // its open-addressing table: key index + 1, 0 = empty
+    size_t caphs, capslots;
     struct buf tmp;
 };
 
@@ -86,6 +82,7 @@ scratch_free(struct json_scratch *sc)
 {
     free(sc->keys);
     free(sc->hs);
+    free(sc->slots);
     buf_free(&sc->tmp);
 }
 
@@ -786,15 +783,6 @@ key_ref_eq(struct json_scratch *sc, const struct key_ref *a, const struct key_re
 }
 
 static int
-key_hash_cmp(const void *x, const void *y)
-{
-    const struct key_hash *a = x, *b = y;
-    if (a->h != b->h)
-        return a->h < b->h ? -1 : 1;
-    return a->i < b->i ? -1 : a->i > b->i;
-}
-
-static int
 fail_dup(struct parser *ps, const struct key_ref *k)
 {
     // Quote at most ~60 bytes of the key, cut at a character boundary.
@@ -823,32 +811,37 @@ check_dups(struct parser *ps, const struct key_ref *keys, size_t n)
             }
         return 0;
     }
+    // Larger objects: a hash table of the keys seen so far, probed in document order.
+    size_t cap = 64;
+    while (cap < 2 * n)
+        cap *= 2;
     if (sc->caphs < n) {
         sc->caphs = n + n / 2;
         sc->hs = xrealloc(sc->hs, sc->caphs * sizeof *sc->hs);
     }
+    if (sc->capslots < cap) {
+        sc->capslots = cap;
+        sc->slots = xrealloc(sc->slots, cap * sizeof *sc->slots);
+    }
+    memset(sc->slots, 0, cap * sizeof *sc->slots);
     for (size_t i = 0; i < n; i++) {
+        uint64_t h;
         if (keys[i].esc) {
             buf_reset(&sc->tmp);
             json_unescape(keys[i].p, keys[i].len, &sc->tmp);
-            sc->hs[i].h = hash64(sc->tmp.p, sc->tmp.len);
+            h = hash64(sc->tmp.p, sc->tmp.len);
         } else
-            sc->hs[i].h = hash64(keys[i].p, keys[i].len);
-        sc->hs[i].i = i;
-    }
-    qsort(sc->hs, n, sizeof *sc->hs, key_hash_cmp);
-    size_t first_dup = SIZE_MAX;
-    for (size_t g = 0, i = 1; i < n; i++) {
-        if (sc->hs[i].h != sc->hs[g].h) {
-            g = i;
-            continue;
+            h = hash64(keys[i].p, keys[i].len);
+        sc->hs[i] = h;
+        size_t pos = (size_t)h & (cap - 1);
+        for (; sc->slots[pos]; pos = (pos + 1) & (cap - 1)) {
+            size_t j = sc->slots[pos] - 1;
+            if (sc->hs[j] == h && key_ref_eq(sc, &keys[i], &keys[j]))
+                return fail_dup(ps, &keys[i]);
         }
-        for (size_t j = g; j < i; j++)
-            if (key_ref_eq(sc, &keys[sc->hs[i].i], &keys[sc->hs[j].i]) &&
-                sc->hs[i].i < first_dup)
-                first_dup = sc->hs[i].i; // sorted by index within a hash: i is the later one
+        sc->slots[pos] = (uint32_t)(i + 1);
     }
-    return first_dup == SIZE_MAX ? 0 : fail_dup(ps, &keys[first_dup]);
+    return 0;
 }
 
 // ---- the parser --------------------------------------------------------------------------
