@@ -29,10 +29,17 @@
 //     \"id\"", "nesting deeper than 256", "trailing characters after the object", and say
 //     "at end of input" when the input stops early. The offset is 0-based into the bytes given.
 //
-// Speed: no allocation per record (the field index and the key stack of json_obj are reused),
-// string bodies are scanned 64 (AVX-512BW) or 32 (AVX2) bytes at a time for '"', '\\' and
-// controls, and UTF-8 validation skips ASCII runs with the same vectors; only the non-ASCII
-// characters of a string are decoded one by one.
+// Speed: no allocation per record (the field index and the key stack of json_obj are reused);
+// the parser is one iterative loop with its cursor in a register. Strings are where the bytes
+// are: with AVX-512BW a string is decided 64 bytes per step entirely with bit masks — closing
+// quote, escaped positions (odd backslash runs, carried across blocks), invalid escapes,
+// controls and (with AVX-512 VBMI) UTF-8 validity — so a "\n" every few dozen bytes costs no
+// exit from the vector loop; only \uXXXX escapes go through scalar code. Short plain strings
+// (keys, labels) are decided inline with a single 64-byte compare. Without AVX-512 the scan
+// runs 32 (AVX2) or 1 byte at a time and stops at each backslash, and UTF-8 is validated by
+// utf8_valid_prefix (vector ASCII skip, scalar decoding of non-ASCII characters), which is
+// also the exact reference the vector check defers to for error offsets. Measured with
+// `make bench` (tests/bench/bench_json.sh).
 //
 // Functions that read already validated bytes (json_iter_*, json_val_member, json_str,
 // json_unescape) never read outside the value they are given, even on invalid input; on such
