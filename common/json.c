@@ -389,37 +389,28 @@ static const char *
 escape_check(struct parser *ps, const char *p)
 {
     const char *end = ps->end;
-    if (end - p < 2) {
-        fail(ps, end, "unterminated string");
-        return NULL;
-    }
+    if (end - p < 2)
+        return FAILP(ps, end, "unterminated string");
     switch (p[1]) {
     case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
         return p + 2;
     case 'u': {
         int u = hex4(p + 2, end);
-        if (u < 0) {
-            fail(ps, p, "invalid \\u escape (expected 4 hex digits)");
-            return NULL;
-        }
-        if (u >= 0xDC00 && u <= 0xDFFF) {
-            fail(ps, p, "lone surrogate escape \\u%04x", u);
-            return NULL;
-        }
+        if (u < 0)
+            return FAILP(ps, p, "invalid \\u escape (expected 4 hex digits)");
+        if (u >= 0xDC00 && u <= 0xDFFF)
+            return FAILP(ps, p, "lone surrogate escape \\u%04x", u);
         if (u >= 0xD800 && u <= 0xDBFF) {
             const char *q = p + 6;
             int l = end - q >= 6 && q[0] == '\\' && q[1] == 'u' ? hex4(q + 2, end) : -1;
-            if (l < 0xDC00 || l > 0xDFFF) {
-                fail(ps, p, "lone surrogate escape \\u%04x", u);
-                return NULL;
-            }
+            if (l < 0xDC00 || l > 0xDFFF)
+                return FAILP(ps, p, "lone surrogate escape \\u%04x", u);
             return p + 12;
         }
         return p + 6;
     }
     default:
-        fail(ps, p, "invalid escape");
-        return NULL;
+        return FAILP(ps, p, "invalid escape");
     }
 }
 
@@ -464,11 +455,7 @@ scan_plain(const char *p, const char *end, bool *high)
 
 #if defined(__AVX512BW__)
 #if defined(__AVX512VBMI__)
-// UTF-8 check of one 64-byte block v whose preceding 64 bytes were prev (the Keiser-Lemire
-// "lookup" algorithm, as in simdjson): nonzero bytes mark invalid sequences. Too short, too
-// long, overlong, surrogate and > U+10FFFF are found from the high nibble of a byte, both
-// nibbles of the byte before it, and whether the byte 2 or 3 back starts a 3- or 4-byte
-// sequence.
+// Constants of the vector UTF-8 check (utf8_block_errors), made once per string scan.
 struct utf8_simd {
     __m512i idx1, idx2, idx3, t1h, t1l, t2h, nib, third, fourth, top;
 };
