@@ -665,16 +665,15 @@ static inline const char *
 parse_string(struct parser *ps, const char *open, bool *escaped)
 {
     const char *p = open + 1;
-    if (__builtin_expect(ps->end - p >= 64, 1)) {
-        __m512i v = _mm512_loadu_si512((const void *)p);
-        uint64_t quote = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('"'));
-        uint64_t other = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\\')) |
-                         _mm512_cmplt_epu8_mask(v, _mm512_set1_epi8(0x20)) |
-                         _mm512_movepi8_mask(v);
-        if (quote && (other & ((quote & (0 - quote)) - 1)) == 0) {
-            *escaped = false;
-            return p + __builtin_ctzll(quote) + 1;
-        }
+    // Near the end of the input (the last fields of a record) a masked load stays in bounds.
+    uint64_t valid = ps->end - p >= 64 ? ~0ull : (1ull << (ps->end - p)) - 1;
+    __m512i v = _mm512_maskz_loadu_epi8(valid, p);
+    uint64_t quote = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('"')) & valid;
+    uint64_t other = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\\')) |
+                     _mm512_cmplt_epu8_mask(v, _mm512_set1_epi8(0x20)) | _mm512_movepi8_mask(v);
+    if (quote && (other & ((quote & (0 - quote)) - 1)) == 0) {
+        *escaped = false;
+        return p + __builtin_ctzll(quote) + 1;
     }
     return parse_string_blocks(ps, open, escaped);
 }
