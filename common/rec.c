@@ -37,6 +37,7 @@
 #define REC_MAX_LINE_DEFAULT ((size_t)1 << 30)
 #define REC_INBUF ((size_t)1 << 18) // compressed input read size
 #define REC_ZSTD_WORKERS_MAX 4
+#define REC_LINE_KEEP ((size_t)16 << 20) // a line buffer larger than this is freed after use
 
 // ---- the ring of buffers between two threads ----------------------------------------------
 
@@ -58,7 +59,8 @@ struct ring {
 };
 
 static int
-ring_init(struct ring *g, size_t cap, struct kerr *err) {
+ring_init(struct ring *g, size_t cap, struct kerr *err)
+{
     memset(g, 0, sizeof *g);
     g->wakefd = eventfd(0, EFD_CLOEXEC);
     if (g->wakefd < 0)
@@ -73,7 +75,8 @@ ring_init(struct ring *g, size_t cap, struct kerr *err) {
 }
 
 static void
-ring_free(struct ring *g) {
+ring_free(struct ring *g)
+{
     for (int i = 0; i < REC_NSLOT; i++)
         free(g->s[i].p);
     pthread_cond_destroy(&g->cv);
@@ -83,7 +86,8 @@ ring_free(struct ring *g) {
 
 // Producer: an empty slot to fill, or NULL when told to stop (or the consumer failed).
 static struct slot *
-ring_acquire(struct ring *g) {
+ring_acquire(struct ring *g)
+{
     pthread_mutex_lock(&g->mu);
     while (g->prod - g->cons >= REC_NSLOT && !g->stop && !g->failed)
         pthread_cond_wait(&g->cv, &g->mu);
@@ -95,7 +99,8 @@ ring_acquire(struct ring *g) {
 }
 
 static void
-ring_publish(struct ring *g) {
+ring_publish(struct ring *g)
+{
     pthread_mutex_lock(&g->mu);
     g->prod++;
     pthread_cond_broadcast(&g->cv);
@@ -104,7 +109,8 @@ ring_publish(struct ring *g) {
 
 // Producer: no more slots.
 static void
-ring_finish(struct ring *g) {
+ring_finish(struct ring *g)
+{
     pthread_mutex_lock(&g->mu);
     g->done = true;
     pthread_cond_broadcast(&g->cv);
@@ -116,7 +122,8 @@ ring_finish(struct ring *g) {
 static void ring_fail(struct ring *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
-ring_fail(struct ring *g, const char *fmt, ...) {
+ring_fail(struct ring *g, const char *fmt, ...)
+{
     pthread_mutex_lock(&g->mu);
     if (!g->failed) {
         g->failed = true;
@@ -131,7 +138,8 @@ ring_fail(struct ring *g, const char *fmt, ...) {
 
 // Consumer: the next full slot, or NULL at the end (done, or told to stop).
 static struct slot *
-ring_take(struct ring *g) {
+ring_take(struct ring *g)
+{
     pthread_mutex_lock(&g->mu);
     while (g->prod == g->cons && !g->done && !g->stop)
         pthread_cond_wait(&g->cv, &g->mu);
@@ -141,7 +149,8 @@ ring_take(struct ring *g) {
 }
 
 static void
-ring_release(struct ring *g) {
+ring_release(struct ring *g)
+{
     pthread_mutex_lock(&g->mu);
     g->cons++;
     pthread_cond_broadcast(&g->cv);
@@ -149,7 +158,8 @@ ring_release(struct ring *g) {
 }
 
 static void
-ring_stop(struct ring *g) {
+ring_stop(struct ring *g)
+{
     pthread_mutex_lock(&g->mu);
     g->stop = true;
     pthread_cond_broadcast(&g->cv);
@@ -160,7 +170,8 @@ ring_stop(struct ring *g) {
 }
 
 static bool
-ring_stopped(struct ring *g) {
+ring_stopped(struct ring *g)
+{
     pthread_mutex_lock(&g->mu);
     bool s = g->stop;
     pthread_mutex_unlock(&g->mu);
@@ -170,7 +181,8 @@ ring_stopped(struct ring *g) {
 // Waits until fd is ready for events (POLLIN or POLLOUT) or the ring is stopped: 0 ready,
 // -1 stopped. Regular files are always ready and are not polled.
 static int
-ring_wait_fd(struct ring *g, int fd, short events) {
+ring_wait_fd(struct ring *g, int fd, short events)
+{
     struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = g->wakefd, .events = POLLIN}};
     for (;;) {
         int n = poll(p, 2, -1);
@@ -186,7 +198,8 @@ ring_wait_fd(struct ring *g, int fd, short events) {
 // Starts a worker with the termination signals and SIGPIPE blocked: signals go to the main
 // thread (cli's handlers), and a write to a closed pipe fails with EPIPE instead of killing.
 static int
-thread_start(pthread_t *t, void *(*fn)(void *), void *arg, struct kerr *err) {
+thread_start(pthread_t *t, void *(*fn)(void *), void *arg, struct kerr *err)
+{
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
@@ -243,7 +256,8 @@ struct rec_reader {
 // Reads up to n bytes of the raw input (peeked bytes first): bytes read, 0 at end of input,
 // -1 on an error (r->wmsg) or when stopped.
 static ssize_t
-src_read(struct rec_reader *r, void *dst, size_t n) {
+src_read(struct rec_reader *r, void *dst, size_t n)
+{
     if (r->peek_pos < r->npeek) {
         size_t k = r->npeek - r->peek_pos;
         if (k > n)
@@ -272,7 +286,8 @@ src_read(struct rec_reader *r, void *dst, size_t n) {
 // True when reading now would wait (a pipe or terminal with nothing to read yet): the worker
 // then hands over a partly filled slot first, so a slow producer's records are not held back.
 static bool
-src_would_block(struct rec_reader *r) {
+src_would_block(struct rec_reader *r)
+{
     if (r->regular || r->peek_pos < r->npeek)
         return false;
     struct pollfd p = {.fd = r->fd, .events = POLLIN};
@@ -280,7 +295,8 @@ src_would_block(struct rec_reader *r) {
 }
 
 static int
-read_zstd(struct rec_reader *r) {
+read_zstd(struct rec_reader *r)
+{
     ZSTD_DCtx *d = ZSTD_createDCtx();
     if (!d) {
         snprintf(r->wmsg, sizeof r->wmsg, "zstd: cannot create a decompression context");
@@ -343,7 +359,8 @@ read_zstd(struct rec_reader *r) {
 }
 
 static la_ssize_t
-archive_read_cb(struct archive *a, void *ud, const void **buf) {
+archive_read_cb(struct archive *a, void *ud, const void **buf)
+{
     struct rec_reader *r = ud;
     *buf = r->inbuf;
     ssize_t k = src_read(r, r->inbuf, REC_INBUF);
@@ -354,7 +371,8 @@ archive_read_cb(struct archive *a, void *ud, const void **buf) {
 
 // gzip, xz and bzip2 through libarchive's raw format (a single unnamed entry).
 static int
-read_archive(struct rec_reader *r) {
+read_archive(struct rec_reader *r)
+{
     const char *what = kind_names[r->kind];
     struct archive *a = archive_read_new();
     if (!a) {
@@ -411,7 +429,8 @@ done:
 }
 
 static void *
-reader_main(void *arg) {
+reader_main(void *arg)
+{
     struct rec_reader *r = arg;
     int rc = r->kind == KIND_ZSTD ? read_zstd(r) : read_archive(r);
     if (rc)
@@ -435,7 +454,8 @@ static const struct {
 // The format of an input starting with b[0..n): KIND_* when known, -1 when more bytes could
 // still complete a magic number (so a stalled pipe is not read further than needed).
 static int
-detect_kind(const unsigned char *b, size_t n) {
+detect_kind(const unsigned char *b, size_t n)
+{
     bool undecided = false;
     for (size_t i = 0; i < KILN_ARRAY_LEN(magics); i++) {
         size_t k = 0;
@@ -450,7 +470,8 @@ detect_kind(const unsigned char *b, size_t n) {
 }
 
 struct rec_reader *
-rec_reader_open(const char *path, struct kerr *err) {
+rec_reader_open(const char *path, struct kerr *err)
+{
     bool std = !path || strcmp(path, "-") == 0;
     const char *name = std ? "<stdin>" : path;
     int fd = std ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
@@ -499,24 +520,28 @@ rec_reader_open(const char *path, struct kerr *err) {
 }
 
 const char *
-rec_reader_name(const struct rec_reader *r) {
+rec_reader_name(const struct rec_reader *r)
+{
     return r->name;
 }
 
 void
-rec_reader_set_max_line(struct rec_reader *r, size_t max) {
+rec_reader_set_max_line(struct rec_reader *r, size_t max)
+{
     r->max_line = max;
 }
 
 void
-rec_reader_set_chunk(struct rec_reader *r, size_t bytes) {
+rec_reader_set_chunk(struct rec_reader *r, size_t bytes)
+{
     if (!r->started && bytes > 0)
         r->chunk = bytes;
 }
 
 // Starts the worker at the first read (so the chunk size can still be set). 0 or -1 with err.
 static int
-reader_start(struct rec_reader *r, struct kerr *err) {
+reader_start(struct rec_reader *r, struct kerr *err)
+{
     r->started = true;
     if (r->kind == KIND_PLAIN) {
         r->plain.p = xmalloc(r->chunk);
@@ -536,7 +561,8 @@ reader_start(struct rec_reader *r, struct kerr *err) {
 
 // The next slot of input, or NULL at the end of input or on a read error.
 static struct slot *
-reader_take(struct rec_reader *r) {
+reader_take(struct rec_reader *r)
+{
     if (r->threaded)
         return ring_take(&r->ring);
     ssize_t k = src_read(r, r->plain.p, r->plain.cap);
@@ -550,7 +576,8 @@ static int reader_fail(struct rec_reader *r, struct kerr *err, const char *fmt, 
     __attribute__((format(printf, 3, 4)));
 
 static int
-reader_fail(struct rec_reader *r, struct kerr *err, const char *fmt, ...) {
+reader_fail(struct rec_reader *r, struct kerr *err, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(r->saved.msg, sizeof r->saved.msg, fmt, ap);
@@ -561,7 +588,8 @@ reader_fail(struct rec_reader *r, struct kerr *err, const char *fmt, ...) {
 
 // Input ended (the worker finished): why, as a status for rec_reader_next.
 static int
-reader_end(struct rec_reader *r, struct kerr *err) {
+reader_end(struct rec_reader *r, struct kerr *err)
+{
     uint64_t at = r->lineno + 1;
     if (r->plain_failed)
         return reader_fail(r, err, "%s:%" PRIu64 ": %s", r->name, at, r->wmsg);
@@ -576,13 +604,15 @@ reader_end(struct rec_reader *r, struct kerr *err) {
 }
 
 static int
-line_too_long(struct rec_reader *r, struct kerr *err) {
+line_too_long(struct rec_reader *r, struct kerr *err)
+{
     return reader_fail(r, err, "%s:%" PRIu64 ": line longer than %zu bytes", r->name, r->lineno + 1,
                        r->max_line);
 }
 
 int
-rec_reader_next(struct rec_reader *r, struct rec_line *line, struct kerr *err) {
+rec_reader_next(struct rec_reader *r, struct rec_line *line, struct kerr *err)
+{
     if (r->state > 0)
         return 0;
     if (r->state < 0)
@@ -592,6 +622,8 @@ rec_reader_next(struct rec_reader *r, struct rec_line *line, struct kerr *err) {
         if (reader_start(r, &e) < 0)
             return reader_fail(r, err, "%s: %s", r->name, e.msg);
     }
+    if (r->line.cap > REC_LINE_KEEP)
+        buf_free(&r->line); // do not hold on to the memory of one huge line
     buf_reset(&r->line);
     for (;;) {
         if (r->cur && r->pos < r->cur->len) {
@@ -632,7 +664,8 @@ rec_reader_next(struct rec_reader *r, struct rec_line *line, struct kerr *err) {
 
 int
 rec_reader_next_obj(struct rec_reader *r, struct rec_line *line, struct json_obj *o,
-                    struct kerr *err) {
+                    struct kerr *err)
+{
     int rc = rec_reader_next(r, line, err);
     if (rc != 1)
         return rc;
@@ -644,22 +677,26 @@ rec_reader_next_obj(struct rec_reader *r, struct rec_line *line, struct json_obj
 }
 
 uint64_t
-rec_reader_bytes_read(const struct rec_reader *r) {
+rec_reader_bytes_read(const struct rec_reader *r)
+{
     return atomic_load(&((struct rec_reader *)r)->bytes_read);
 }
 
 uint64_t
-rec_reader_size(const struct rec_reader *r) {
+rec_reader_size(const struct rec_reader *r)
+{
     return r->size;
 }
 
 uint64_t
-rec_reader_bytes_out(const struct rec_reader *r) {
+rec_reader_bytes_out(const struct rec_reader *r)
+{
     return r->offset;
 }
 
 void
-rec_reader_close(struct rec_reader *r) {
+rec_reader_close(struct rec_reader *r)
+{
     if (!r)
         return;
     if (r->threaded) {
@@ -700,7 +737,8 @@ struct rec_writer {
 
 // Worker: writes all of p[0..n); 0, or -1 after ring_fail().
 static int
-writer_put(struct rec_writer *w, const char *p, size_t n) {
+writer_put(struct rec_writer *w, const char *p, size_t n)
+{
     while (n > 0) {
         if (!w->regular && ring_wait_fd(&w->ring, w->fd, POLLOUT) < 0)
             return -1;
@@ -720,7 +758,8 @@ writer_put(struct rec_writer *w, const char *p, size_t n) {
 
 // Worker: compresses (or copies) in[0..n); with end, finishes the frame.
 static int
-writer_compress(struct rec_writer *w, const char *p, size_t n, bool end) {
+writer_compress(struct rec_writer *w, const char *p, size_t n, bool end)
+{
     if (!w->cctx)
         return writer_put(w, p, n);
     ZSTD_inBuffer in = {p, n, 0};
@@ -739,7 +778,8 @@ writer_compress(struct rec_writer *w, const char *p, size_t n, bool end) {
 }
 
 static void *
-writer_main(void *arg) {
+writer_main(void *arg)
+{
     struct rec_writer *w = arg;
     struct slot *s;
     while ((s = ring_take(&w->ring))) {
@@ -753,7 +793,8 @@ writer_main(void *arg) {
 }
 
 static void
-writer_free(struct rec_writer *w) {
+writer_free(struct rec_writer *w)
+{
     ring_free(&w->ring);
     ZSTD_freeCCtx(w->cctx);
     free(w->obuf);
@@ -765,7 +806,8 @@ writer_free(struct rec_writer *w) {
 
 // Closes the descriptor and removes the .tmp when failed; frees w. Returns rc.
 static int
-writer_finish(struct rec_writer *w, int rc, struct kerr *err) {
+writer_finish(struct rec_writer *w, int rc, struct kerr *err)
+{
     if (w->own_fd && close(w->fd) != 0 && rc == 0)
         rc = kerr_set(err, "%s: close failed: %s", w->name, strerror(errno));
     if (w->tmp) {
@@ -782,13 +824,15 @@ writer_finish(struct rec_writer *w, int rc, struct kerr *err) {
 // zstd's own compression threads. Any count >= 1 gives the same bytes (zstd cuts the input
 // into jobs of a size fixed by the level, never by timing), so the count only sets speed.
 static int
-zstd_workers(void) {
+zstd_workers(void)
+{
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : n > REC_ZSTD_WORKERS_MAX ? REC_ZSTD_WORKERS_MAX : (int)n;
 }
 
 struct rec_writer *
-rec_writer_open(const char *path, const struct rec_wopts *opts, struct kerr *err) {
+rec_writer_open(const char *path, const struct rec_wopts *opts, struct kerr *err)
+{
     static const struct rec_wopts defaults = {0};
     if (!opts)
         opts = &defaults;
@@ -856,7 +900,8 @@ fail:
 }
 
 int
-rec_writer_write_raw(struct rec_writer *w, const char *p, size_t n, struct kerr *err) {
+rec_writer_write_raw(struct rec_writer *w, const char *p, size_t n, struct kerr *err)
+{
     while (n > 0) {
         struct slot *s = w->cur;
         if (!s)
@@ -876,7 +921,8 @@ rec_writer_write_raw(struct rec_writer *w, const char *p, size_t n, struct kerr 
 }
 
 int
-rec_writer_write(struct rec_writer *w, const char *p, size_t n, struct kerr *err) {
+rec_writer_write(struct rec_writer *w, const char *p, size_t n, struct kerr *err)
+{
     if (rec_writer_write_raw(w, p, n, err) < 0 || rec_writer_write_raw(w, "\n", 1, err) < 0)
         return -1;
     w->records++;
@@ -884,17 +930,20 @@ rec_writer_write(struct rec_writer *w, const char *p, size_t n, struct kerr *err
 }
 
 uint64_t
-rec_writer_records(const struct rec_writer *w) {
+rec_writer_records(const struct rec_writer *w)
+{
     return w->records;
 }
 
 uint64_t
-rec_writer_bytes(const struct rec_writer *w) {
+rec_writer_bytes(const struct rec_writer *w)
+{
     return w->bytes;
 }
 
 int
-rec_writer_close(struct rec_writer *w, struct kerr *err) {
+rec_writer_close(struct rec_writer *w, struct kerr *err)
+{
     if (w->cur && w->cur->len)
         ring_publish(&w->ring);
     ring_finish(&w->ring);
@@ -906,7 +955,8 @@ rec_writer_close(struct rec_writer *w, struct kerr *err) {
 }
 
 void
-rec_writer_abort(struct rec_writer *w) {
+rec_writer_abort(struct rec_writer *w)
+{
     if (!w)
         return;
     ring_stop(&w->ring);
@@ -915,6 +965,7 @@ rec_writer_abort(struct rec_writer *w) {
 }
 
 const char *
-rec_zstd_version(void) {
+rec_zstd_version(void)
+{
     return ZSTD_versionString();
 }

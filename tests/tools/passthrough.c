@@ -15,7 +15,8 @@
 enum { OPT_MAX_LINE = CLI_OPT_FIRST_STAGE };
 
 static void
-usage(FILE *f) {
+usage(FILE *f)
+{
     fprintf(f, "Usage: passthrough [OPTIONS] [FILE...]\n"
                "Copy JSON Lines records (zstd, gzip, xz, bzip2 or plain) to a zstd stream,\n"
                "validating every record as a JSON object.\n\n"
@@ -30,14 +31,16 @@ usage(FILE *f) {
 }
 
 static void
-fail(struct rec_writer *w, struct rec_reader *r, const struct kerr *err) {
+fail(struct rec_writer *w, struct rec_reader *r, const struct kerr *err)
+{
     rec_writer_abort(w);
     rec_reader_close(r);
     die_kerr(err);
 }
 
 int
-main(int argc, char **argv) {
+main(int argc, char **argv)
+{
     cli_init(argv[0]);
     struct cli_common c;
     cli_common_init(&c);

@@ -21,7 +21,8 @@
 static char dir[64];
 
 static const char *
-tpath(const char *name) {
+tpath(const char *name)
+{
     static char p[8][256];
     static int i;
     i = (i + 1) % 8;
@@ -30,7 +31,8 @@ tpath(const char *name) {
 }
 
 static void
-put_file(const char *path, const void *p, size_t n) {
+put_file(const char *path, const void *p, size_t n)
+{
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(p, 1, n, f) != n || fclose(f) != 0) {
         perror(path);
@@ -41,7 +43,8 @@ put_file(const char *path, const void *p, size_t n) {
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static int
-sh(const char *fmt, ...) {
+sh(const char *fmt, ...)
+{
     char cmd[2048];
     va_list ap;
     va_start(ap, fmt);
@@ -51,7 +54,8 @@ sh(const char *fmt, ...) {
 }
 
 static bool
-exists(const char *path) {
+exists(const char *path)
+{
     struct stat st;
     return stat(path, &st) == 0;
 }
@@ -59,7 +63,8 @@ exists(const char *path) {
 // Reads every line of path (chunk 0 = default) into out, each followed by '\n'. Returns the
 // final status of rec_reader_next (0 at a clean end, -1 with err) and the line count in *nl.
 static int
-slurp(const char *path, size_t chunk, struct buf *out, uint64_t *nl, struct kerr *err) {
+slurp(const char *path, size_t chunk, struct buf *out, uint64_t *nl, struct kerr *err)
+{
     buf_reset(out);
     *nl = 0;
     struct rec_reader *r = rec_reader_open(path, err);
@@ -91,7 +96,8 @@ slurp(const char *path, size_t chunk, struct buf *out, uint64_t *nl, struct kerr
 
 // A deterministic text of n lines of varied length (some empty, some long).
 static void
-make_lines(struct buf *b, int n, uint64_t seed) {
+make_lines(struct buf *b, int n, uint64_t seed)
+{
     buf_reset(b);
     uint64_t x = seed;
     for (int i = 0; i < n; i++) {
@@ -109,7 +115,8 @@ make_lines(struct buf *b, int n, uint64_t seed) {
 }
 
 static void
-test_plain_and_chunks(void) {
+test_plain_and_chunks(void)
+{
     struct buf want, got;
     buf_init(&want);
     buf_init(&got);
@@ -163,7 +170,8 @@ test_plain_and_chunks(void) {
 }
 
 static void
-test_compressed_inputs(void) {
+test_compressed_inputs(void)
+{
     struct buf want, got;
     buf_init(&want);
     buf_init(&got);
@@ -225,7 +233,8 @@ test_compressed_inputs(void) {
 // Expects reading path to fail with a message containing each of the given parts.
 static void
 expect_read_error(const char *path, size_t chunk, size_t max_line, uint64_t lines_before,
-                  const char *part1, const char *part2) {
+                  const char *part1, const char *part2)
+{
     struct kerr e;
     memset(&e, 0, sizeof e);
     struct rec_reader *r = rec_reader_open(path, &e);
@@ -255,7 +264,8 @@ expect_read_error(const char *path, size_t chunk, size_t max_line, uint64_t line
 }
 
 static void
-test_reader_errors(void) {
+test_reader_errors(void)
+{
     char msg[300];
     // Empty input.
     put_file(tpath("empty"), "", 0);
@@ -337,7 +347,8 @@ test_reader_errors(void) {
 }
 
 static void
-test_long_lines(void) {
+test_long_lines(void)
+{
     // A 5 MB line between short ones, plain and zstd, default and small buffers.
     struct buf b, got;
     buf_init(&b);
@@ -367,7 +378,8 @@ test_long_lines(void) {
 
 // Writes the records of text (one per line) with opts; returns 0 or -1 with err.
 static int
-write_lines(const char *path, const struct rec_wopts *o, const struct buf *text, struct kerr *e) {
+write_lines(const char *path, const struct rec_wopts *o, const struct buf *text, struct kerr *e)
+{
     struct rec_writer *w = rec_writer_open(path, o, e);
     if (!w)
         return -1;
@@ -384,7 +396,8 @@ write_lines(const char *path, const struct rec_wopts *o, const struct buf *text,
 }
 
 static void
-test_writer_roundtrip(void) {
+test_writer_roundtrip(void)
+{
     struct buf text, got, a, b;
     buf_init(&text);
     buf_init(&got);
@@ -460,7 +473,8 @@ test_writer_roundtrip(void) {
 }
 
 static void
-test_writer_tmp_and_errors(void) {
+test_writer_tmp_and_errors(void)
+{
     struct kerr e;
     struct rec_wopts z = {0};
     // The .tmp exists while writing, not the output; abort removes it.
@@ -522,7 +536,8 @@ test_writer_tmp_and_errors(void) {
 }
 
 static void
-test_writer_terminal(void) {
+test_writer_terminal(void)
+{
     int m = posix_openpt(O_RDWR | O_NOCTTY);
     if (m < 0 || grantpt(m) != 0 || unlockpt(m) != 0) {
         fprintf(stderr, "test_rec: no pseudo-terminal, terminal refusal not tested\n");
@@ -551,7 +566,8 @@ struct feeder {
 };
 
 static void *
-feed(void *arg) {
+feed(void *arg)
+{
     struct feeder *f = arg;
     size_t off = 0;
     while (off < f->n) {
@@ -566,7 +582,8 @@ feed(void *arg) {
 }
 
 static void
-test_stdin_and_pipes(void) {
+test_stdin_and_pipes(void)
+{
     struct buf text, got;
     buf_init(&text);
     buf_init(&got);
@@ -639,13 +656,15 @@ test_stdin_and_pipes(void) {
 }
 
 static void
-test_version(void) {
+test_version(void)
+{
     const char *v = rec_zstd_version();
     CHECK(v != NULL && strlen(v) >= 5 && v[1] == '.');
 }
 
 int
-main(void) {
+main(void)
+{
     snprintf(dir, sizeof dir, "/tmp/kiln-test-rec-XXXXXX");
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
