@@ -465,8 +465,12 @@ scan_plain(const char *p, const char *end, bool *high)
 // long, overlong, surrogate and > U+10FFFF are found from the high nibble of a byte, both
 // nibbles of the byte before it, and whether the byte 2 or 3 back starts a 3- or 4-byte
 // sequence.
-static inline __m512i
-utf8_block_errors(__m512i v, __m512i prev)
+struct utf8_simd {
+    __m512i idx1, idx2, idx3, t1h, t1l, t2h, nib, third, fourth, top;
+};
+
+static inline void
+utf8_simd_init(struct utf8_simd *c)
 {
     enum {
         TOO_SHORT = 1 << 0, TOO_LONG = 1 << 1, OVERLONG_3 = 1 << 2, TOO_LARGE = 1 << 3,
@@ -474,22 +478,20 @@ utf8_block_errors(__m512i v, __m512i prev)
         TWO_CONTS = 1 << 7, CARRY = TOO_SHORT | TOO_LONG | TWO_CONTS,
     };
     // Byte i of [prev | v] shifted by 1, 2, 3: prevK[i] = (i >= K ? v[i-K] : prev[64+i-K]).
-    const __m512i idx1 = _mm512_set_epi8(
+    c->idx1 = _mm512_set_epi8(
         126, 125, 124, 123, 122, 121, 120, 119, 118, 117, 116, 115, 114, 113, 112, 111, 110, 109,
         108, 107, 106, 105, 104, 103, 102, 101, 100, 99, 98, 97, 96, 95, 94, 93, 92, 91, 90, 89,
         88, 87, 86, 85, 84, 83, 82, 81, 80, 79, 78, 77, 76, 75, 74, 73, 72, 71, 70, 69, 68, 67,
         66, 65, 64, 63);
-    const __m512i one = _mm512_set1_epi8(1), nib = _mm512_set1_epi8(0x0F);
-    __m512i idx2 = _mm512_sub_epi8(idx1, one), idx3 = _mm512_sub_epi8(idx2, one);
-    __m512i prev1 = _mm512_permutex2var_epi8(prev, idx1, v);
-    __m512i prev2 = _mm512_permutex2var_epi8(prev, idx2, v);
-    __m512i prev3 = _mm512_permutex2var_epi8(prev, idx3, v);
-    const __m512i t1h = _mm512_broadcast_i32x4(_mm_setr_epi8(
+    const __m512i one = _mm512_set1_epi8(1);
+    c->idx2 = _mm512_sub_epi8(c->idx1, one);
+    c->idx3 = _mm512_sub_epi8(c->idx2, one);
+    c->t1h = _mm512_broadcast_i32x4(_mm_setr_epi8(
         TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG,
         TWO_CONTS, TWO_CONTS, TWO_CONTS, TWO_CONTS, TOO_SHORT | OVERLONG_2, TOO_SHORT,
         TOO_SHORT | OVERLONG_3 | SURROGATE,
         (char)(TOO_SHORT | TOO_LARGE | TOO_LARGE_1000 | OVERLONG_4)));
-    const __m512i t1l = _mm512_broadcast_i32x4(_mm_setr_epi8(
+    c->t1l = _mm512_broadcast_i32x4(_mm_setr_epi8(
         (char)(CARRY | OVERLONG_3 | OVERLONG_2 | OVERLONG_4), (char)(CARRY | OVERLONG_2),
         (char)CARRY, (char)CARRY, (char)(CARRY | TOO_LARGE),
         (char)(CARRY | TOO_LARGE | TOO_LARGE_1000), (char)(CARRY | TOO_LARGE | TOO_LARGE_1000),
@@ -498,21 +500,39 @@ utf8_block_errors(__m512i v, __m512i prev)
         (char)(CARRY | TOO_LARGE | TOO_LARGE_1000), (char)(CARRY | TOO_LARGE | TOO_LARGE_1000),
         (char)(CARRY | TOO_LARGE | TOO_LARGE_1000 | SURROGATE),
         (char)(CARRY | TOO_LARGE | TOO_LARGE_1000), (char)(CARRY | TOO_LARGE | TOO_LARGE_1000)));
-    const __m512i t2h = _mm512_broadcast_i32x4(_mm_setr_epi8(
+    c->t2h = _mm512_broadcast_i32x4(_mm_setr_epi8(
         TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT,
         (char)(TOO_LONG | OVERLONG_2 | TWO_CONTS | OVERLONG_3 | TOO_LARGE_1000 | OVERLONG_4),
         (char)(TOO_LONG | OVERLONG_2 | TWO_CONTS | OVERLONG_3 | TOO_LARGE),
         (char)(TOO_LONG | OVERLONG_2 | TWO_CONTS | SURROGATE | TOO_LARGE),
         (char)(TOO_LONG | OVERLONG_2 | TWO_CONTS | SURROGATE | TOO_LARGE), TOO_SHORT, TOO_SHORT,
         TOO_SHORT, TOO_SHORT));
-    __m512i b1h = _mm512_shuffle_epi8(t1h, _mm512_and_si512(_mm512_srli_epi16(prev1, 4), nib));
-    __m512i b1l = _mm512_shuffle_epi8(t1l, _mm512_and_si512(prev1, nib));
-    __m512i b2h = _mm512_shuffle_epi8(t2h, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib));
+    c->nib = _mm512_set1_epi8(0x0F);
+    c->third = _mm512_set1_epi8((char)(0xE0 - 0x80));
+    c->fourth = _mm512_set1_epi8((char)(0xF0 - 0x80));
+    c->top = _mm512_set1_epi8((char)0x80);
+}
+
+// UTF-8 check of one 64-byte block v whose preceding 64 bytes were prev (the Keiser-Lemire
+// "lookup" algorithm, as in simdjson): returns a mask of bytes where an invalid sequence is
+// detected. Too short, too long, overlong, surrogate and > U+10FFFF are found from the high
+// nibble of a byte, both nibbles of the byte before it, and whether the byte 2 or 3 back starts
+// a 3- or 4-byte sequence.
+static inline uint64_t
+utf8_block_errors(__m512i v, __m512i prev, const struct utf8_simd *c)
+{
+    __m512i prev1 = _mm512_permutex2var_epi8(prev, c->idx1, v);
+    __m512i prev2 = _mm512_permutex2var_epi8(prev, c->idx2, v);
+    __m512i prev3 = _mm512_permutex2var_epi8(prev, c->idx3, v);
+    __m512i b1h = _mm512_shuffle_epi8(c->t1h, _mm512_and_si512(_mm512_srli_epi16(prev1, 4), c->nib));
+    __m512i b1l = _mm512_shuffle_epi8(c->t1l, _mm512_and_si512(prev1, c->nib));
+    __m512i b2h = _mm512_shuffle_epi8(c->t2h, _mm512_and_si512(_mm512_srli_epi16(v, 4), c->nib));
     __m512i special = _mm512_and_si512(_mm512_and_si512(b1h, b1l), b2h);
-    __m512i third = _mm512_subs_epu8(prev2, _mm512_set1_epi8((char)(0xE0 - 0x80)));
-    __m512i fourth = _mm512_subs_epu8(prev3, _mm512_set1_epi8((char)(0xF0 - 0x80)));
-    __m512i must23 = _mm512_and_si512(_mm512_or_si512(third, fourth), _mm512_set1_epi8((char)0x80));
-    return _mm512_xor_si512(must23, special);
+    __m512i must23 = _mm512_and_si512(
+        _mm512_or_si512(_mm512_subs_epu8(prev2, c->third), _mm512_subs_epu8(prev3, c->fourth)),
+        c->top);
+    __m512i err = _mm512_xor_si512(must23, special);
+    return _mm512_test_epi8_mask(err, err);
 }
 #endif
 
@@ -530,13 +550,131 @@ utf8_block_errors(__m512i v, __m512i prev)
 //   UTF-8               utf8_block_errors on blocks with non-ASCII bytes (with AVX-512 VBMI);
 //                       a flagged string is re-checked by utf8_valid_prefix, which is exact
 //                       and gives the offset
-static const char *
-parse_string(struct parser *ps, const char *open, bool *escaped)
+__attribute__((noinline)) static const char *
+parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
 {
     const char *body = open + 1, *p = body, *end = ps->end;
-    if (__builtin_expect(end - p >= 64, 1)) {
-        // Fast path for the common short string: a quote within 64 bytes, and before it no
-        // backslash, control or non-ASCII byte.
+    uint64_t carry = 0; // bit 0 of the next block is escaped
+    bool esc = false, suspect = false;
+#if defined(__AVX512VBMI__)
+    __m512i prev = _mm512_setzero_si512(); // the previous block when adjacent, else ASCII
+#endif
+    // The inner loop makes no calls, so that its constants stay in registers; it stops at the
+    // closing quote, the end of input, or the first byte needing attention (k, why).
+    enum { AT_QUOTE, AT_U_ESCAPE, AT_BAD_ESCAPE, AT_CONTROL, AT_EOF } why;
+    for (;;) {
+        const uint64_t odd = 0xAAAAAAAAAAAAAAAAull;
+        __m512i vq = _mm512_set1_epi8('"'), vbs = _mm512_set1_epi8('\\');
+        __m512i vsp = _mm512_set1_epi8(0x20), vu = _mm512_set1_epi8('u');
+        __m512i nib = _mm512_set1_epi8(0x0F);
+        // Valid escape characters by nibbles: lo[c & 15] & hi[c >> 4] != 0 exactly for "\\/bfnrtu.
+        __m512i lo_tab = _mm512_broadcast_i32x4(
+            _mm_setr_epi8(0, 0, 0x0D, 0, 0x08, 0x08, 0x04, 0, 0, 0, 0, 0, 0x02, 0, 0x04, 0x01));
+        __m512i hi_tab = _mm512_broadcast_i32x4(
+            _mm_setr_epi8(0, 0, 0x01, 0, 0, 0x02, 0x04, 0x08, 0, 0, 0, 0, 0, 0, 0, 0));
+        // Opaque to the compiler: otherwise GCC re-creates the constants in every iteration
+        // (broadcasts that compete for the shuffle port with the real work).
+        __asm__("" : "+v"(vq), "+v"(vbs), "+v"(vsp), "+v"(vu), "+v"(nib), "+v"(lo_tab),
+                "+v"(hi_tab));
+#if defined(__AVX512VBMI__)
+        struct utf8_simd u8;
+        utf8_simd_init(&u8);
+        __asm__("" : "+v"(u8.idx1), "+v"(u8.idx2), "+v"(u8.idx3), "+v"(u8.t1h), "+v"(u8.t1l),
+                "+v"(u8.t2h), "+v"(u8.third), "+v"(u8.fourth), "+v"(u8.top));
+        u8.nib = nib;
+#endif
+        unsigned k = 0;
+        for (;;) {
+            __m512i v;
+            uint64_t valid = ~0ull;
+            if (end - p >= 64)
+                v = _mm512_loadu_si512((const void *)p);
+            else if (p < end) {
+                // A masked load never touches the bytes past end (no fault, no overread).
+                valid = (1ull << (end - p)) - 1;
+                v = _mm512_maskz_loadu_epi8(valid, p);
+            } else {
+                why = AT_EOF;
+                break;
+            }
+            uint64_t bs = _mm512_cmpeq_epi8_mask(v, vbs) & valid;
+            uint64_t quote = _mm512_cmpeq_epi8_mask(v, vq) & valid;
+            uint64_t pot = bs & ~carry;
+            uint64_t codes = (((pot << 1) | odd) - pot) ^ odd;
+            uint64_t escd = codes ^ (bs | carry);
+            carry = (codes & bs) >> 63;
+            uint64_t qe = quote & ~escd;
+            uint64_t before = (qe - 1) & ~qe & valid; // bytes before the closing quote
+#if defined(__AVX512VBMI__)
+            // Branch-free (blocks with and without non-ASCII bytes alternate unpredictably in
+            // text). Errors are reported at or after the byte that completes the evidence:
+            // keep those up to and including the closing quote (a lead byte right before it
+            // is too short).
+            suspect |= (utf8_block_errors(v, prev, &u8) & (qe ? qe ^ (qe - 1) : valid)) != 0;
+            prev = v;
+#else
+            if (_mm512_movepi8_mask(v) & before)
+                suspect = true;
+#endif
+            uint64_t ctl = _mm512_cmplt_epu8_mask(v, vsp) & before & ~escd;
+            uint64_t e = escd & before;
+            esc |= e != 0;
+            __m512i l = _mm512_shuffle_epi8(lo_tab, _mm512_and_si512(v, nib));
+            __m512i h = _mm512_shuffle_epi8(hi_tab,
+                                            _mm512_and_si512(_mm512_srli_epi16(v, 4), nib));
+            uint64_t bad_esc = e & ~_mm512_test_epi8_mask(l, h);
+            uint64_t u = e & _mm512_cmpeq_epi8_mask(v, vu);
+            uint64_t stop = ctl | bad_esc | u;
+            if (__builtin_expect(stop != 0, 0)) {
+                k = (unsigned)__builtin_ctzll(stop);
+                uint64_t bit = 1ull << k;
+                why = bit & u ? AT_U_ESCAPE : bit & bad_esc ? AT_BAD_ESCAPE : AT_CONTROL;
+                break;
+            }
+            if (qe) {
+                p += __builtin_ctzll(qe);
+                why = AT_QUOTE;
+                break;
+            }
+            if (valid != ~0ull) {
+                why = AT_EOF;
+                break;
+            }
+            p += 64;
+        }
+        if (why == AT_QUOTE)
+            break;
+        if (why == AT_EOF)
+            return FAILP(ps, open, "unterminated string");
+        if (why == AT_BAD_ESCAPE)
+            return FAILP(ps, p + k - 1, "invalid escape");
+        if (why == AT_CONTROL)
+            return FAILP(ps, p + k, "control character U+%04X in string (must be escaped)",
+                         (unsigned char)p[k]);
+        p = escape_check(ps, p + k - 1); // a \u escape: hex digits and surrogate pairing
+        if (!p)
+            return NULL;
+        carry = 0;
+#if defined(__AVX512VBMI__)
+        prev = _mm512_setzero_si512(); // the byte before p is an ASCII hex digit
+#endif
+    }
+    if (suspect) {
+        size_t n = (size_t)(p - body), k = utf8_valid_prefix(body, n);
+        if (k < n)
+            return FAILP(ps, body + k, "invalid UTF-8 in string");
+    }
+    *escaped = esc;
+    return p + 1;
+}
+
+// Strings that end within 64 bytes with no backslash, control or non-ASCII byte (keys, labels,
+// most metadata) are decided here, inline in the parser loop; the rest go to the block scanner.
+static inline const char *
+parse_string(struct parser *ps, const char *open, bool *escaped)
+{
+    const char *p = open + 1;
+    if (__builtin_expect(ps->end - p >= 64, 1)) {
         __m512i v = _mm512_loadu_si512((const void *)p);
         uint64_t quote = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('"'));
         uint64_t other = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\\')) |
@@ -547,97 +685,7 @@ parse_string(struct parser *ps, const char *open, bool *escaped)
             return p + __builtin_ctzll(quote) + 1;
         }
     }
-    const uint64_t odd = 0xAAAAAAAAAAAAAAAAull;
-    const __m512i vq = _mm512_set1_epi8('"'), vbs = _mm512_set1_epi8('\\');
-    const __m512i vsp = _mm512_set1_epi8(0x20), vu = _mm512_set1_epi8('u');
-    const __m512i nib = _mm512_set1_epi8(0x0F);
-    // Valid escape characters by nibbles: lo[c & 15] & hi[c >> 4] != 0 exactly for "\\/bfnrtu.
-    const __m512i lo_tab = _mm512_broadcast_i32x4(
-        _mm_setr_epi8(0, 0, 0x0D, 0, 0x08, 0x08, 0x04, 0, 0, 0, 0, 0, 0x02, 0, 0x04, 0x01));
-    const __m512i hi_tab = _mm512_broadcast_i32x4(
-        _mm_setr_epi8(0, 0, 0x01, 0, 0, 0x02, 0x04, 0x08, 0, 0, 0, 0, 0, 0, 0, 0));
-    uint64_t carry = 0; // bit 0 of the next block is escaped
-    bool esc = false, suspect = false;
-#if defined(__AVX512VBMI__)
-    __m512i prev = _mm512_setzero_si512(); // the previous block when adjacent, else ASCII
-    uint64_t prev_hi = 0;
-#endif
-    for (;;) {
-        __m512i v;
-        uint64_t valid = ~0ull;
-        if (end - p >= 64)
-            v = _mm512_loadu_si512((const void *)p);
-        else if (p < end) {
-            // A masked load never touches the bytes past end (no fault, no overread).
-            valid = (1ull << (end - p)) - 1;
-            v = _mm512_maskz_loadu_epi8(valid, p);
-        } else
-            return FAILP(ps, open, "unterminated string");
-        uint64_t bs = _mm512_cmpeq_epi8_mask(v, vbs) & valid;
-        uint64_t quote = _mm512_cmpeq_epi8_mask(v, vq) & valid;
-        uint64_t pot = bs & ~carry;
-        uint64_t codes = (((pot << 1) | odd) - pot) ^ odd;
-        uint64_t escd = codes ^ (bs | carry);
-        carry = (codes & bs) >> 63;
-        uint64_t qe = quote & ~escd;
-        uint64_t before = (qe - 1) & ~qe & valid; // bytes before the closing quote
-        uint64_t hi = _mm512_movepi8_mask(v);
-#if defined(__AVX512VBMI__)
-        if ((hi & before) | prev_hi) {
-            // Errors are reported at or after the byte that completes the evidence: keep those
-            // up to and including the closing quote (a lead byte right before it is too short).
-            uint64_t upto = qe ? qe ^ (qe - 1) : valid;
-            if (_mm512_test_epi8_mask(utf8_block_errors(v, prev), _mm512_set1_epi8(-1)) & upto)
-                suspect = true;
-        }
-        prev = v;
-        prev_hi = hi >> 61; // a sequence may continue into the next block
-#else
-        if (hi & before)
-            suspect = true;
-#endif
-        uint64_t ctl = _mm512_cmplt_epu8_mask(v, vsp) & before & ~escd;
-        uint64_t e = escd & before;
-        __m512i l = _mm512_shuffle_epi8(lo_tab, _mm512_and_si512(v, nib));
-        __m512i h = _mm512_shuffle_epi8(hi_tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib));
-        uint64_t bad_esc = e & ~_mm512_test_epi8_mask(l, h);
-        uint64_t u = e & _mm512_cmpeq_epi8_mask(v, vu);
-        esc |= e != 0;
-        uint64_t stop = ctl | bad_esc | u;
-        if (__builtin_expect(stop != 0, 0)) {
-            unsigned k = (unsigned)__builtin_ctzll(stop);
-            uint64_t bit = 1ull << k;
-            if (bit & u) {
-                p = escape_check(ps, p + k - 1);
-                if (!p)
-                    return NULL;
-                carry = 0;
-#if defined(__AVX512VBMI__)
-                prev = _mm512_setzero_si512(); // the byte before p is an ASCII hex digit
-                prev_hi = 0;
-#endif
-                continue;
-            }
-            if (bit & bad_esc)
-                return FAILP(ps, p + k - 1, "invalid escape");
-            return FAILP(ps, p + k, "control character U+%04X in string (must be escaped)",
-                        (unsigned char)p[k]);
-        }
-        if (qe) {
-            p += __builtin_ctzll(qe);
-            break;
-        }
-        if (valid != ~0ull)
-            return FAILP(ps, open, "unterminated string");
-        p += 64;
-    }
-    if (suspect) {
-        size_t n = (size_t)(p - body), k = utf8_valid_prefix(body, n);
-        if (k < n)
-            return FAILP(ps, body + k, "invalid UTF-8 in string");
-    }
-    *escaped = esc;
-    return p + 1;
+    return parse_string_blocks(ps, open, escaped);
 }
 #else
 static const char *
@@ -816,7 +864,12 @@ field_push(struct json_obj *o, const struct key_ref *k, const struct json_val *v
     f->key = k->p;
     f->key_len = k->len;
     f->key_escaped = k->esc;
-    f->val = *v;
+    // Member by member: v was just written piecewise, and one wide copy of it would stall on
+    // store forwarding.
+    f->val.type = v->type;
+    f->val.raw = v->raw;
+    f->val.raw_len = v->raw_len;
+    f->val.escaped = v->escaped;
 }
 
 static void

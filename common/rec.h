@@ -3,19 +3,35 @@
 // or stdout. The only module that speaks zstd (and libarchive's raw reader for gzip/xz/bz2
 // input). It knows nothing of what the records mean.
 //
-// Reader: detects zstd by magic (28 B5 2F FD), gzip/xz/bzip2 by theirs (read through
-// libarchive's raw format), otherwise plain. Decompression runs on a worker thread. Lines are
-// framed on '\n' (a trailing '\r' is kept: it is inside the JSON text only if the producer put
-// it there); there is no practical length limit (lines grow in memory; rec_reader_max_line
-// caps them, default 1 GiB). Every line carries its 1-based number and byte offset for
-// messages. An unterminated last line is an error ("missing newline at end of file"), as are
-// NUL bytes ("NUL byte at column C") and a truncated compressed frame.
+// Reader: detects zstd by magic (28 B5 2F FD, or a skippable frame), gzip/xz/bzip2 by theirs
+// (read through libarchive's raw format), otherwise plain. Decompression runs on a worker
+// thread that fills a ring of buffers while the caller parses (plain input is read by the
+// caller). Lines are framed on '\n'
+// (a trailing '\r' is kept: it is inside the JSON text only if the producer put it there);
+// there is no practical length limit (a line that spans buffers is assembled in memory;
+// rec_reader_set_max_line caps it, default 1 GiB). Every line carries its 1-based number and
+// byte offset for messages. Errors, all "name:line[:col]: what" where line is the line being
+// read when it happened:
+//   - "empty input (0 bytes)": a 0-byte file or stdin (a compressed stream that holds zero
+//     records is a valid empty stream);
+//   - "missing newline at end of file": an unterminated last line;
+//   - "NUL byte" (with the column): binary data in a line;
+//   - "line longer than N bytes": the max-line cap;
+//   - "truncated zstd frame", "zstd: <ZSTD_getErrorName> at compressed byte N" (corrupt data,
+//     garbage after a frame, checksum mismatch), "gzip: <archive_error_string>" and the like.
+// Errors are sticky: later calls return -1 with the same message.
 //
-// Writer: appends '\n' after each record; zstd (level 3 default) on a worker thread so
-// compression overlaps the stage's work; output is deterministic for a given level whatever
-// the timing. "-"/NULL is stdout; compressed output to a terminal is refused unless forced.
-// A named output is written to "PATH.tmp" and renamed on rec_writer_close(); the .tmp is
-// registered with cli so SIGINT/SIGTERM remove it, and rec_writer_abort() removes it too.
+// Writer: appends '\n' after each record; zstd (level 3 default, checksummed frames) on a
+// worker thread so compression overlaps the stage's work. Bytes are handed over in chunks of
+// fixed size (rec_wopts.chunk_bytes, default 1 MiB) and compressed by one single-threaded zstd
+// context in streaming mode, so the output is deterministic for a given level whatever the
+// timing or chunk size. "-"/NULL is stdout; compressed output to a terminal is refused unless
+// forced. A named output is written to "PATH.tmp" and renamed on rec_writer_close(); the .tmp
+// is registered with cli so SIGINT/SIGTERM remove it, and rec_writer_abort() or a failed close
+// remove it too. A named output that exists and is not a regular file (/dev/null, a FIFO) is
+// written in place. Write errors (EPIPE on a closed pipe, ENOSPC, ...) are reported as errors
+// ("<stdout>: write failed: Broken pipe"), not as SIGPIPE: the worker threads block SIGPIPE,
+// SIGINT, SIGTERM and SIGHUP so signals reach the main thread and cli's handlers.
 #ifndef KILN_REC_H
 #define KILN_REC_H
 
@@ -41,8 +57,8 @@ struct rec_reader *rec_reader_open(const char *path, struct kerr *err);
 const char *rec_reader_name(const struct rec_reader *r);
 // Next line: 1 got one, 0 end of input, -1 error (err: "name:line: what").
 int rec_reader_next(struct rec_reader *r, struct rec_line *line, struct kerr *err);
-// Next line parsed as a JSON object into *o: 1, 0 at end, -1 with err
-// "name:line:col: invalid JSON: what" (or any read error).
+// Next line parsed as a JSON object into *o (json_obj_parse; o points into the line): 1, 0 at
+// end, -1 with err "name:line:col: invalid JSON: what" (or any read error).
 int rec_reader_next_obj(struct rec_reader *r, struct rec_line *line, struct json_obj *o,
                         struct kerr *err);
 // Compressed (on-disk) bytes consumed so far and total input size (0 when unknown, e.g. a
@@ -50,13 +66,18 @@ int rec_reader_next_obj(struct rec_reader *r, struct rec_line *line, struct json
 uint64_t rec_reader_bytes_read(const struct rec_reader *r);
 uint64_t rec_reader_size(const struct rec_reader *r);
 uint64_t rec_reader_bytes_out(const struct rec_reader *r);
+// Longest line accepted (bytes, without the '\n'); default 1 GiB.
 void rec_reader_set_max_line(struct rec_reader *r, size_t max);
+// Size of the buffers the worker fills (default 1 MiB). Only before the first read; small
+// values are for tests that exercise lines spanning buffers.
+void rec_reader_set_chunk(struct rec_reader *r, size_t bytes);
 void rec_reader_close(struct rec_reader *r);
 
 struct rec_wopts {
     int level;       // zstd level, default 3 (0 means default)
     bool plain;      // no compression
     bool force;      // allow compressed output to a terminal
+    size_t chunk_bytes; // hand-over size to the worker, 0 = 1 MiB (output does not depend on it)
 };
 
 struct rec_writer;

@@ -572,6 +572,50 @@ test_random_strings(void)
     json_obj_free(&o);
 }
 
+// Every valid and invalid UTF-8 sequence at every offset of a long string (sequences straddle
+// the 64-byte blocks of the vector scanner), with escapes around: valid ones parse, invalid
+// ones fail exactly where utf8_valid_prefix says.
+static void
+test_utf8_in_strings(void)
+{
+    static const char *good[] = {"\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80", "\xF4\x8F\xBF\xBF",
+                                 "\xED\x9F\xBF", "\xEE\x80\x80", "\xC2\x80", "\xDF\xBF"};
+    static const char *bad[] = {"\x80", "\xBF", "\xC3", "\xC0\x80", "\xC1\xBF", "\xE0\x80\xAF",
+                                "\xE0\x9F\xBF", "\xED\xA0\x80", "\xED\xBF\xBF", "\xF0\x8F\xBF\xBF",
+                                "\xF4\x90\x80\x80", "\xF5\x80\x80\x80", "\xF8\x88\x80\x80\x80",
+                                "\xFE", "\xFF", "\xE2\x82", "\xF0\x9F\x98", "\xC3\xC3\xA9",
+                                "\xE2\x28\xA1", "\xF0\x9F\x98\x28"};
+    struct json_obj o = {0};
+    struct buf b = {0};
+    int wrong = 0;
+    for (int kind = 0; kind < 2; kind++) {
+        const char **set = kind ? bad : good;
+        size_t nset = kind ? KILN_ARRAY_LEN(bad) : KILN_ARRAY_LEN(good);
+        for (size_t i = 0; i < nset; i++)
+            for (size_t at = 0; at < 200; at++) {
+                buf_reset(&b);
+                buf_puts(&b, "{\"s\":\"");
+                size_t body = b.len;
+                for (size_t k = 0; k < at; k++)
+                    buf_puts(&b, k % 37 == 5 ? "\\n" : k % 53 == 7 ? "\xC3\xA9" : "a");
+                buf_puts(&b, set[i]);
+                buf_puts(&b, "tail \\\" more \xE2\x82\xAC text that runs past the next block.....\"}");
+                struct json_error e;
+                int rc = json_obj_parse(&o, b.p, b.len, &e);
+                size_t n = b.len - body, pre = utf8_valid_prefix(b.p + body, n);
+                bool ok = kind ? rc == -1 && e.offset == body + pre &&
+                                     strcmp(e.msg, "invalid UTF-8 in string") == 0
+                               : rc == 0;
+                if (!ok && wrong++ < 5)
+                    fprintf(stderr, "utf8 %s case %zu at %zu: rc %d offset %zu (want %zu) %s\n",
+                            kind ? "bad" : "good", i, at, rc, e.offset, body + pre, e.msg);
+            }
+    }
+    CHECK_EQ_INT(wrong, 0);
+    buf_free(&b);
+    json_obj_free(&o);
+}
+
 // ---- conformance corpus -------------------------------------------------------------------
 
 static int
@@ -698,6 +742,7 @@ main(void)
     test_utf8();
     test_rewrite();
     test_random_strings();
+    test_utf8_in_strings();
     test_corpus();
     test_genrecords();
     return test_summary();
