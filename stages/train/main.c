@@ -490,6 +490,39 @@ remove_stale_tmp(const char *dir)
     closedir(d);
 }
 
+// On resume: drops the log lines of steps after the checkpoint (a killed run logged them
+// already; the resumed run logs them again).
+static void
+log_trim(const char *path, int64_t step)
+{
+    struct buf in = {0}, out = {0};
+    struct kerr err;
+    if (read_file(path, 0, &in, &err) < 0) {
+        buf_free(&in);
+        return; // no log yet
+    }
+    struct json_obj o;
+    json_obj_init(&o);
+    for (char *p = in.p, *end = in.p + in.len; p < end;) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        struct json_error je;
+        const struct json_field *f;
+        int64_t s = 0;
+        if (json_obj_parse(&o, p, n, &je) == 0 && (f = json_obj_get(&o, "step")) &&
+            json_int(&f->val, &s) == 0 && s <= step) {
+            buf_append(&out, p, n);
+            buf_putc(&out, '\n');
+        }
+        p += n + 1;
+    }
+    json_obj_free(&o);
+    if (ckpt_write_file(path, out.p ? out.p : "", out.len, &err) < 0)
+        die_kerr(&err);
+    buf_free(&in);
+    buf_free(&out);
+}
+
 static double
 mib(size_t bytes)
 {
@@ -598,6 +631,8 @@ main(int argc, char **argv)
         die("%s: cannot create:", o.c.output);
     remove_stale_tmp(o.c.output);
     FILE *logf = NULL;
+    if (o.log && o.resume)
+        log_trim(o.log, st.step);
     if (o.log && !(logf = fopen(o.log, o.resume ? "a" : "w")))
         die("%s:", o.log);
 

@@ -83,13 +83,16 @@ gen_tokenizer() {
     args="$TINY --steps 12 --warmup 3 --save-every 4 --epochs 1"
     run train $args --steps 12 --threads 2 -o full pre.jsonl
     expect_status 0
-    KILN_TRAIN_KILL_AFTER_STEP=7 run train $args --threads 2 -o part pre.jsonl
+    KILN_TRAIN_KILL_AFTER_STEP=7 run train $args --threads 2 --log log.jsonl -o part pre.jsonl
     expect_status 137
     [ -d part/checkpoint-4 ] && [ ! -e part/model.safetensors ]
-    run train $args --threads 1 --resume part -o part pre.jsonl
+    [ "$(wc -l < log.jsonl)" -eq 7 ]
+    run train $args --threads 1 --resume part --log log.jsonl -o part pre.jsonl
     expect_status 0
     cmp full/model.safetensors part/model.safetensors
     cmp full/optimizer.safetensors part/optimizer.safetensors
+    # steps 5..7 were logged by the killed run and again after the resume: kept once
+    [ "$(sed 's/{"step":\([0-9]*\),.*/\1/' log.jsonl | tr '\n' ' ')" = "1 2 3 4 5 6 7 8 9 10 11 12 " ]
 }
 
 @test "SIGKILL while writing a checkpoint leaves the previous one to resume from" {
