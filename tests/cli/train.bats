@@ -95,6 +95,21 @@ gen_tokenizer() {
     [ "$(sed 's/{"step":\([0-9]*\),.*/\1/' log.jsonl | tr '\n' ' ')" = "1 2 3 4 5 6 7 8 9 10 11 12 " ]
 }
 
+@test "kill -9 from outside at an arbitrary moment, then --resume: byte-identical" {
+    gen_pretrain > pre.jsonl
+    args="$TINY --steps 60 --save-every 1 --keep 2"
+    run train $args -o full pre.jsonl
+    expect_status 0
+    train $args -o part pre.jsonl &
+    pid=$!
+    for _ in $(seq 200); do [ -d part/checkpoint-5 ] && break; sleep 0.02; done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" || true
+    run train $args --resume part -o part pre.jsonl
+    expect_status 0
+    cmp full/model.safetensors part/model.safetensors
+}
+
 @test "SIGKILL while writing a checkpoint leaves the previous one to resume from" {
     gen_pretrain > pre.jsonl
     args="$TINY --steps 10 --save-every 3"
