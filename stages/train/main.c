@@ -643,7 +643,7 @@ main(int argc, char **argv)
     double t_loop = now_seconds(), last_draw = 0, loss = NAN;
     int64_t start_step = st.step;
     struct buf last_saved = {0};
-    buf_puts(&last_saved, "none");
+    buf_puts(&last_saved, o.resume ? resume_dir.p : "none");
     const char *kill_at = getenv("KILN_TRAIN_KILL_AFTER_STEP"); // test hook: SIGKILL after N
     struct buf line = {0};
     bool stopped_early = false;

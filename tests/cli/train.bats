@@ -202,6 +202,17 @@ gen_tokenizer() {
     expect_output_contains "bad.jsonl:1: input_ids[2] = 64 is outside the vocabulary (0..63)"
 }
 
+@test "bad input: loss_start beyond the ids, ids that are not an array" {
+    echo '{"input_ids":[1,2,3],"loss_start":4}' > bad.jsonl
+    run train $TINY --steps 1 -o out bad.jsonl
+    expect_status 1
+    expect_output_contains "bad.jsonl:1: loss_start 4 is beyond the 3 input_ids"
+    echo '{"input_ids":"1 2 3"}' > bad.jsonl
+    run train $TINY --steps 1 -o out bad.jsonl
+    expect_status 1
+    expect_output_contains "bad.jsonl:1: input_ids is not an array"
+}
+
 @test "bad input: an empty stream, and too few tokens" {
     : > empty.jsonl
     run train $TINY --steps 1 -o out empty.jsonl
