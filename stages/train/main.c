@@ -529,6 +529,35 @@ mib(size_t bytes)
     return (double)bytes / (1024.0 * 1024.0);
 }
 
+// The loss a unigram model of the training targets (add-one smoothed) gets on the validation
+// targets: the baseline a trained model must clearly beat.
+static double
+unigram_loss(const struct dataset *tr, const struct dataset *va, int vocab)
+{
+    uint64_t *cnt = xcalloc((size_t)vocab, sizeof *cnt), total = 0;
+    int *tok = xmalloc(sizeof(int) * (size_t)tr->t), *tgt = xmalloc(sizeof(int) * (size_t)tr->t);
+    for (size_t i = 0; i < tr->n_seq; i++) {
+        int scored = 0;
+        data_seq(tr, i, tok, tgt, &scored);
+        for (int k = 0; k < tr->t; k++)
+            if (tgt[k] >= 0)
+                cnt[tgt[k]]++, total++;
+    }
+    double sum = 0;
+    uint64_t n = 0;
+    for (size_t i = 0; i < va->n_seq; i++) {
+        int scored = 0;
+        data_seq(va, i, tok, tgt, &scored);
+        for (int k = 0; k < va->t; k++)
+            if (tgt[k] >= 0)
+                sum -= log((double)(cnt[tgt[k]] + 1) / (double)(total + (uint64_t)vocab)), n++;
+    }
+    free(cnt);
+    free(tok);
+    free(tgt);
+    return n ? sum / (double)n : NAN;
+}
+
 // Mean loss per scored token over the whole validation set (forward only).
 static double
 validate(struct model *m, struct model_acts *a, struct kpool *p, const struct dataset *v,
@@ -597,6 +626,10 @@ main(int argc, char **argv)
          (unsigned long long)train.records, train.n_seq, train.sft ? "supervised" : "packed", t,
          valid.n_seq ? ", validation set loaded" : "", batch, o.accum, (long long)total,
          (double)total * per_step / (double)train.n_seq);
+    double unigram = valid.n_seq ? unigram_loss(&train, &valid, m.cfg.vocab) : NAN;
+    if (valid.n_seq)
+        info("validation: %zu sequences; unigram baseline loss %.4f (perplexity %.2f)",
+             valid.n_seq, unigram, exp(unigram));
     if (train.truncated || train.skipped)
         warnx_("%llu examples cut to %d tokens, %llu with nothing to score skipped",
                (unsigned long long)train.truncated, t + 1, (unsigned long long)train.skipped);
@@ -802,8 +835,10 @@ main(int argc, char **argv)
     stats_u64(&stats, "parameters", m.n_params);
     stats_u64(&stats, "threads", (uint64_t)kpool_threads(pool));
     stats_f64(&stats, "final_loss", loss);
-    if (!isnan(st.best_loss))
+    if (!isnan(st.best_loss)) {
         stats_f64(&stats, "best_valid_loss", st.best_loss);
+        stats_f64(&stats, "unigram_valid_loss", unigram);
+    }
     if (stats_write(&stats, o.c.stats, &err) < 0)
         die_kerr(&err);
     stats_free(&stats);

@@ -264,3 +264,17 @@ gen_tokenizer() {
     run train --init a --resume b -o out
     expect_status 2
 }
+
+@test "pretraining beats the unigram baseline on held-out documents" {
+    gen_pretrain 200 > all.jsonl
+    head -n 170 all.jsonl > pre.jsonl
+    tail -n 30 all.jsonl > valid.jsonl
+    run train ${TINY/-q/} --steps 200 --lr 1e-2 --warmup 10 --valid valid.jsonl \
+        --stats stats.json -o out pre.jsonl
+    expect_status 0
+    expect_output_contains "unigram baseline loss"
+    best=$(sed 's/.*"best_valid_loss":\([0-9.e+-]*\).*/\1/' stats.json)
+    uni=$(sed 's/.*"unigram_valid_loss":\([0-9.e+-]*\).*/\1/' stats.json)
+    awk -v b="$best" -v u="$uni" 'BEGIN { exit !(b < u - 0.5) }' ||
+        { echo "valid loss $best vs unigram $uni"; return 1; }
+}
