@@ -56,6 +56,7 @@ enum {
     OPT_SPLIT,
     OPT_SPLIT_DIR,
     OPT_SAMPLE,
+    OPT_REJECTS,
 };
 
 // Interned strings (class or source names) with an open-addressing index.
@@ -96,6 +97,9 @@ struct balance {
     const char *split_dir;
     uint64_t sample;
     bool sample_set;
+    const char *rejects_path;
+    struct rec_writer *rejects;
+    uint64_t rejected;
 
     char **inputs;
     size_t n_inputs;
@@ -126,7 +130,8 @@ struct balance {
 };
 
 static void
-usage(FILE *f) {
+usage(FILE *f)
+{
     fprintf(f, "Usage: balance [OPTIONS] [FILE...]\n"
                "Rebalance classes, mix sources, add replay data, cut stratified splits.\n\n"
                "  --field PATH            class field (default label; dotted paths allowed)\n"
@@ -145,7 +150,8 @@ usage(FILE *f) {
                "                          holdout); fractions sum to 1\n"
                "  --split-dir DIR         write DIR/NAME.jsonl.zst; or -o PREFIX writes\n"
                "                          PREFIX.NAME.jsonl.zst ('{split}' in PREFIX is replaced)\n"
-               "  --seed N                hash seed (default 0)\n"
+               "  --rejects FILE          write removed records there with a \"reason\"\n"
+            "  --seed N                hash seed (default 0)\n"
                "Common: -o FILE, --stats FILE, --level N, --plain, -f, -q, -v, --progress, -h,\n"
                "        --version\n");
 }
@@ -153,7 +159,8 @@ usage(FILE *f) {
 // ---- names ----------------------------------------------------------------------------
 
 static uint32_t
-names_get(struct names *t, const char *s, size_t len, bool add) {
+names_get(struct names *t, const char *s, size_t len, bool add)
+{
     uint64_t h = hash64(s, len);
     if (t->tcap) {
         size_t j = h & (t->tcap - 1);
@@ -194,7 +201,8 @@ names_get(struct names *t, const char *s, size_t len, bool add) {
 }
 
 static void
-names_free(struct names *t) {
+names_free(struct names *t)
+{
     for (size_t i = 0; i < t->n; i++)
         free(t->s[i]);
     free(t->s);
@@ -205,11 +213,13 @@ names_free(struct names *t) {
 // Indices 0..n-1 in the byte order of the names (for stable reporting and tie-breaking).
 static const struct names *names_sort_tab;
 static int
-names_idx_cmp(const void *a, const void *b) {
+names_idx_cmp(const void *a, const void *b)
+{
     return strcmp(names_sort_tab->s[*(const uint32_t *)a], names_sort_tab->s[*(const uint32_t *)b]);
 }
 static uint32_t *
-names_sorted(const struct names *t) {
+names_sorted(const struct names *t)
+{
     uint32_t *o = xmalloc((t->n ? t->n : 1) * sizeof *o);
     for (uint32_t i = 0; i < t->n; i++)
         o[i] = i;
@@ -224,7 +234,8 @@ static const char *split_names[] = {"train", "valid", "validation", "dev",
                                     "test",  "eval",  "holdout"};
 
 static void
-parse_split(struct balance *b, const char *arg) {
+parse_split(struct balance *b, const char *arg)
+{
     char *s = xstrdup(arg), *save = NULL;
     double sum = 0;
     for (char *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -260,7 +271,8 @@ parse_split(struct balance *b, const char *arg) {
 
 // CLASS=N / CLASS=xF / CLASS=W lists.
 static void
-parse_kv(const char *opt, const char *arg, struct kv **out, size_t *n, bool allow_mult) {
+parse_kv(const char *opt, const char *arg, struct kv **out, size_t *n, bool allow_mult)
+{
     char *s = xstrdup(arg), *save = NULL;
     for (char *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         char *eq = strrchr(tok, '=');
@@ -290,7 +302,8 @@ parse_kv(const char *opt, const char *arg, struct kv **out, size_t *n, bool allo
 // The class (or source) value of a record as a string: unescaped for strings, raw JSON for
 // other types. Returns false when absent or null.
 static bool
-field_value(const struct json_obj *o, const char *path, struct buf *out) {
+field_value(const struct json_obj *o, const char *path, struct buf *out)
+{
     struct json_val v;
     if (!json_obj_path(o, path, &v) || v.type == JSON_NULL)
         return false;
@@ -304,7 +317,8 @@ field_value(const struct json_obj *o, const char *path, struct buf *out) {
 
 static uint64_t
 id_hash(const struct json_obj *o, uint64_t seed, struct buf *tmp, const char *name,
-        uint64_t lineno) {
+        uint64_t lineno)
+{
     const struct json_field *f = json_obj_get(o, "id");
     if (!f || f->val.type != JSON_STRING)
         die("%s:%llu: record has no string \"id\" (balance hashes ids)", name,
@@ -318,7 +332,8 @@ id_hash(const struct json_obj *o, uint64_t seed, struct buf *tmp, const char *na
 // 1 keep it; *has tells whether val holds its class. Missing with --missing=fail exits.
 static int
 record_class(struct balance *b, const struct json_obj *o, struct buf *val, const char *name,
-             uint64_t lineno, bool *has) {
+             uint64_t lineno, bool *has)
+{
     *has = field_value(o, b->field, val);
     if (*has)
         return 1;
@@ -329,7 +344,8 @@ record_class(struct balance *b, const struct json_obj *o, struct buf *val, const
 }
 
 static void
-pass1_push(struct balance *b, uint64_t h, uint32_t group, uint32_t cls) {
+pass1_push(struct balance *b, uint64_t h, uint32_t group, uint32_t cls)
+{
     if (b->n == b->cap) {
         b->cap = b->cap ? 2 * b->cap : 4096;
         b->rhash = xrealloc(b->rhash, b->cap * sizeof *b->rhash);
@@ -343,7 +359,8 @@ pass1_push(struct balance *b, uint64_t h, uint32_t group, uint32_t cls) {
 }
 
 static void
-spool_stdin(struct balance *b) {
+spool_stdin(struct balance *b)
+{
     const char *tmpdir = getenv("TMPDIR");
     struct buf p = {0};
     buf_printf(&p, "%s/kiln-balance-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
@@ -371,17 +388,20 @@ spool_stdin(struct balance *b) {
 }
 
 static const char *
-input_path(const struct balance *b, size_t i) {
+input_path(const struct balance *b, size_t i)
+{
     return strcmp(b->inputs[i], "-") ? b->inputs[i] : b->spool;
 }
 
 static const char *
-input_name(const struct balance *b, size_t i) {
+input_name(const struct balance *b, size_t i)
+{
     return strcmp(b->inputs[i], "-") ? b->inputs[i] : "<stdin>";
 }
 
 static void
-pass1(struct balance *b) {
+pass1(struct balance *b)
+{
     struct kerr err;
     struct json_obj o;
     json_obj_init(&o);
@@ -428,7 +448,8 @@ pass1(struct balance *b) {
 // ---- plan -----------------------------------------------------------------------------
 
 static const struct kv *
-kv_find(const struct kv *v, size_t n, const char *key) {
+kv_find(const struct kv *v, size_t n, const char *key)
+{
     for (size_t i = 0; i < n; i++)
         if (!strcmp(v[i].key, key))
             return &v[i];
@@ -437,7 +458,8 @@ kv_find(const struct kv *v, size_t n, const char *key) {
 
 // Resampling targets per group (imbalanced-learn semantics for classes; mixing for sources).
 static void
-plan_targets(struct balance *b, const uint64_t *n, uint64_t *t) {
+plan_targets(struct balance *b, const uint64_t *n, uint64_t *t)
+{
     size_t k = b->mixing ? b->groups.n : b->classes.n;
     const struct names *nm = b->mixing ? &b->groups : &b->classes;
     for (size_t g = 0; g < k; g++)
@@ -545,7 +567,8 @@ plan_targets(struct balance *b, const uint64_t *n, uint64_t *t) {
 // Groups the indices 0..n-1 by key[] (values < k, NONE ignored) into one array with offsets
 // off[0..k]; inside each group sorted by hash.
 static uint32_t *
-group_by(const uint32_t *key, const uint64_t *hash, size_t n, size_t k, uint64_t *off) {
+group_by(const uint32_t *key, const uint64_t *hash, size_t n, size_t k, uint64_t *off)
+{
     memset(off, 0, (k + 1) * sizeof *off);
     for (size_t i = 0; i < n; i++)
         if (key[i] != NONE)
@@ -565,7 +588,8 @@ group_by(const uint32_t *key, const uint64_t *hash, size_t n, size_t k, uint64_t
 }
 
 static void
-plan_make(struct balance *b) {
+plan_make(struct balance *b)
+{
     if (b->n >= UINT32_MAX)
         die("too many records for one balance run (%zu)", b->n);
     // 1. copies per record
@@ -656,12 +680,14 @@ plan_make(struct balance *b) {
 // ---- replay ---------------------------------------------------------------------------
 
 static uint64_t
-replay_seed(const struct balance *b) {
+replay_seed(const struct balance *b)
+{
     return hash_mix64(b->c.seed ^ 0x7265706c61790000ull);
 }
 
 static void
-replay_plan(struct balance *b) {
+replay_plan(struct balance *b)
+{
     b->replay_dest = 0;
     for (size_t s = 0; s < b->n_splits; s++)
         if (!strcmp(b->splits[s].name, "train"))
@@ -726,7 +752,8 @@ struct out {
 
 static void
 write_copy(struct out *o, int d, const struct json_obj *obj, const char *p, size_t n,
-           uint32_t copy) {
+           uint32_t copy)
+{
     struct kerr err;
     if (copy) {
         const struct json_field *f = json_obj_get(obj, "id");
@@ -746,10 +773,30 @@ write_copy(struct out *o, int d, const struct json_obj *obj, const char *p, size
         die_kerr(&err);
 }
 
+// A removed input record goes to --rejects with "reason" added (missing_field, undersample,
+// mix or sample).
+static void
+reject(struct balance *b, const struct json_obj *obj, const char *reason)
+{
+    b->rejected++;
+    if (!b->rejects)
+        return;
+    struct buf v = {0}, out = {0};
+    json_write_str(&v, reason, strlen(reason));
+    struct json_edit ed = {"reason", v.p, v.len};
+    json_obj_rewrite(obj, &ed, 1, &out);
+    struct kerr err;
+    if (rec_writer_write(b->rejects, out.p, out.len, &err) < 0)
+        die_kerr(&err);
+    buf_free(&v);
+    buf_free(&out);
+}
+
 // Writes the next replay unit; false when the replay stream is exhausted. The parsed record
 // points into the reader's line, which stays valid until the next read.
 static bool
-replay_one(struct balance *b, struct out *o) {
+replay_one(struct balance *b, struct out *o)
+{
     struct kerr err;
     while (!o->rhave || o->rdone == b->pcopies[o->ri]) {
         if (o->rhave)
@@ -771,7 +818,8 @@ replay_one(struct balance *b, struct out *o) {
 }
 
 static void
-replay_catch_up(struct balance *b, struct out *o, bool final) {
+replay_catch_up(struct balance *b, struct out *o, bool final)
+{
     if (!o->rr)
         return;
     uint64_t due =
@@ -781,7 +829,8 @@ replay_catch_up(struct balance *b, struct out *o, bool final) {
 }
 
 static char *
-split_path(const struct balance *b, const char *name) {
+split_path(const struct balance *b, const char *name)
+{
     struct buf p = {0};
     const char *ext = b->c.plain ? ".jsonl" : ".jsonl.zst";
     if (b->split_dir) {
@@ -812,7 +861,8 @@ split_path(const struct balance *b, const char *name) {
 
 // mkdir -p for --split-dir.
 static void
-make_dirs(const char *dir) {
+make_dirs(const char *dir)
+{
     char *p = xstrdup(dir);
     for (char *s = p + 1;; s++) {
         if (*s == '/' || !*s) {
@@ -829,7 +879,8 @@ make_dirs(const char *dir) {
 }
 
 static void
-pass2(struct balance *b, struct out *o) {
+pass2(struct balance *b, struct out *o)
+{
     struct kerr err;
     if (b->split_dir)
         make_dirs(b->split_dir);
@@ -862,15 +913,18 @@ pass2(struct balance *b, struct out *o) {
         struct rec_line line;
         int rc;
         while ((rc = rec_reader_next_obj(r, &line, &obj, &err)) == 1) {
-            bool has;
-            if (!record_class(b, &obj, &val, input_name(b, i), line.lineno, &has))
+            bool has, kept = false;
+            if (!record_class(b, &obj, &val, input_name(b, i), line.lineno, &has)) {
+                reject(b, &obj, "missing_field");
                 continue;
+            }
             if (rec >= b->n)
                 die("%s: changed while balance was reading it", input_name(b, i));
             for (uint32_t j = 0; j < b->copies[rec]; j++, unit++) {
                 int d = b->dest[unit];
                 if (d == DROP)
                     continue;
+                kept = true;
                 write_copy(o, d, &obj, line.p, line.n, j);
                 o->counts[(size_t)d * b->classes.n + b->uclass[unit]]++;
                 if (o->rr && d == b->replay_dest) {
@@ -878,6 +932,8 @@ pass2(struct balance *b, struct out *o) {
                     replay_catch_up(b, o, false);
                 }
             }
+            if (!kept)
+                reject(b, &obj, !b->copies[rec] ? (b->mixing ? "mix" : "undersample") : "sample");
             rec++;
             progress_update(&b->prog, rec, rec_reader_bytes_out(r));
         }
@@ -906,7 +962,8 @@ pass2(struct balance *b, struct out *o) {
 
 // One pass: no decisions need counts (only --missing and --stats).
 static void
-pass_through(struct balance *b, struct out *o) {
+pass_through(struct balance *b, struct out *o)
+{
     struct kerr err;
     struct rec_wopts wo = {.level = b->c.level, .plain = b->c.plain, .force = b->c.force};
     o->n = 1;
@@ -930,6 +987,7 @@ pass_through(struct balance *b, struct out *o) {
             bool has;
             if (!record_class(b, &obj, &val, input_name(b, i), line.lineno, &has)) {
                 b->missing_dropped++;
+                reject(b, &obj, "missing_field");
                 continue;
             }
             if (!has)
@@ -965,7 +1023,8 @@ pass_through(struct balance *b, struct out *o) {
 
 static void
 stats_classes(struct json_writer *w, const struct names *nm, const uint32_t *order,
-              const uint64_t *cnt) {
+              const uint64_t *cnt)
+{
     jw_obj_begin(w);
     for (size_t j = 0; j < nm->n; j++) {
         uint32_t c = order[j];
@@ -976,7 +1035,8 @@ stats_classes(struct json_writer *w, const struct names *nm, const uint32_t *ord
 }
 
 static void
-write_stats(struct balance *b, const struct out *o) {
+write_stats(struct balance *b, const struct out *o)
+{
     uint32_t *order = names_sorted(&b->classes);
     size_t k = b->classes.n;
     uint64_t *in = xcalloc(k ? k : 1, sizeof *in), *out = xcalloc(k ? k : 1, sizeof *out);
@@ -994,6 +1054,7 @@ write_stats(struct balance *b, const struct out *o) {
     stats_str(&b->st, "field", b->field);
     stats_u64(&b->st, "missing_dropped", b->missing_dropped);
     stats_u64(&b->st, "missing_kept", b->missing_kept);
+    stats_u64(&b->st, "rejected", b->rejected);
     json_writer_init(&w, &j);
     stats_classes(&w, &b->classes, order, in);
     stats_raw(&b->st, "classes_in", j.p, j.len);
@@ -1043,7 +1104,8 @@ write_stats(struct balance *b, const struct out *o) {
 // ---- main -----------------------------------------------------------------------------
 
 int
-main(int argc, char **argv) {
+main(int argc, char **argv)
+{
     cli_init("balance");
     static struct balance b;
     cli_common_init(&b.c);
@@ -1063,6 +1125,7 @@ main(int argc, char **argv) {
         {"split", required_argument, 0, OPT_SPLIT},
         {"split-dir", required_argument, 0, OPT_SPLIT_DIR},
         {"sample", required_argument, 0, OPT_SAMPLE},
+        {"rejects", required_argument, 0, OPT_REJECTS},
         {0, 0, 0, 0},
     };
     int opt;
@@ -1132,6 +1195,9 @@ main(int argc, char **argv) {
         case OPT_SPLIT_DIR:
             b.split_dir = optarg;
             break;
+        case OPT_REJECTS:
+            b.rejects_path = optarg;
+            break;
         case OPT_SAMPLE:
             b.sample = (uint64_t)cli_parse_int("--sample", optarg, 0, INT64_MAX);
             b.sample_set = true;
@@ -1166,6 +1232,13 @@ main(int argc, char **argv) {
     stats_init(&b.st, "balance");
     progress_init(&b.prog, &b.c, "balance", 0);
     static struct out o;
+    struct kerr err;
+    if (b.rejects_path) {
+        struct rec_wopts wo = {.level = b.c.level, .plain = b.c.plain, .force = b.c.force};
+        b.rejects = rec_writer_open(b.rejects_path, &wo, &err);
+        if (!b.rejects)
+            die_kerr(&err);
+    }
     bool planned =
         b.strategy != STRAT_NONE || b.mixing || b.sample_set || b.n_splits || b.replay_file;
     if (!planned) {
@@ -1180,6 +1253,8 @@ main(int argc, char **argv) {
         pass2(&b, &o);
     }
     progress_end(&b.prog);
+    if (b.rejects && rec_writer_close(b.rejects, &err) < 0)
+        die_kerr(&err);
     write_stats(&b, &o);
     if (b.spool) {
         remove(b.spool);

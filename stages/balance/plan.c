@@ -9,7 +9,8 @@
 #include <string.h>
 
 void
-plan_apportion(uint64_t total, const double *w, size_t n, uint64_t *out) {
+plan_apportion(uint64_t total, const double *w, size_t n, uint64_t *out)
+{
     double sum = 0;
     for (size_t i = 0; i < n; i++)
         sum += w[i];
@@ -34,7 +35,8 @@ plan_apportion(uint64_t total, const double *w, size_t n, uint64_t *out) {
 }
 
 void
-plan_apportion_nested(uint64_t k, const uint64_t *size, size_t n, uint64_t *out) {
+plan_apportion_nested(uint64_t k, const uint64_t *size, size_t n, uint64_t *out)
+{
     uint64_t sum = 0;
     for (size_t i = 0; i < n; i++) {
         sum += size[i];
@@ -59,7 +61,8 @@ plan_apportion_nested(uint64_t k, const uint64_t *size, size_t n, uint64_t *out)
 }
 
 void
-plan_temperature(const uint64_t *n, size_t k, double T, uint64_t cap, double *rate) {
+plan_temperature(const uint64_t *n, size_t k, double T, uint64_t cap, double *rate)
+{
     double sum = 0;
     for (size_t i = 0; i < k; i++) {
         double x = (double)(cap && n[i] > cap ? cap : n[i]);
@@ -73,7 +76,8 @@ plan_temperature(const uint64_t *n, size_t k, double T, uint64_t cap, double *ra
 static const uint64_t *plan_sort_key;
 
 static int
-plan_idx_cmp(const void *a, const void *b) {
+plan_idx_cmp(const void *a, const void *b)
+{
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     uint64_t kx = plan_sort_key[x], ky = plan_sort_key[y];
     if (kx != ky)
@@ -82,7 +86,8 @@ plan_idx_cmp(const void *a, const void *b) {
 }
 
 void
-plan_sort_by_key(uint32_t *idx, size_t n, const uint64_t *key) {
+plan_sort_by_key(uint32_t *idx, size_t n, const uint64_t *key)
+{
     plan_sort_key = key;
     qsort(idx, n, sizeof *idx, plan_idx_cmp);
     plan_sort_key = NULL;

@@ -27,7 +27,8 @@ void plan_temperature(const uint64_t *n, size_t k, double T, uint64_t cap, doubl
 // by hash (ascending); with target t over size n, rank r gets t / n copies, plus one when
 // r < t % n. copies_for_rank() answers for one rank.
 static inline uint32_t
-plan_copies_for_rank(uint64_t rank, uint64_t n, uint64_t t) {
+plan_copies_for_rank(uint64_t rank, uint64_t n, uint64_t t)
+{
     if (!n)
         return 0;
     return (uint32_t)(t / n + (rank < t % n ? 1 : 0));

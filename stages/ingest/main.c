@@ -83,7 +83,8 @@ struct ingest {
 };
 
 static void
-usage(FILE *f) {
+usage(FILE *f)
+{
     fprintf(f, "Usage: ingest [OPTIONS] INPUT...\n"
                "Turn datasets into a record stream (zstd JSON Lines).\n"
                "INPUT is a recipe (*.recipe), an archive (tar/zip/7z/cpio, compressed or not), a\n"
@@ -111,13 +112,15 @@ usage(FILE *f) {
 // ---- small helpers --------------------------------------------------------------------
 
 static bool
-ends_with(const char *s, const char *suffix) {
+ends_with(const char *s, const char *suffix)
+{
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && !strcmp(s + n - k, suffix);
 }
 
 static char *
-base_name_stem(const char *path) {
+base_name_stem(const char *path)
+{
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/')
         n--;
@@ -133,13 +136,15 @@ base_name_stem(const char *path) {
 }
 
 static void
-idset_free(struct idset *s) {
+idset_free(struct idset *s)
+{
     free(s->slot);
 }
 
 // Inserts h; false when it was already there.
 static bool
-idset_add(struct idset *s, uint64_t h) {
+idset_add(struct idset *s, uint64_t h)
+{
     if (!h)
         h = 1;
     if (2 * (s->n + 1) > s->cap) {
@@ -168,7 +173,8 @@ idset_add(struct idset *s, uint64_t h) {
 }
 
 static void
-count_label(struct ingest *g, const char *label) {
+count_label(struct ingest *g, const char *label)
+{
     for (size_t i = 0; i < g->n_labels; i++)
         if (!strcmp(g->labels[i].label, label)) {
             g->labels[i].n++;
@@ -179,7 +185,8 @@ count_label(struct ingest *g, const char *label) {
 }
 
 static void
-add_counts(struct arc_counts *sum, const struct arc_counts *c) {
+add_counts(struct arc_counts *sum, const struct arc_counts *c)
+{
     sum->files += c->files;
     sum->dirs += c->dirs;
     sum->links += c->links;
@@ -192,7 +199,8 @@ add_counts(struct arc_counts *sum, const struct arc_counts *c) {
 // Decodes raw bytes into g->text as UTF-8; returns the number of invalid bytes handled, or
 // -1 (strict) with err naming the offset.
 static int64_t
-decode_text(struct ingest *g, enum decode_mode mode, const char *p, size_t n, struct kerr *err) {
+decode_text(struct ingest *g, enum decode_mode mode, const char *p, size_t n, struct kerr *err)
+{
     buf_reset(&g->text);
     if (mode == DECODE_REPLACE)
         return (int64_t)utf8_repair(p, n, &g->text);
@@ -215,7 +223,8 @@ decode_text(struct ingest *g, enum decode_mode mode, const char *p, size_t n, st
 }
 
 static const struct cksum *
-cksum_find(const struct ingest *g, const char *member) {
+cksum_find(const struct ingest *g, const char *member)
+{
     size_t lo = 0, hi = g->n_ck;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -231,12 +240,14 @@ cksum_find(const struct ingest *g, const char *member) {
 }
 
 static int
-cksum_cmp(const void *a, const void *b) {
+cksum_cmp(const void *a, const void *b)
+{
     return strcmp(((const struct cksum *)a)->member, ((const struct cksum *)b)->member);
 }
 
 static void
-cksum_clear(struct ingest *g) {
+cksum_clear(struct ingest *g)
+{
     for (size_t i = 0; i < g->n_ck; i++)
         free(g->ck[i].member);
     free(g->ck);
@@ -247,7 +258,8 @@ cksum_clear(struct ingest *g) {
 // ---- records --------------------------------------------------------------------------
 
 static int
-write_record(struct ingest *g, const char *id, const char *p, size_t n, struct kerr *err) {
+write_record(struct ingest *g, const char *id, const char *p, size_t n, struct kerr *err)
+{
     if (!idset_add(&g->ids, hash64(id, strlen(id))))
         return kerr_set(err, "duplicate id '%s'", id);
     if (rec_writer_write(g->out, p, n, err) < 0)
@@ -260,7 +272,8 @@ write_record(struct ingest *g, const char *id, const char *p, size_t n, struct k
 // input for messages.
 static int
 emit_member(struct ingest *g, const struct recipe *r, const char *source, const char *where,
-            const char *member, const char *p, size_t n, struct kerr *err) {
+            const char *member, const char *p, size_t n, struct kerr *err)
+{
     g->st.records_in++;
     g->st.bytes_in += n;
     const char *label = recipe_label(r, member);
@@ -359,7 +372,8 @@ emit_member(struct ingest *g, const struct recipe *r, const char *source, const 
 // Reads a frictionless datapackage.json (resources[].path relative to its folder, .hash as
 // "md5hex", "md5:hex" or "sha256:hex") into g->ck.
 static int
-load_datapackage(struct ingest *g, const char *member, const char *p, size_t n, struct kerr *err) {
+load_datapackage(struct ingest *g, const char *member, const char *p, size_t n, struct kerr *err)
+{
     struct json_val root, res, item, v;
     struct json_error je;
     if (json_parse_value(p, n, &root, &je) < 0)
@@ -420,7 +434,8 @@ load_datapackage(struct ingest *g, const char *member, const char *p, size_t n, 
 
 // First pass over an archive: reads the recipe's checksum manifests.
 static int
-archive_checksums(struct ingest *g, const struct recipe *r, const char *file, struct kerr *err) {
+archive_checksums(struct ingest *g, const struct recipe *r, const char *file, struct kerr *err)
+{
     cksum_clear(g);
     if (!r->n_checksums)
         return 0;
@@ -457,7 +472,8 @@ archive_checksums(struct ingest *g, const struct recipe *r, const char *file, st
 
 static int
 ingest_archive(struct ingest *g, const struct recipe *r, const char *source, const char *file,
-               struct kerr *err) {
+               struct kerr *err)
+{
     if (archive_checksums(g, r, file, err) < 0)
         return -1;
     struct arc_reader *a = arc_reader_open(file, &g->lim, err);
@@ -491,14 +507,16 @@ ingest_archive(struct ingest *g, const struct recipe *r, const char *source, con
 // ---- folders --------------------------------------------------------------------------
 
 static int
-name_cmp(const void *a, const void *b) {
+name_cmp(const void *a, const void *b)
+{
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 // Walks root/rel in sorted order; rel is "" at the top.
 static int
 ingest_dir_walk(struct ingest *g, const struct recipe *r, const char *source, const char *root,
-                const char *rel, struct kerr *err) {
+                const char *rel, struct kerr *err)
+{
     struct buf dir = {0};
     buf_printf(&dir, "%s%s%s", root, *rel ? "/" : "", rel);
     DIR *d = opendir(dir.p);
@@ -560,7 +578,8 @@ ingest_dir_walk(struct ingest *g, const struct recipe *r, const char *source, co
 // ---- JSON Lines -----------------------------------------------------------------------
 
 static int
-ingest_jsonl(struct ingest *g, const char *file, struct kerr *err) {
+ingest_jsonl(struct ingest *g, const char *file, struct kerr *err)
+{
     struct rec_reader *in = rec_reader_open(file, err);
     if (!in)
         return -1;
@@ -618,7 +637,8 @@ ingest_jsonl(struct ingest *g, const char *file, struct kerr *err) {
 // ---- dispatch -------------------------------------------------------------------------
 
 static bool
-is_jsonl(const char *path) {
+is_jsonl(const char *path)
+{
     static const char *ext[] = {".jsonl",    ".jsonl.zst", ".jsonl.gz",
                                 ".jsonl.xz", ".jsonl.bz2", ".ndjson"};
     if (!strcmp(path, "-"))
@@ -632,7 +652,8 @@ is_jsonl(const char *path) {
 // An archive, folder or JSON Lines file, under the rules r.
 static int
 ingest_path(struct ingest *g, const struct recipe *r, const char *source, const char *path,
-            struct kerr *err) {
+            struct kerr *err)
+{
     if (is_jsonl(path))
         return ingest_jsonl(g, path, err);
     struct stat st;
@@ -644,7 +665,8 @@ ingest_path(struct ingest *g, const struct recipe *r, const char *source, const 
 }
 
 static int
-ingest_recipe(struct ingest *g, const char *file, struct kerr *err) {
+ingest_recipe(struct ingest *g, const char *file, struct kerr *err)
+{
     struct recipe r;
     int ret = recipe_load(&r, file, err);
     if (!ret && r.path) {
@@ -673,7 +695,8 @@ ingest_recipe(struct ingest *g, const char *file, struct kerr *err) {
 }
 
 static void
-write_stats(struct ingest *g) {
+write_stats(struct ingest *g)
+{
     struct stats *s = &g->st;
     stats_u64(s, "members", g->arc.files);
     stats_u64(s, "excluded", g->excluded);
@@ -706,12 +729,14 @@ write_stats(struct ingest *g) {
 }
 
 static uint64_t
-parse_bytes(const char *opt, const char *arg) {
+parse_bytes(const char *opt, const char *arg)
+{
     return (uint64_t)cli_parse_int(opt, arg, 1, INT64_MAX);
 }
 
 int
-main(int argc, char **argv) {
+main(int argc, char **argv)
+{
     cli_init("ingest");
     static struct ingest g;
     cli_common_init(&g.c);

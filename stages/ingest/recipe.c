@@ -9,19 +9,22 @@
 #include <string.h>
 
 void
-recipe_add_str(char ***v, size_t *n, const char *s) {
+recipe_add_str(char ***v, size_t *n, const char *s)
+{
     *v = xrealloc(*v, (*n + 1) * sizeof **v);
     (*v)[(*n)++] = xstrdup(s);
 }
 
 void
-recipe_add_rule(struct glob_rule **v, size_t *n, const char *glob, const char *value) {
+recipe_add_rule(struct glob_rule **v, size_t *n, const char *glob, const char *value)
+{
     *v = xrealloc(*v, (*n + 1) * sizeof **v);
     (*v)[(*n)++] = (struct glob_rule){xstrdup(glob), xstrdup(value)};
 }
 
 int
-recipe_parse_decode(const char *s, enum decode_mode *out) {
+recipe_parse_decode(const char *s, enum decode_mode *out)
+{
     static const char *names[] = {"replace", "latin1", "strict"};
     for (int i = 0; i < 3; i++)
         if (!strcmp(s, names[i])) {
@@ -32,7 +35,8 @@ recipe_parse_decode(const char *s, enum decode_mode *out) {
 }
 
 int
-recipe_parse_on_bad(const char *s, enum on_bad *out) {
+recipe_parse_on_bad(const char *s, enum on_bad *out)
+{
     static const char *names[] = {"fail", "drop", "keep"};
     for (int i = 0; i < 3; i++)
         if (!strcmp(s, names[i]) || (i == ON_BAD_DROP && !strcmp(s, "skip"))) {
@@ -43,7 +47,8 @@ recipe_parse_on_bad(const char *s, enum on_bad *out) {
 }
 
 static bool
-recipe_name_ok(const char *s) {
+recipe_name_ok(const char *s)
+{
     if (!*s)
         return false;
     for (; *s; s++)
@@ -55,7 +60,8 @@ recipe_name_ok(const char *s) {
 // Splits line in place into at most max blank-separated words; returns the count (max + 1
 // when there are more).
 static int
-recipe_split(char *line, char **w, int max) {
+recipe_split(char *line, char **w, int max)
+{
     int n = 0;
     char *p = line;
     for (;;) {
@@ -74,7 +80,8 @@ recipe_split(char *line, char **w, int max) {
 }
 
 static int
-recipe_directive(struct recipe *r, char **w, int n, struct kerr *err) {
+recipe_directive(struct recipe *r, char **w, int n, struct kerr *err)
+{
     const char *k = w[0];
     struct {
         const char *key;
@@ -148,7 +155,8 @@ recipe_directive(struct recipe *r, char **w, int n, struct kerr *err) {
 }
 
 int
-recipe_load(struct recipe *r, const char *path, struct kerr *err) {
+recipe_load(struct recipe *r, const char *path, struct kerr *err)
+{
     *r = (struct recipe){.unlabeled = ON_BAD_KEEP, .on_mismatch = ON_BAD_FAIL};
     r->file = xstrdup(path);
     const char *slash = strrchr(path, '/');
@@ -195,7 +203,8 @@ recipe_load(struct recipe *r, const char *path, struct kerr *err) {
 }
 
 void
-recipe_free(struct recipe *r) {
+recipe_free(struct recipe *r)
+{
     free(r->file);
     free(r->dir);
     free(r->name);
@@ -230,7 +239,8 @@ recipe_free(struct recipe *r) {
 }
 
 bool
-recipe_selects(const struct recipe *r, const char *member) {
+recipe_selects(const struct recipe *r, const char *member)
+{
     for (size_t i = 0; i < r->n_exclude; i++)
         if (!fnmatch(r->exclude[i], member, FNM_PATHNAME))
             return false;
@@ -243,7 +253,8 @@ recipe_selects(const struct recipe *r, const char *member) {
 }
 
 static const char *
-recipe_rule_match(const struct glob_rule *v, size_t n, const char *member) {
+recipe_rule_match(const struct glob_rule *v, size_t n, const char *member)
+{
     for (size_t i = 0; i < n; i++)
         if (!fnmatch(v[i].glob, member, FNM_PATHNAME))
             return v[i].value;
@@ -251,18 +262,21 @@ recipe_rule_match(const struct glob_rule *v, size_t n, const char *member) {
 }
 
 const char *
-recipe_label(const struct recipe *r, const char *member) {
+recipe_label(const struct recipe *r, const char *member)
+{
     return recipe_rule_match(r->labels, r->n_labels, member);
 }
 
 const char *
-recipe_source(const struct recipe *r, const char *member) {
+recipe_source(const struct recipe *r, const char *member)
+{
     const char *s = recipe_rule_match(r->sources, r->n_sources, member);
     return s ? s : r->source;
 }
 
 char *
-recipe_cache_path(const struct recipe *r, const char *cache_dir) {
+recipe_cache_path(const struct recipe *r, const char *cache_dir)
+{
     struct buf b = {0};
     buf_printf(&b, "%s/npm/", cache_dir);
     for (const char *s = r->npm_name; *s; s++)

@@ -61,6 +61,10 @@ within_one() { awk -v a="$1" -v e="$2" 'BEGIN { d = a - e; if (d < 0) d = -d; ex
     expect_status 0
     [ "$(count ham u.jsonl)" -eq 100 ] && [ "$(count spam u.jsonl)" -eq 100 ]
     [ "$(ids u.jsonl | sort -u | comm -23 - <(ids in.jsonl | sort) | wc -l)" -eq 0 ]
+    # --rejects: every removed record, once, with its reason; kept + rejected = input
+    balance --plain --strategy undersample --seed 5 --rejects rej.jsonl -o u2.jsonl in.jsonl
+    [ "$(grep -c '"reason":"undersample"}$' rej.jsonl)" -eq 200 ]
+    diff <(ids in.jsonl | sort) <(ids u2.jsonl rej.jsonl | sort)
     run balance --plain --strategy oversample --seed 5 --stats s.json -o o.jsonl in.jsonl
     expect_status 0
     [ "$(count ham o.jsonl)" -eq 300 ] && [ "$(count spam o.jsonl)" -eq 300 ]
@@ -150,9 +154,10 @@ within_one() { awk -v a="$1" -v e="$2" 'BEGIN { d = a - e; if (d < 0) d = -d; ex
     expect_status 1
     expect_output_contains "balance: in.jsonl:5: record has no field 'label'"
     [ ! -d o ] || [ -z "$(ls -A o)" ]
-    run balance --plain --missing=drop --stats s.json -o d.jsonl in.jsonl
+    run balance --plain --missing=drop --stats s.json --rejects r.jsonl -o d.jsonl in.jsonl
     expect_status 0
     [ "$(wc -l <d.jsonl)" -eq 4 ]
+    [ "$(cat r.jsonl)" = '{"id":"x","text":"no label","reason":"missing_field"}' ]
     grep -q '"missing_dropped":1' s.json
     run balance --plain --missing=keep --strategy undersample -o k.jsonl in.jsonl
     expect_status 0
