@@ -26,8 +26,8 @@ within_one() { awk -v a="$1" -v e="$2" 'BEGIN { d = a - e; if (d < 0) d = -d; ex
         --stats s.json in.jsonl
     expect_status 0
     for s in train valid test; do [ -f "out/$s.jsonl" ]; done
-    within_one "$(count ham out/train.jsonl)" "$(echo '301*0.8' | bc)"
-    within_one "$(count spam out/train.jsonl)" "$(echo '99*0.8' | bc)"
+    within_one "$(count ham out/train.jsonl)" "$(awk 'BEGIN { print 301 * 0.8 }')"
+    within_one "$(count spam out/train.jsonl)" "$(awk 'BEGIN { print 99 * 0.8 }')"
     for s in valid test; do
         within_one "$(count ham out/$s.jsonl)" 30.1
         within_one "$(count spam out/$s.jsonl)" 9.9
@@ -115,7 +115,7 @@ within_one() { awk -v a="$1" -v e="$2" 'BEGIN { d = a - e; if (d < 0) d = -d; ex
     expect_status 0
     r=$(ids out.jsonl | grep -c '^pre')
     total=$(wc -l <out.jsonl)
-    within_one "$r" "$(echo "0.2 * $total" | bc -l)"
+    within_one "$r" "$(awk -v t="$total" 'BEGIN { print 0.2 * t }')"
     [ "$r" -eq 100 ]
     # 100 slots from 50 records: each twice, the copies renamed
     [ "$(ids out.jsonl | grep -c '^pre.*#copy1$')" -eq 50 ]
@@ -127,7 +127,7 @@ within_one() { awk -v a="$1" -v e="$2" 'BEGIN { d = a - e; if (d < 0) d = -d; ex
     expect_status 0
     [ "$(grep -c '"id":"pre' sp/test.jsonl || true)" -eq 0 ]
     t=$(wc -l <sp/train.jsonl); r=$(grep -c '"id":"pre' sp/train.jsonl)
-    within_one "$r" "$(echo "0.1 * $t" | bc -l)"
+    within_one "$r" "$(awk -v t="$t" 'BEGIN { print 0.1 * t }')"
 }
 
 @test "source mixing: weights and temperature" {
