@@ -474,19 +474,6 @@ gguf_set_tokenizer_gpt2(struct gguf_writer *w, const struct gguf_tokenizer_param
         gguf_set_bool(w, "tokenizer.ggml.add_bos_token", t->add_bos != 0);
 }
 
-const char *
-gguf_tokenizer_pre_name(const char *preset)
-{
-    static const char *const map[][2] = {
-        {"gpt2", "gpt-2"},       {"r50k", "gpt-2"},   {"r50k_base", "gpt-2"},
-        {"llama3", "llama-bpe"}, {"o200k", "gpt-4o"}, {"o200k_base", "gpt-4o"},
-    };
-    for (size_t i = 0; i < KILN_ARRAY_LEN(map); i++)
-        if (strcmp(map[i][0], preset) == 0)
-            return map[i][1];
-    return NULL;
-}
-
 void
 gguf_gpt2_bytes_to_unicode(const uint8_t *bytes, size_t n, struct buf *out)
 {

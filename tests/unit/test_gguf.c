@@ -545,11 +545,6 @@ test_metadata_helpers(void)
                       "\xC3\xBF"); // ÿ
     buf_free(&b);
 
-    CHECK_EQ_STR(gguf_tokenizer_pre_name("gpt2"), "gpt-2");
-    CHECK_EQ_STR(gguf_tokenizer_pre_name("llama3"), "llama-bpe");
-    CHECK_EQ_STR(gguf_tokenizer_pre_name("o200k_base"), "gpt-4o");
-    CHECK(gguf_tokenizer_pre_name("cl100k") == NULL && gguf_tokenizer_pre_name("x") == NULL);
-
     struct gguf_writer *w = gguf_writer_new();
     struct gguf_llama_params p = {.name = "tiny",
                                   .file_type = 7,
