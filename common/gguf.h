@@ -125,7 +125,7 @@ void gguf_set_llama(struct gguf_writer *w, const struct gguf_llama_params *p);
 
 struct gguf_tokenizer_params {
     const char *pre;           // tokenizer.ggml.pre (tok_pre_gguf_name in tok.h)
-    const char *const *tokens; // n_tokens, in GPT-2 byte-to-unicode form
+    const char *const *tokens; // n_tokens, in GPT-2 byte-to-unicode form (tok_token_unicode)
     size_t n_tokens;
     const int32_t *token_types; // n_tokens (1 normal, 3 control, ...), or NULL = all 1
     const char *const *merges;  // n_merges, "a b" in byte-to-unicode form
@@ -135,9 +135,6 @@ struct gguf_tokenizer_params {
 };
 // Sets tokenizer.ggml.model "gpt2" and the keys above.
 void gguf_set_tokenizer_gpt2(struct gguf_writer *w, const struct gguf_tokenizer_params *t);
-// Appends the GPT-2 byte-to-unicode form of n raw bytes to out (UTF-8): printable bytes map
-// to themselves, the other 68 to U+0100 + k in increasing order (space -> U+0120).
-void gguf_gpt2_bytes_to_unicode(const uint8_t *bytes, size_t n, struct buf *out);
 
 // ---- reader ----
 
