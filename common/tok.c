@@ -175,19 +175,39 @@ bytes_hash(const char *s, size_t n)
     return hash64(s, n);
 }
 
+static inline int32_t
+bmap_get_h(const struct tok *t, uint64_t hash, const char *s, size_t n)
+{
+    uint32_t tag = (uint32_t)(hash >> 32);
+    for (size_t h = hash & t->bmask;; h = (h + 1) & t->bmask) {
+        const struct tok_bslot *b = &t->bmap[h];
+        if (b->id < 0)
+            return -1;
+        if (b->tag != tag)
+            continue;
+        const struct tok_ent *e = &t->ent[b->id];
+        if (e->len == n && memcmp(t->slab.p + e->off, s, n) == 0)
+            return b->id;
+    }
+}
+
 static int32_t
 bmap_get(const struct tok *t, const char *s, size_t n)
 {
     if (!t->bmap)
         return -1;
-    for (size_t h = bytes_hash(s, n) & t->bmask;; h = (h + 1) & t->bmask) {
-        int32_t id = t->bmap[h];
-        if (id < 0)
-            return -1;
-        const struct tok_ent *e = &t->ent[id];
-        if (e->len == n && memcmp(t->slab.p + e->off, s, n) == 0)
-            return id;
-    }
+    return bmap_get_h(t, bytes_hash(s, n), s, n);
+}
+
+void
+tok_bmap_put(struct tok *t, int32_t id)
+{
+    const struct tok_ent *e = &t->ent[id];
+    uint64_t hash = bytes_hash(t->slab.p + e->off, e->len);
+    size_t h = hash & t->bmask;
+    while (t->bmap[h].id >= 0)
+        h = (h + 1) & t->bmask;
+    t->bmap[h] = (struct tok_bslot){id, (uint32_t)(hash >> 32)};
 }
 
 static void
@@ -242,10 +262,7 @@ tok_index(struct tok *t, struct kerr *err)
             buf_free(&u);
             return -1;
         }
-        size_t h = bytes_hash(s, e->len) & t->bmask;
-        while (t->bmap[h] >= 0)
-            h = (h + 1) & t->bmask;
-        t->bmap[h] = (int32_t)id;
+        tok_bmap_put(t, (int32_t)id);
         if (e->len == 1)
             t->byte_id[(unsigned char)s[0]] = (int32_t)id;
     }
@@ -613,8 +630,9 @@ encode_piece(void *arg, const char *p, size_t n)
         tok_ids_push(e->out, t->byte_id[(unsigned char)*p]);
         return;
     }
+    uint64_t hash = bytes_hash(p, n);
     if (t->ignore_merges) {
-        int32_t id = bmap_get(t, p, n);
+        int32_t id = bmap_get_h(t, hash, p, n);
         if (id >= 0) {
             tok_ids_push(e->out, id);
             return;
@@ -624,7 +642,7 @@ encode_piece(void *arg, const char *p, size_t n)
         bpe_large(e, (const unsigned char *)p, n);
         return;
     }
-    uint64_t h = hash64(p, n) | 1;
+    uint64_t h = hash | 1;
     size_t slot = h & (CACHE_SLOTS - 1);
     for (;; slot = (slot + 1) & (CACHE_SLOTS - 1)) {
         const struct cache_ent *c = &e->cache[slot];

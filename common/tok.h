@@ -43,6 +43,10 @@ int tok_pre_from_name(const char *name);
 // Preset whose regex (any known spelling: current, original, HF's) equals pattern; -1 if none.
 int tok_pre_from_regex(const char *pattern);
 const char *tok_pre_name_of(enum tok_pre p);
+// Parses a pattern option: a preset name, a preset's regex, or a custom regex (anything with a
+// regex metacharacter). Returns 0 with *pre and *regex (the preset's text, or s), or -1 with
+// err "unknown pattern 'x' (...)".
+int tok_pattern_parse(const char *s, enum tok_pre *pre, const char **regex, struct kerr *err);
 
 struct tok;
 
@@ -117,6 +121,11 @@ int32_t tok_special_id(const struct tok *t, const char *text);
 size_t tok_merge_count(const struct tok *t);
 void tok_merge_get(const struct tok *t, size_t i, int32_t *a, int32_t *b, int32_t *c);
 enum tok_pre tok_pre_kind(const struct tok *t);
+// The GGUF tokenizer.ggml.pre value llama.cpp knows for a preset: "gpt-2", "llama-bpe" (llama3;
+// also cl100k, whose regex differs only in how a whitespace run with a line break at the very
+// end of the text is split, which gave identical ids on every case we tried), "gpt-4o"
+// (o200k); NULL for a custom regex.
+const char *tok_pre_gguf_name(enum tok_pre p);
 const char *tok_pre_regex(const struct tok *t); // the regex text in use
 
 // The GPT-2 byte-to-unicode map: the code point byte b is shown as (U+0021.. or U+0100..).

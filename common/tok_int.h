@@ -21,6 +21,11 @@ struct tok_pair { // open-addressing slot: key (a << 32 | b), 0 = empty (a pair 
     bool used;
 };
 
+struct tok_bslot {
+    int32_t id;
+    uint32_t tag; // high half of the bytes' hash: most mismatches never touch the bytes
+};
+
 struct tok_merge {
     int32_t a, b, c;
 };
@@ -29,7 +34,7 @@ struct tok {
     size_t n; // ids 0..n-1
     struct tok_ent *ent;
     struct buf slab;
-    int32_t *bmap; // ordinary bytes → id, open addressing over ids (-1 empty)
+    struct tok_bslot *bmap; // ordinary bytes → id, open addressing (id -1 = empty)
     size_t bmask;
     struct tok_pair *pairs;
     size_t pmask;
@@ -45,16 +50,14 @@ struct tok {
     bool spec_first[256];
 };
 
-// Parses a --pattern value: a preset name, or a regex (anything with a regex metacharacter).
-// Returns 0 with *pre (and *regex for TOK_PRE_CUSTOM, else the preset's), -1 with err.
-int tok_pattern_parse(const char *s, enum tok_pre *pre, const char **regex, struct kerr *err);
-
 struct tok *tok_alloc(enum tok_pre pre, const char *regex);
 // Sets id to bytes s[0..n) of the given type (ids may come in any order; holes stay holes).
 // -1 with err when the id is already set.
 int tok_set_token(struct tok *t, int32_t id, const char *s, size_t n, enum tok_type type,
                   struct kerr *err);
 int tok_index(struct tok *t, struct kerr *err);
+// Adds ordinary token id to the bytes map (the caller keeps the map under half full).
+void tok_bmap_put(struct tok *t, int32_t id);
 void tok_push_merge(struct tok *t, int32_t a, int32_t b, int32_t c);
 int tok_finish(struct tok *t, bool tiktoken, bool ignore_merges, struct kerr *err);
 

@@ -62,6 +62,22 @@ tok_pre_name_of(enum tok_pre p)
     return pre_names[p];
 }
 
+const char *
+tok_pre_gguf_name(enum tok_pre p)
+{
+    switch (p) {
+    case TOK_PRE_GPT2:
+        return "gpt-2";
+    case TOK_PRE_CL100K:
+    case TOK_PRE_LLAMA3:
+        return "llama-bpe";
+    case TOK_PRE_O200K:
+        return "gpt-4o";
+    default:
+        return NULL;
+    }
+}
+
 int
 tok_pre_from_name(const char *name)
 {

@@ -408,10 +408,7 @@ tok_trainer_finish(struct tok_trainer *tr, struct kerr *err)
                 if (tok_index(t, err) < 0)
                     goto fail;
             } else {
-                size_t h = hash64(nb.p, nb.len) & t->bmask;
-                while (t->bmap[h] >= 0)
-                    h = (h + 1) & t->bmask;
-                t->bmap[h] = c;
+                tok_bmap_put(t, c);
             }
             vocab++;
         }

@@ -117,6 +117,8 @@ test_pretokenizers(void)
     // Names and spellings.
     CHECK_EQ_INT(tok_pre_from_name("cl100k_base"), TOK_PRE_CL100K);
     CHECK_EQ_INT(tok_pre_from_name("nope"), -1);
+    CHECK_EQ_STR(tok_pre_gguf_name(TOK_PRE_LLAMA3), "llama-bpe");
+    CHECK(tok_pre_gguf_name(TOK_PRE_CUSTOM) == NULL);
     CHECK_EQ_INT(tok_pre_from_regex(tok_pre_regex_of(TOK_PRE_O200K)), TOK_PRE_O200K);
     CHECK_EQ_INT(tok_pre_from_regex("'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| "
                                     "?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"),
