@@ -37,7 +37,14 @@
 // the guard, so both sets of declarations are visible whichever way the file was found (when
 // found through the source's own folder, #include_next lands on this file via -Icommon once,
 // and from there on libarchive's).
+#ifdef __clang__
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Winclude-next-absolute-path"
+#endif
 #include_next <archive.h>
+#ifdef __clang__
+#pragma clang diagnostic pop
+#endif
 
 #ifndef KILN_ARCHIVE_H
 #define KILN_ARCHIVE_H
@@ -114,8 +121,8 @@ struct arc_writer;
 struct arc_writer *arc_writer_open(const char *path, const struct arc_wopts *opts,
                                    struct kerr *err);
 // Adds an entry with the bytes p[0..n) (copied). name must be arc_path_safe and unique.
-int arc_writer_add(struct arc_writer *w, const char *name, const void *p, size_t n,
-                   bool executable, struct kerr *err);
+int arc_writer_add(struct arc_writer *w, const char *name, const void *p, size_t n, bool executable,
+                   struct kerr *err);
 // Adds an entry whose bytes are read from file at close time. Errors then name the file.
 int arc_writer_add_file(struct arc_writer *w, const char *name, const char *file, bool executable,
                         struct kerr *err);

@@ -225,7 +225,8 @@ test_corrupt(void)
         rc = -1;
     }
     CHECK_EQ_INT(rc, -1);
-    CHECK_MSG(strstr(err.msg, "cut.tgz: ") == err.msg && strstr(err.msg, "truncated"), "%s", err.msg);
+    CHECK_MSG(strstr(err.msg, "cut.tgz: ") == err.msg && strstr(err.msg, "truncated"), "%s",
+              err.msg);
     arc_reader_close(r);
 
     r = arc_reader_open("/nonexistent/x.tar", NULL, &err);
