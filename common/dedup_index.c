@@ -201,9 +201,12 @@ dedup_index_open(const char *path, struct dedup_index_meta *meta, struct kerr *e
         bad = "invalid shingling or band parameters";
     else if (!m->near && (m->kind || m->ngram || m->bands || m->rows || m->seed))
         bad = "near-duplicate parameters without near data";
-    else if (m->records > DEDUP_INDEX_MAX_RECORDS ||
-             m->records > (r->size - DEDUP_INDEX_HEADER) / 24)
-        bad = "record count larger than the file";
+    if (!bad && (m->records > DEDUP_INDEX_MAX_RECORDS ||
+                 m->records > (r->size - DEDUP_INDEX_HEADER) / 24)) {
+        kerr_set(err, "%s: truncated or corrupt: %llu records cannot fit in %llu bytes", path,
+                 (unsigned long long)m->records, (unsigned long long)r->size);
+        goto fail;
+    }
     if (bad) {
         kerr_set(err, "%s: corrupt header: %s", path, bad);
         goto fail;

@@ -22,9 +22,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *const type_names[] = {"u8",   "i8",     "u16",   "i16", "u32",
-                                         "i32",  "f32",    "bool",  "string", "array",
-                                         "u64",  "i64",    "f64"};
+static const char *const type_names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
+                                         "bool", "string", "array", "u64", "i64", "f64"};
 static const size_t type_sizes[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
 const char *
@@ -40,11 +39,11 @@ static const struct {
     int blck;
     int size;
 } ggml_types[] = {
-    {0, "F32", 1, 4},       {1, "F16", 1, 2},       {2, "Q4_0", 32, 18},   {3, "Q4_1", 32, 20},
-    {6, "Q5_0", 32, 22},    {7, "Q5_1", 32, 24},    {8, "Q8_0", 32, 34},   {9, "Q8_1", 32, 36},
+    {0, "F32", 1, 4},       {1, "F16", 1, 2},       {2, "Q4_0", 32, 18},    {3, "Q4_1", 32, 20},
+    {6, "Q5_0", 32, 22},    {7, "Q5_1", 32, 24},    {8, "Q8_0", 32, 34},    {9, "Q8_1", 32, 36},
     {10, "Q2_K", 256, 84},  {11, "Q3_K", 256, 110}, {12, "Q4_K", 256, 144}, {13, "Q5_K", 256, 176},
-    {14, "Q6_K", 256, 210}, {15, "Q8_K", 256, 292}, {24, "I8", 1, 1},      {25, "I16", 1, 2},
-    {26, "I32", 1, 4},      {27, "I64", 1, 8},      {28, "F64", 1, 8},     {30, "BF16", 1, 2},
+    {14, "Q6_K", 256, 210}, {15, "Q8_K", 256, 292}, {24, "I8", 1, 1},       {25, "I16", 1, 2},
+    {26, "I32", 1, 4},      {27, "I64", 1, 8},      {28, "F64", 1, 8},      {30, "BF16", 1, 2},
 };
 
 static int
@@ -152,10 +151,10 @@ put_str(struct buf *b, const char *s, size_t n)
     buf_append(b, s, n);
 }
 
-#define GGUF_SET_INT(fn, ctype, gtype, n)                                                      \
-    void fn(struct gguf_writer *w, const char *key, ctype v)                                   \
-    {                                                                                          \
-        put_le(wkv_slot(w, key, gtype), (uint64_t)v, n);                                       \
+#define GGUF_SET_INT(fn, ctype, gtype, n)                                                          \
+    void fn(struct gguf_writer *w, const char *key, ctype v)                                       \
+    {                                                                                              \
+        put_le(wkv_slot(w, key, gtype), (uint64_t)v, n);                                           \
     }
 GGUF_SET_INT(gguf_set_u8, uint8_t, GGUF_TYPE_U8, 1)
 GGUF_SET_INT(gguf_set_i8, int8_t, GGUF_TYPE_I8, 1)
@@ -231,16 +230,14 @@ gguf_writer_add_tensor(struct gguf_writer *w, const char *name, int type, int n_
 {
     size_t len = strlen(name);
     if (len == 0 || len > GGUF_MAX_NAME)
-        return kerr_set(err, "tensor name '%s': length %zu not in 1..%d", name, len,
-                        GGUF_MAX_NAME);
+        return kerr_set(err, "tensor name '%s': length %zu not in 1..%d", name, len, GGUF_MAX_NAME);
     for (size_t i = 0; i < w->n_t; i++)
         if (strcmp(w->t[i].name, name) == 0)
             return kerr_set(err, "tensor '%s' added twice", name);
     if (!quant_type_known(type) || type == QTYPE_NF4)
         return kerr_set(err, "tensor '%s': type %d cannot be written to GGUF", name, type);
     if (n_dims < 1 || n_dims > GGUF_MAX_DIMS)
-        return kerr_set(err, "tensor '%s': %d dimensions (1..%d)", name, n_dims,
-                        GGUF_MAX_DIMS);
+        return kerr_set(err, "tensor '%s': %d dimensions (1..%d)", name, n_dims, GGUF_MAX_DIMS);
     uint64_t rows = 1;
     for (int i = 0; i < n_dims; i++) {
         if (ne[i] < 1 || ne[i] > (int64_t)1 << 40)
@@ -250,7 +247,8 @@ gguf_writer_add_tensor(struct gguf_writer *w, const char *name, int type, int n_
     }
     size_t rs = quant_row_size(type, ne[0]);
     if (!rs)
-        return kerr_set(err, "tensor '%s': row length %" PRId64 " is not a multiple of %s's block of %d",
+        return kerr_set(err,
+                        "tensor '%s': row length %" PRId64 " is not a multiple of %s's block of %d",
                         name, ne[0], quant_type_name(type), quant_block_values(type));
     if (rows > UINT64_MAX / 2 / rs)
         return kerr_set(err, "tensor '%s': too large", name);
@@ -407,8 +405,8 @@ gguf_writer_write(struct gguf_writer *w, const char *path, struct kerr *err)
     int rc = serialize(w, &out, align, err);
     if (rc == 0 && !out.errnum && out.pos != count.pos) {
         assert(!"gguf: written size differs from the counted size");
-        rc = kerr_set(err, "%s: internal error: wrote %" PRIu64 " bytes, counted %" PRIu64,
-                      path, out.pos, count.pos);
+        rc = kerr_set(err, "%s: internal error: wrote %" PRIu64 " bytes, counted %" PRIu64, path,
+                      out.pos, count.pos);
     }
     if (rc == 0 && !out.errnum && fflush(fp) != 0)
         out.errnum = errno;
@@ -476,27 +474,6 @@ gguf_set_tokenizer_gpt2(struct gguf_writer *w, const struct gguf_tokenizer_param
         gguf_set_bool(w, "tokenizer.ggml.add_bos_token", t->add_bos != 0);
 }
 
-void
-gguf_gpt2_bytes_to_unicode(const uint8_t *bytes, size_t n, struct buf *out)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned b = bytes[i], cp;
-        if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) {
-            cp = b;
-        } else {
-            // The k-th byte (in increasing order) outside the printable ranges maps to 256 + k.
-            unsigned k = b <= 0x20 ? b : b <= 0xA0 ? 33 + (b - 0x7F) : 67;
-            cp = 256 + k;
-        }
-        if (cp < 0x80) {
-            buf_putc(out, (char)cp);
-        } else {
-            buf_putc(out, (char)(0xC0 | (cp >> 6)));
-            buf_putc(out, (char)(0x80 | (cp & 0x3F)));
-        }
-    }
-}
-
 // ---------------------------------------------------------------- reader
 
 struct cursor {
@@ -535,8 +512,9 @@ cur_str(struct cursor *c, struct gguf_str *s, const char *what)
     if (cur_le(c, 8, &len, what))
         return -1;
     if (len > c->n - c->off)
-        return kerr_set(c->err, "offset %zu: %s: string length %" PRIu64 " exceeds the %zu bytes left",
-                        at, what, len, c->n - c->off);
+        return kerr_set(c->err,
+                        "offset %zu: %s: string length %" PRIu64 " exceeds the %zu bytes left", at,
+                        what, len, c->n - c->off);
     s->p = (const char *)c->p + c->off;
     s->n = len;
     c->off += (size_t)len;
@@ -602,7 +580,7 @@ find_duplicate(char **names, size_t n)
 }
 
 static int
-parse_kv(struct cursor *c, struct gguf_kv *kv, uint64_t idx)
+parse_kv(struct cursor *c, struct gguf_kv *kv)
 {
     kv->offset = c->off;
     if (cur_name(c, &kv->key, "key"))
@@ -642,7 +620,9 @@ parse_kv(struct cursor *c, struct gguf_kv *kv, uint64_t idx)
     size_t left = c->n - c->off;
     if (elem == GGUF_TYPE_STRING) {
         if (n > left / 8)
-            return kerr_set(c->err, "offset %zu: key '%s': %" PRIu64 " strings cannot fit in the %zu bytes left",
+            return kerr_set(c->err,
+                            "offset %zu: key '%s': %" PRIu64
+                            " strings cannot fit in the %zu bytes left",
                             at, kv->key, n, left);
         kv->strs = xmalloc((size_t)(n ? n : 1) * sizeof(struct gguf_str));
         for (uint64_t i = 0; i < n; i++)
@@ -651,7 +631,8 @@ parse_kv(struct cursor *c, struct gguf_kv *kv, uint64_t idx)
         return 0;
     }
     if (n > left / type_sizes[elem])
-        return kerr_set(c->err, "offset %zu: key '%s': %" PRIu64 " %s elements exceed the %zu bytes left",
+        return kerr_set(c->err,
+                        "offset %zu: key '%s': %" PRIu64 " %s elements exceed the %zu bytes left",
                         at, kv->key, n, type_names[elem], left);
     kv->data = c->p + c->off;
     c->off += (size_t)n * type_sizes[elem];
@@ -660,7 +641,6 @@ parse_kv(struct cursor *c, struct gguf_kv *kv, uint64_t idx)
             if (kv->data[i] > 1)
                 return kerr_set(c->err, "offset %zu: key '%s': bool element %" PRIu64 " is %u",
                                 (size_t)(kv->data + i - c->p), kv->key, i, kv->data[i]);
-    (void)idx;
     return 0;
 }
 
@@ -706,7 +686,9 @@ parse_tensor(struct cursor *c, struct gguf_tensor *t)
                         v);
     t->type = (int)v;
     if (t->ne[0] % ggml_types[ti].blck)
-        return kerr_set(c->err, "offset %zu: tensor '%s': row length %" PRId64 " is not a multiple of %s's block of %d",
+        return kerr_set(c->err,
+                        "offset %zu: tensor '%s': row length %" PRId64
+                        " is not a multiple of %s's block of %d",
                         at, t->name, t->ne[0], ggml_types[ti].name, ggml_types[ti].blck);
     // bytes = blocks * block size; n_elem <= INT64_MAX so this fits in 128 bits: check 64.
     uint64_t blocks = (uint64_t)t->n_elem / (uint64_t)ggml_types[ti].blck;
@@ -739,15 +721,15 @@ parse(struct gguf_file *g, struct kerr *err)
     size_t left = c.n - c.off;
     // Smallest encodings: a KV is 8 (key) + 4 + 1 bytes; a tensor info 8 + 1 + 4 + 8 + 4 + 8.
     if (nkv > left / 13)
-        return kerr_set(err, "offset 16: KV count %" PRIu64 " cannot fit in the %zu bytes left", nkv,
-                        left);
+        return kerr_set(err, "offset 16: KV count %" PRIu64 " cannot fit in the %zu bytes left",
+                        nkv, left);
     if (nt > left / 33)
-        return kerr_set(err, "offset 8: tensor count %" PRIu64 " cannot fit in the %zu bytes left", nt,
-                        left);
+        return kerr_set(err, "offset 8: tensor count %" PRIu64 " cannot fit in the %zu bytes left",
+                        nt, left);
     g->kv = xcalloc((size_t)(nkv ? nkv : 1), sizeof(struct gguf_kv));
     g->n_kv = nkv;
     for (uint64_t i = 0; i < nkv; i++)
-        if (parse_kv(&c, &g->kv[i], i))
+        if (parse_kv(&c, &g->kv[i]))
             return -1;
     char **names = xmalloc((size_t)(nkv > nt ? nkv : nt ? nt : 1) * sizeof(char *));
     for (uint64_t i = 0; i < nkv; i++)
@@ -776,8 +758,8 @@ parse(struct gguf_file *g, struct kerr *err)
 
     left = c.n - c.off;
     if (nt > left / 33) {
-        kerr_set(err, "offset %zu: tensor count %" PRIu64 " cannot fit in the %zu bytes left", c.off,
-                 nt, left);
+        kerr_set(err, "offset %zu: tensor count %" PRIu64 " cannot fit in the %zu bytes left",
+                 c.off, nt, left);
         free(names);
         return -1;
     }
@@ -804,7 +786,9 @@ parse(struct gguf_file *g, struct kerr *err)
                             t->offset, expect);
         if (g->data_offset > g->size || t->nbytes > g->size - g->data_offset ||
             t->offset > g->size - g->data_offset - t->nbytes)
-            return kerr_set(err, "tensor '%s': data at offset %" PRIu64 " (%" PRIu64 " bytes) extends past the end of the file (%zu bytes)",
+            return kerr_set(err,
+                            "tensor '%s': data at offset %" PRIu64 " (%" PRIu64
+                            " bytes) extends past the end of the file (%zu bytes)",
                             t->name, g->data_offset + t->offset, t->nbytes, g->size);
         t->data = g->image + g->data_offset + t->offset;
         expect = pad_to(t->offset + t->nbytes, g->alignment);
@@ -896,20 +880,35 @@ value_int(enum gguf_type type, const uint8_t *p, int64_t *out)
     uint64_t u;
     switch (type) {
     case GGUF_TYPE_U8:
-    case GGUF_TYPE_BOOL: *out = p[0]; return 0;
-    case GGUF_TYPE_I8: *out = (int8_t)p[0]; return 0;
-    case GGUF_TYPE_U16: *out = (uint16_t)load_le(p, 2); return 0;
-    case GGUF_TYPE_I16: *out = (int16_t)load_le(p, 2); return 0;
-    case GGUF_TYPE_U32: *out = (uint32_t)load_le(p, 4); return 0;
-    case GGUF_TYPE_I32: *out = (int32_t)load_le(p, 4); return 0;
-    case GGUF_TYPE_I64: *out = (int64_t)load_le(p, 8); return 0;
+    case GGUF_TYPE_BOOL:
+        *out = p[0];
+        return 0;
+    case GGUF_TYPE_I8:
+        *out = (int8_t)p[0];
+        return 0;
+    case GGUF_TYPE_U16:
+        *out = (uint16_t)load_le(p, 2);
+        return 0;
+    case GGUF_TYPE_I16:
+        *out = (int16_t)load_le(p, 2);
+        return 0;
+    case GGUF_TYPE_U32:
+        *out = (uint32_t)load_le(p, 4);
+        return 0;
+    case GGUF_TYPE_I32:
+        *out = (int32_t)load_le(p, 4);
+        return 0;
+    case GGUF_TYPE_I64:
+        *out = (int64_t)load_le(p, 8);
+        return 0;
     case GGUF_TYPE_U64:
         u = load_le(p, 8);
         if (u > INT64_MAX)
             return -1;
         *out = (int64_t)u;
         return 0;
-    default: return -1;
+    default:
+        return -1;
     }
 }
 
@@ -980,8 +979,8 @@ gguf_kv_arr_int(const struct gguf_kv *kv, uint64_t i, int64_t *out, struct kerr 
         return -1;
     if (kv->elem == GGUF_TYPE_STRING ||
         value_int(kv->elem, kv->data + i * type_sizes[kv->elem], out))
-        return kerr_set(err, "key '%s': element %" PRIu64 ": expected an integer, found %s", kv->key,
-                        i, gguf_type_name(kv->elem));
+        return kerr_set(err, "key '%s': element %" PRIu64 ": expected an integer, found %s",
+                        kv->key, i, gguf_type_name(kv->elem));
     return 0;
 }
 
@@ -992,8 +991,8 @@ gguf_kv_arr_float(const struct gguf_kv *kv, uint64_t i, double *out, struct kerr
         return -1;
     if (kv->elem == GGUF_TYPE_STRING ||
         value_float(kv->elem, kv->data + i * type_sizes[kv->elem], out))
-        return kerr_set(err, "key '%s': element %" PRIu64 ": expected a float, found %s", kv->key, i,
-                        gguf_type_name(kv->elem));
+        return kerr_set(err, "key '%s': element %" PRIu64 ": expected a float, found %s", kv->key,
+                        i, gguf_type_name(kv->elem));
     return 0;
 }
 

@@ -106,8 +106,8 @@ uint64_t gguf_writer_size(struct gguf_writer *w);
 // ---- metadata helpers for llama-architecture files (plain values, no model dependency) ----
 
 struct gguf_llama_params {
-    const char *name;       // general.name, or NULL
-    uint32_t file_type;     // general.file_type (0 F32, 1 F16, 2 Q4_0, 7 Q8_0, 15 Q4_K_M)
+    const char *name;   // general.name, or NULL
+    uint32_t file_type; // general.file_type (0 F32, 1 F16, 2 Q4_0, 7 Q8_0, 15 Q4_K_M)
     uint32_t context_length;
     uint32_t embedding_length;
     uint32_t block_count;
@@ -124,20 +124,17 @@ struct gguf_llama_params {
 void gguf_set_llama(struct gguf_writer *w, const struct gguf_llama_params *p);
 
 struct gguf_tokenizer_params {
-    const char *pre;                 // tokenizer.ggml.pre: "gpt-2", "llama-bpe", ...
-    const char *const *tokens;       // n_tokens, in GPT-2 byte-to-unicode form
+    const char *pre;           // tokenizer.ggml.pre (tok_pre_gguf_name in tok.h)
+    const char *const *tokens; // n_tokens, in GPT-2 byte-to-unicode form (tok_token_unicode)
     size_t n_tokens;
-    const int32_t *token_types;      // n_tokens (1 normal, 3 control, ...), or NULL = all 1
-    const char *const *merges;       // n_merges, "a b" in byte-to-unicode form
+    const int32_t *token_types; // n_tokens (1 normal, 3 control, ...), or NULL = all 1
+    const char *const *merges;  // n_merges, "a b" in byte-to-unicode form
     size_t n_merges;
-    int64_t bos_id, eos_id, pad_id;  // -1 = not written
-    int add_bos;                     // tokenizer.ggml.add_bos_token: 0, 1, or -1 = not written
+    int64_t bos_id, eos_id, pad_id; // -1 = not written
+    int add_bos;                    // tokenizer.ggml.add_bos_token: 0, 1, or -1 = not written
 };
 // Sets tokenizer.ggml.model "gpt2" and the keys above.
 void gguf_set_tokenizer_gpt2(struct gguf_writer *w, const struct gguf_tokenizer_params *t);
-// Appends the GPT-2 byte-to-unicode form of n raw bytes to out (UTF-8): printable bytes map
-// to themselves, the other 68 to U+0100 + k in increasing order (space -> U+0120).
-void gguf_gpt2_bytes_to_unicode(const uint8_t *bytes, size_t n, struct buf *out);
 
 // ---- reader ----
 
@@ -198,8 +195,7 @@ int gguf_kv_str(const struct gguf_kv *kv, struct gguf_str *out, struct kerr *err
 // Element i of an array KV (i < kv->n), with the same conversions.
 int gguf_kv_arr_int(const struct gguf_kv *kv, uint64_t i, int64_t *out, struct kerr *err);
 int gguf_kv_arr_float(const struct gguf_kv *kv, uint64_t i, double *out, struct kerr *err);
-int gguf_kv_arr_str(const struct gguf_kv *kv, uint64_t i, struct gguf_str *out,
-                    struct kerr *err);
+int gguf_kv_arr_str(const struct gguf_kv *kv, uint64_t i, struct gguf_str *out, struct kerr *err);
 // Lookup plus conversion: -1 with "key K: missing" when absent.
 int gguf_get_int(const struct gguf_file *g, const char *key, int64_t *out, struct kerr *err);
 int gguf_get_float(const struct gguf_file *g, const char *key, double *out, struct kerr *err);

@@ -4,7 +4,7 @@
 // and backward passes on flat float32 arrays.
 //
 // Determinism: every parallel loop is split into tasks by a partition that depends only on
-// the problem size (KERN_ROWS rows per matrix block, one (batch, head) per attention task,
+// the problem size (row blocks of matrix products, one (batch, head) per attention task,
 // fixed chunks for reductions), never on the thread count, and each task calls OpenBLAS
 // single-threaded. Which thread runs a task does not change a single bit of its result, and
 // every reduction across tasks sums the per-task partials in task order. So results are
@@ -42,8 +42,9 @@ const char *kern_blas_desc(void);
 
 // ---- matrix products -----------------------------------------------------------------------
 
-// C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C, split into fixed blocks of KERN_ROWS rows
-// of C. ta: A is stored [K,M] (lda ≥ M) instead of [M,K]; tb likewise for B ([N,K]).
+// C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C, split into fixed blocks of rows of C
+// (KERN_ROWS, or for large M about M/8 rounded up to a multiple of KERN_ROWS, at most 512:
+// a function of M alone). ta: A is stored [K,M] (lda ≥ M) instead of [M,K]; tb likewise for B ([N,K]).
 void kern_gemm(struct kpool *p, bool ta, bool tb, int M, int N, int K, float alpha,
                const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 // The same on the calling thread only (no partition), for use inside a task.

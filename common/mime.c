@@ -278,8 +278,13 @@ hdr_param(const char *v, size_t n, const char *name, struct buf *out)
         i = (size_t)(semi - v) + 1;
         while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == '\r' || v[i] == '\n'))
             i++;
-        if (i + k < n && ci_prefix(v + i, n - i, name) && v[i + k] == '=') {
-            i += k + 1;
+        size_t e = i + k;
+        while (e < n && (v[e] == ' ' || v[e] == '\t'))
+            e++;
+        if (e < n && ci_prefix(v + i, n - i, name) && v[e] == '=') {
+            i = e + 1;
+            while (i < n && (v[i] == ' ' || v[i] == '\t')) // "boundary= \"x\"" occurs
+                i++;
             out->len = 0;
             if (i < n && v[i] == '"') {
                 i++;
@@ -501,6 +506,12 @@ multipart_text(const struct part_info *pi, const char *s, size_t n, int depth, s
     if (cur != (size_t)-1 && np < 256) { // unterminated: the last part runs to the end
         starts[np] = cur;
         ends[np++] = n;
+    }
+    if (np == 0) { // no delimiter line matches the boundary: keep the body as plain text
+        struct part_info plain = *pi;
+        strcpy(plain.type, "text/plain");
+        leaf_text(&plain, s, n, out);
+        return;
     }
     bool alternative = strcmp(pi->type, "multipart/alternative") == 0;
     struct part_info sub;

@@ -314,48 +314,79 @@ typedef uint64_t u64x8 __attribute__((vector_size(64)));
 // The same for loads and stores through pointers that are only 8-byte aligned (xmalloc).
 typedef uint64_t u64x8_mem __attribute__((vector_size(64), aligned(8)));
 
+#ifdef __AVX512F__
+// (a·h + b) mod P for 8 permutations; a and h given as 32-bit halves. See minhash_sign.
+static inline __m512i
+mulmod8(__m512i al, __m512i ah, __m512i b, __m512i hlo, __m512i hhi, __m512i vp, __m512i vm29)
+{
+    __m512i lo = _mm512_mul_epu32(al, hlo);
+    __m512i mid = _mm512_add_epi64(_mm512_mul_epu32(ah, hlo), _mm512_mul_epu32(al, hhi));
+    __m512i hi = _mm512_mul_epu32(ah, hhi);
+    __m512i s = _mm512_add_epi64(_mm512_slli_epi64(hi, 3), _mm512_srli_epi64(mid, 29));
+    s = _mm512_add_epi64(s, _mm512_slli_epi64(_mm512_and_si512(mid, vm29), 32));
+    s = _mm512_add_epi64(s, _mm512_srli_epi64(lo, 61));
+    s = _mm512_add_epi64(s, _mm512_and_si512(lo, vp));
+    s = _mm512_add_epi64(s, b);
+    s = _mm512_add_epi64(_mm512_and_si512(s, vp), _mm512_srli_epi64(s, 61));
+    return _mm512_min_epu64(s, _mm512_sub_epi64(s, vp)); // s − P wraps around when s < P
+}
+#endif
+
 void
 minhash_sign(const struct minhash *m, const uint64_t *sh, size_t n, uint64_t *sig)
 {
     const uint64_t M29 = (UINT64_C(1) << 29) - 1, M32 = 0xffffffffu;
     int nv = m->npad / 8;
-    for (int k = 0; k < m->npad; k++)
-        m->sig[k] = MINHASH_PRIME;
     // a·h with a, h < 2^61 split as x = x_hi·2^32 + x_lo, using 2^61 ≡ 1 and 2^64 ≡ 8 mod P:
     //   lo = a_lo·h_lo < 2^64, mid = a_hi·h_lo + a_lo·h_hi < 2^62, hi = a_hi·h_hi < 2^58,
     //   s = 8·hi + (mid >> 29) + (mid mod 2^29)·2^32 + (lo >> 61) + (lo mod 2^61) + b < 2^63,
     //   then one fold (s mod 2^61 + s >> 61) and one conditional subtraction of P.
 #ifdef __AVX512F__
-    // vpmuludq for the 32×32→64-bit products (generic vector code compiles to vpmullq).
+    // vpmuludq for the 32×32→64-bit products (generic vector code compiles to vpmullq). Blocks
+    // of 4 vectors (32 permutations) keep coefficients and minima in registers while all
+    // shingles stream past.
+    (void)M32;
     const __m512i vp = _mm512_set1_epi64((long long)MINHASH_PRIME);
     const __m512i vm29 = _mm512_set1_epi64((long long)M29);
-    for (size_t i = 0; i < n; i++) {
-        uint64_t h = mod_prime(sh[i]);
-        __m512i hlo = _mm512_set1_epi64((long long)(h & M32));
-        __m512i hhi = _mm512_set1_epi64((long long)(h >> 32));
-        for (int k = 0; k < nv; k++) {
-            __m512i al = _mm512_loadu_si512(m->alo + 8 * k);
-            __m512i ah = _mm512_loadu_si512(m->ahi + 8 * k);
-            __m512i lo = _mm512_mul_epu32(al, hlo);
-            __m512i mid = _mm512_add_epi64(_mm512_mul_epu32(ah, hlo), _mm512_mul_epu32(al, hhi));
-            __m512i hi = _mm512_mul_epu32(ah, hhi);
-            __m512i s = _mm512_add_epi64(_mm512_slli_epi64(hi, 3), _mm512_srli_epi64(mid, 29));
-            s = _mm512_add_epi64(s, _mm512_slli_epi64(_mm512_and_si512(mid, vm29), 32));
-            s = _mm512_add_epi64(s, _mm512_srli_epi64(lo, 61));
-            s = _mm512_add_epi64(s, _mm512_and_si512(lo, vp));
-            s = _mm512_add_epi64(s, _mm512_loadu_si512(m->b + 8 * k));
-            s = _mm512_add_epi64(_mm512_and_si512(s, vp), _mm512_srli_epi64(s, 61));
-            s = _mm512_min_epu64(s, _mm512_sub_epi64(s, vp)); // s − P wraps around when s < P
-            __m512i cur = _mm512_loadu_si512(m->sig + 8 * k);
-            _mm512_storeu_si512(m->sig + 8 * k, _mm512_min_epu64(cur, s));
+#define SIGN_LOAD(j)                                                                           \
+    __m512i al##j = _mm512_loadu_si512(m->alo + 8 * (k + j));                                  \
+    __m512i ah##j = _mm512_loadu_si512(m->ahi + 8 * (k + j));                                  \
+    __m512i b##j = _mm512_loadu_si512(m->b + 8 * (k + j));                                     \
+    __m512i acc##j = vp;
+#define SIGN_STEP(j) acc##j = _mm512_min_epu64(acc##j, mulmod8(al##j, ah##j, b##j, hlo, hhi, vp, vm29));
+#define SIGN_STORE(j) _mm512_storeu_si512(m->sig + 8 * (k + j), acc##j);
+    int k = 0;
+    for (; k + 4 <= nv; k += 4) {
+        SIGN_LOAD(0) SIGN_LOAD(1) SIGN_LOAD(2) SIGN_LOAD(3)
+        for (size_t i = 0; i < n; i++) {
+            uint64_t h = mod_prime(sh[i]);
+            __m512i hlo = _mm512_set1_epi64((long long)(h & 0xffffffffu));
+            __m512i hhi = _mm512_set1_epi64((long long)(h >> 32));
+            SIGN_STEP(0) SIGN_STEP(1) SIGN_STEP(2) SIGN_STEP(3)
         }
+        SIGN_STORE(0) SIGN_STORE(1) SIGN_STORE(2) SIGN_STORE(3)
     }
+    for (; k < nv; k++) {
+        SIGN_LOAD(0)
+        for (size_t i = 0; i < n; i++) {
+            uint64_t h = mod_prime(sh[i]);
+            __m512i hlo = _mm512_set1_epi64((long long)(h & 0xffffffffu));
+            __m512i hhi = _mm512_set1_epi64((long long)(h >> 32));
+            SIGN_STEP(0)
+        }
+        SIGN_STORE(0)
+    }
+#undef SIGN_LOAD
+#undef SIGN_STEP
+#undef SIGN_STORE
 #else
     const u64x8 P = {MINHASH_PRIME, MINHASH_PRIME, MINHASH_PRIME, MINHASH_PRIME,
                      MINHASH_PRIME, MINHASH_PRIME, MINHASH_PRIME, MINHASH_PRIME};
     u64x8_mem *acc = (u64x8_mem *)m->sig;
     const u64x8_mem *alo = (const u64x8_mem *)m->alo, *ahi = (const u64x8_mem *)m->ahi;
     const u64x8_mem *bv = (const u64x8_mem *)m->b;
+    for (int k = 0; k < m->npad; k++)
+        m->sig[k] = MINHASH_PRIME;
     for (size_t i = 0; i < n; i++) {
         uint64_t h = mod_prime(sh[i]);
         u64x8 hlo = (u64x8){0} + (h & M32), hhi = (u64x8){0} + (h >> 32);

@@ -589,7 +589,7 @@ kv_attn_task(void *ctx, int h, int thread)
             mx = row[k] > mx ? row[k] : mx;
         float sum = 0;
         for (int k = 0; k <= last; k++) {
-            row[k] = expf(row[k] - mx);
+            row[k] = expf(row[k] - mx); // generation: not the hot path
             sum += row[k];
         }
         for (int k = 0; k <= last; k++)
@@ -686,7 +686,8 @@ adamw_task(void *ctx, int task, int thread)
         if (i0 >= i1 || m->frozen[ti])
             continue;
         float decay = t->decay ? 1.0f - j->lr * o->weight_decay : 1.0f;
-        float *pp = m->params, *g = m->grads, *mm = o->m, *vv = o->v;
+        float *restrict pp = m->params, *restrict mm = o->m, *restrict vv = o->v;
+        const float *restrict g = m->grads;
         for (size_t i = i0; i < i1; i++) {
             pp[i] *= decay;
             mm[i] = b1 * mm[i] + (1.0f - b1) * g[i];

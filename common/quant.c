@@ -7,10 +7,11 @@
 // (nearest_int's magic-number rounding, roundf, truncation); where C would leave a conversion
 // undefined (non-finite inputs) we return what x86 does (0x80000000, low byte 0).
 //
-// The AVX2 paths never reorder a floating-point operation: Q8_0 vectorizes over the 32
-// values of a block (only max and elementwise math, which are exact in any order), and Q4_K
-// runs the eight sub-block searches of a super-block in the eight lanes of a vector, each
-// lane doing exactly the scalar sequence. Contraction into FMA is switched off below so no
+// The vector paths never reorder a floating-point operation: Q8_0 (AVX2) vectorizes over the
+// 32 values of a block (only max and elementwise math, which are exact in any order), and
+// Q4_K runs the eight sub-block searches of a super-block in the eight lanes of an AVX2
+// vector (two super-blocks in the sixteen lanes of AVX-512), each lane doing exactly the
+// scalar sequence. Contraction into FMA is switched off below so no
 // compiler fuses a multiply and an add that ggml's reference keeps apart.
 
 #if defined(__clang__)
@@ -60,9 +61,12 @@ struct qtype_info {
 };
 
 static const struct qtype_info qtypes[] = {
-    {QTYPE_F32, "F32", 1, 4},           {QTYPE_F16, "F16", 1, 2},
-    {QTYPE_BF16, "BF16", 1, 2},         {QTYPE_Q8_0, "Q8_0", QUANT_QK8_0, 34},
-    {QTYPE_Q4_0, "Q4_0", QUANT_QK4_0, 18}, {QTYPE_Q4_K, "Q4_K", QUANT_QK_K, 144},
+    {QTYPE_F32, "F32", 1, 4},
+    {QTYPE_F16, "F16", 1, 2},
+    {QTYPE_BF16, "BF16", 1, 2},
+    {QTYPE_Q8_0, "Q8_0", QUANT_QK8_0, 34},
+    {QTYPE_Q4_0, "Q4_0", QUANT_QK4_0, 18},
+    {QTYPE_Q4_K, "Q4_K", QUANT_QK_K, 144},
     {QTYPE_NF4, "NF4", QUANT_QKNF4, 36},
 };
 
@@ -206,8 +210,8 @@ q8_0_block_avx2(const float *x, uint8_t *y)
     const __m256i lowbyte = _mm256_set1_epi32(0xff);
     __m256i q[4];
     for (int k = 0; k < 4; k++)
-        q[k] = _mm256_and_si256(
-            _mm256_cvttps_epi32(round_away_ps(_mm256_mul_ps(v[k], vid))), lowbyte);
+        q[k] =
+            _mm256_and_si256(_mm256_cvttps_epi32(round_away_ps(_mm256_mul_ps(v[k], vid))), lowbyte);
     __m256i a = _mm256_packus_epi32(q[0], q[1]);
     __m256i b = _mm256_packus_epi32(q[2], q[3]);
     __m256i c = _mm256_packus_epi16(a, b);
@@ -431,8 +435,8 @@ q4k_scales_avx2(const float *x, uint8_t *L, float *scales, float *mins)
         this_scale = _mm256_blendv_ps(this_scale, _mm256_div_ps(sum_xl, sum_l2), mpos);
         __m256 cur_error = zero;
         for (int i = 0; i < N; i++) {
-            __m256 diff = _mm256_sub_ps(
-                _mm256_add_ps(_mm256_mul_ps(this_scale, Lauxf[i]), this_min), xt[i]);
+            __m256 diff =
+                _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(this_scale, Lauxf[i]), this_min), xt[i]);
             diff = _mm256_mul_ps(diff, diff);
             cur_error = _mm256_add_ps(cur_error, _mm256_mul_ps(wt[i], diff));
         }
@@ -459,6 +463,111 @@ q4k_scales_avx2(const float *x, uint8_t *L, float *scales, float *mins)
 }
 #endif
 
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+static inline __m512i
+nearest_int_avx512(__m512 f)
+{
+    __m512i i = _mm512_castps_si512(_mm512_add_ps(f, _mm512_set1_ps(12582912.f)));
+    return _mm512_sub_epi32(_mm512_and_si512(i, _mm512_set1_epi32(0x007fffff)),
+                            _mm512_set1_epi32(0x00400000));
+}
+
+// The AVX-512 twin of q4k_scales_avx512: two super-blocks (16 sub-blocks) in the 16 lanes, so
+// x, L, scales and mins cover 512 values; lane j repeats the scalar operations of sub-block j.
+static void
+q4k_scales_avx512(const float *x, uint8_t *L, float *scales, float *mins)
+{
+    enum { N = 32, NMAX = 15, NSTEP = 20 };
+    const float rmin = -1.f, rdelta = 0.1f;
+    __m512 xt[N], wt[N], Lf[N], Lauxf[N];
+    __m512i Li[N], Laux[N];
+    const __m512i vidx = _mm512_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352,
+                                           384, 416, 448, 480);
+    const __m512 sign = _mm512_set1_ps(-0.0f), zero = _mm512_setzero_ps();
+    const __m512i izero = _mm512_setzero_si512(), inmax = _mm512_set1_epi32(NMAX);
+
+    __m512 sum_x2 = zero;
+    for (int i = 0; i < N; i++) {
+        xt[i] = _mm512_i32gather_ps(vidx, x + i, 4);
+        sum_x2 = _mm512_add_ps(sum_x2, _mm512_mul_ps(xt[i], xt[i]));
+    }
+    __m512 av_x = _mm512_sqrt_ps(_mm512_div_ps(sum_x2, _mm512_set1_ps(32)));
+    for (int i = 0; i < N; i++)
+        wt[i] = _mm512_add_ps(av_x, _mm512_andnot_ps(sign, xt[i]));
+
+    __m512 min = xt[0], max = xt[0], sum_w = wt[0];
+    __m512 sum_x = _mm512_mul_ps(sum_w, xt[0]);
+    for (int i = 1; i < N; i++) {
+        min = _mm512_min_ps(xt[i], min); // x < min ? x : min
+        max = _mm512_max_ps(xt[i], max); // x > max ? x : max
+        sum_w = _mm512_add_ps(sum_w, wt[i]);
+        sum_x = _mm512_add_ps(sum_x, _mm512_mul_ps(wt[i], xt[i]));
+    }
+    min = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(min, zero, _CMP_GT_OQ), min, zero);
+    const __mmask16 flat = _mm512_cmp_ps_mask(max, min, _CMP_EQ_OQ);
+
+    __m512 iscale = _mm512_div_ps(_mm512_set1_ps(NMAX), _mm512_sub_ps(max, min));
+    __m512 scale = _mm512_div_ps(_mm512_set1_ps(1), iscale);
+    __m512 best_error = zero;
+    for (int i = 0; i < N; i++) {
+        __m512i l = nearest_int_avx512(_mm512_mul_ps(iscale, _mm512_sub_ps(xt[i], min)));
+        Li[i] = _mm512_max_epi32(izero, _mm512_min_epi32(inmax, l));
+        Lf[i] = _mm512_cvtepi32_ps(Li[i]);
+        __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(scale, Lf[i]), min), xt[i]);
+        diff = _mm512_mul_ps(diff, diff);
+        best_error = _mm512_add_ps(best_error, _mm512_mul_ps(wt[i], diff));
+    }
+    for (int is = 0; is <= NSTEP; is++) {
+        iscale = _mm512_div_ps(_mm512_set1_ps(rmin + rdelta * is + NMAX), _mm512_sub_ps(max, min));
+        __m512 sum_l = zero, sum_l2 = zero, sum_xl = zero;
+        for (int i = 0; i < N; i++) {
+            __m512i l = nearest_int_avx512(_mm512_mul_ps(iscale, _mm512_sub_ps(xt[i], min)));
+            Laux[i] = _mm512_max_epi32(izero, _mm512_min_epi32(inmax, l));
+            Lauxf[i] = _mm512_cvtepi32_ps(Laux[i]);
+            __m512 wl = _mm512_mul_ps(wt[i], Lauxf[i]);
+            sum_l = _mm512_add_ps(sum_l, wl);
+            sum_l2 = _mm512_add_ps(sum_l2, _mm512_mul_ps(wl, Lauxf[i]));
+            sum_xl = _mm512_add_ps(sum_xl, _mm512_mul_ps(wl, xt[i]));
+        }
+        __m512 D = _mm512_sub_ps(_mm512_mul_ps(sum_w, sum_l2), _mm512_mul_ps(sum_l, sum_l));
+        __mmask16 dpos = _mm512_cmp_ps_mask(D, zero, _CMP_GT_OQ);
+        if (dpos == 0)
+            continue;
+        __m512 this_scale = _mm512_div_ps(
+            _mm512_sub_ps(_mm512_mul_ps(sum_w, sum_xl), _mm512_mul_ps(sum_x, sum_l)), D);
+        __m512 this_min = _mm512_div_ps(
+            _mm512_sub_ps(_mm512_mul_ps(sum_l2, sum_x), _mm512_mul_ps(sum_l, sum_xl)), D);
+        __mmask16 mpos = _mm512_cmp_ps_mask(this_min, zero, _CMP_GT_OQ);
+        this_min = _mm512_mask_blend_ps(mpos, this_min, zero);
+        this_scale = _mm512_mask_blend_ps(mpos, this_scale, _mm512_div_ps(sum_xl, sum_l2));
+        __m512 cur_error = zero;
+        for (int i = 0; i < N; i++) {
+            __m512 diff =
+                _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(this_scale, Lauxf[i]), this_min), xt[i]);
+            diff = _mm512_mul_ps(diff, diff);
+            cur_error = _mm512_add_ps(cur_error, _mm512_mul_ps(wt[i], diff));
+        }
+        __mmask16 better = dpos & _mm512_cmp_ps_mask(cur_error, best_error, _CMP_LT_OQ);
+        if (better == 0)
+            continue;
+        for (int i = 0; i < N; i++)
+            Li[i] = _mm512_mask_blend_epi32(better, Li[i], Laux[i]);
+        best_error = _mm512_mask_blend_ps(better, best_error, cur_error);
+        scale = _mm512_mask_blend_ps(better, scale, this_scale);
+        min = _mm512_mask_blend_ps(better, min, this_min);
+    }
+    scale = _mm512_mask_blend_ps(flat, scale, zero);
+    _mm512_storeu_ps(scales, scale);
+    _mm512_storeu_ps(mins, _mm512_xor_ps(min, sign)); // -min
+    int32_t tmp[16];
+    for (int i = 0; i < N; i++) {
+        _mm512_storeu_si512(tmp, _mm512_maskz_mov_epi32((__mmask16)~flat, Li[i]));
+        for (int j = 0; j < 16; j++)
+            L[32 * j + i] = (uint8_t)tmp[j];
+    }
+}
+#endif
+
 static inline void
 get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
 {
@@ -471,20 +580,11 @@ get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
     }
 }
 
-// One super-block: 256 values of x into 144 bytes at y.
+// One super-block: 256 values of x into 144 bytes at y, given the sub-block search results
+// (levels L, scales, mins) of q4k_scales_*.
 static void
-q4k_block(const float *x, uint8_t *y, bool vector)
+q4k_block_finish(const float *x, uint8_t *y, uint8_t *L, const float *scales, const float *mins)
 {
-    uint8_t L[QUANT_QK_K];
-    float mins[8], scales[8];
-#if defined(__AVX2__)
-    if (vector)
-        q4k_scales_avx2(x, L, scales, mins);
-    else
-#endif
-        q4k_scales_scalar(x, L, scales, mins);
-    (void)vector;
-
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < 8; j++) {
         if (scales[j] > max_scale)
@@ -589,11 +689,8 @@ nf4_dequant(const uint8_t *b, float *y)
 
 // ---- row API ----
 
-// Set by the unit test to compare the vector paths with the scalar reference.
-bool quant_force_scalar;
-
-int
-quant_row_quantize(int type, const float *x, void *dst, int64_t n)
+static int
+row_quantize(int type, const float *x, void *dst, int64_t n, bool vector)
 {
     if (!quant_row_size(type, n) && n != 0)
         return -1;
@@ -613,7 +710,7 @@ quant_row_quantize(int type, const float *x, void *dst, int64_t n)
     case QTYPE_Q8_0:
         for (int64_t i = 0; i < n / QUANT_QK8_0; i++) {
 #if defined(__AVX2__)
-            if (!quant_force_scalar) {
+            if (vector) {
                 q8_0_block_avx2(x + i * QUANT_QK8_0, y + i * 34);
                 continue;
             }
@@ -626,8 +723,28 @@ quant_row_quantize(int type, const float *x, void *dst, int64_t n)
             q4_0_block(x + i * QUANT_QK4_0, y + i * 18);
         return 0;
     case QTYPE_Q4_K:
-        for (int64_t i = 0; i < n / QUANT_QK_K; i++)
-            q4k_block(x + i * QUANT_QK_K, y + i * 144, !quant_force_scalar);
+        for (int64_t i = 0; i < n / QUANT_QK_K;) {
+            uint8_t L[2 * QUANT_QK_K];
+            float mins[16], scales[16];
+            const float *xb = x + i * QUANT_QK_K;
+            int nb = 1;
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+            if (vector && i + 1 < n / QUANT_QK_K) {
+                q4k_scales_avx512(xb, L, scales, mins);
+                nb = 2;
+            } else
+#endif
+#if defined(__AVX2__)
+                if (vector)
+                q4k_scales_avx2(xb, L, scales, mins);
+            else
+#endif
+                q4k_scales_scalar(xb, L, scales, mins);
+            for (int k = 0; k < nb; k++)
+                q4k_block_finish(xb + k * QUANT_QK_K, y + (i + k) * 144, L + k * QUANT_QK_K,
+                                 scales + 8 * k, mins + 8 * k);
+            i += nb;
+        }
         return 0;
     case QTYPE_NF4:
         for (int64_t i = 0; i < n / QUANT_QKNF4; i++)
@@ -635,6 +752,18 @@ quant_row_quantize(int type, const float *x, void *dst, int64_t n)
         return 0;
     }
     return -1;
+}
+
+int
+quant_row_quantize(int type, const float *x, void *dst, int64_t n)
+{
+    return row_quantize(type, x, dst, n, true);
+}
+
+int
+quant_row_quantize_scalar(int type, const float *x, void *dst, int64_t n)
+{
+    return row_quantize(type, x, dst, n, false);
 }
 
 int

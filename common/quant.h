@@ -27,8 +27,9 @@
 //   F16 / BF16 / F32: one value per "block" (via half.h, round to nearest even).
 //
 // Inputs must be finite for the quantized types; non-finite inputs give unspecified (but
-// memory-safe) blocks. The vectorized paths (AVX2, AVX-512, chosen at compile time) produce
-// exactly the bytes of the scalar code, which follows ggml's reference operation by operation.
+// memory-safe) blocks. The vectorized paths (AVX2 for Q8_0 and Q4_K, AVX-512 for Q4_K; chosen
+// at compile time) produce exactly the bytes of the scalar code, which follows ggml's reference
+// operation by operation.
 #ifndef KILN_QUANT_H
 #define KILN_QUANT_H
 
@@ -73,9 +74,9 @@ int quant_row_dequantize(int type, const void *src, float *y, int64_t n);
 // Returns the value; NAN if the type or n is invalid.
 float quant_row_dot(int type, const void *row, const float *x, int64_t n);
 
-// Testing hook: when true, the vector paths are bypassed and the scalar reference runs (the
-// unit test compares both). Off by default; not for production use.
-extern bool quant_force_scalar;
+// quant_row_quantize through the scalar code only (the reference the vector paths must match
+// byte for byte; for tests and benchmarks).
+int quant_row_quantize_scalar(int type, const float *x, void *dst, int64_t n);
 
 // The NF4 code book (16 values in [-1, 1], ascending).
 extern const float quant_nf4_codes[16];

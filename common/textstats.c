@@ -7,6 +7,7 @@
 #include "unicode.h"
 #include "util.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,13 +15,11 @@
 enum { C_OTHER = 0, C_SPACE = 1, C_PUNCT = 2, C_ALPHA = 4, C_DIGIT = 8 };
 
 static uint8_t ascii_class[128];
-static bool ascii_ready;
+static pthread_once_t ascii_once = PTHREAD_ONCE_INIT;
 
 static void
-ascii_init(void)
+ascii_fill(void)
 {
-    if (ascii_ready)
-        return;
     for (int c = 0; c < 128; c++) {
         uint8_t k = C_PUNCT; // controls and ASCII punctuation/symbols
         if (c == ' ' || (c >= 9 && c <= 13) || (c >= 0x1c && c <= 0x1f))
@@ -31,7 +30,12 @@ ascii_init(void)
             k = C_DIGIT;
         ascii_class[c] = k;
     }
-    __atomic_store_n(&ascii_ready, true, __ATOMIC_RELEASE);
+}
+
+static void
+ascii_init(void)
+{
+    pthread_once(&ascii_once, ascii_fill);
 }
 
 bool

@@ -6,7 +6,7 @@
 // comparing bytes. Word n-grams are keyed by a polynomial hash modulo 2^61-1 of the joined
 // string (" ".join for top n-grams, "".join for duplicated n-grams, exactly as datatrove joins
 // them), mixed with the n-gram's byte length; two different n-grams of one document collide
-// with probability below 2^-40 for documents of a million words.
+// with probability about n^2 / 2^62 for n words (below 2^-42 for a thousand words).
 #include "heur.h"
 
 #include "hash.h"
@@ -126,6 +126,8 @@ heur_ctx_free(struct heur_ctx *x)
     free(x->slots);
     free(x->wpoly);
     free(x->wpow);
+    free(x->ngram);
+    free(x->ncps);
     buf_free(&x->tmp);
     memset(x, 0, sizeof *x);
 }
@@ -208,6 +210,8 @@ addmod61(uint64_t a, uint64_t b)
     return r >= MERSENNE61 ? r - MERSENNE61 : r;
 }
 
+#define NGRAM_MAX 10
+
 // Per-word polynomial hash of its bytes and BASE^len.
 static void
 word_hashes(struct heur_ctx *x, const char *text, const struct ts_words *w)
@@ -216,6 +220,8 @@ word_hashes(struct heur_ctx *x, const char *text, const struct ts_words *w)
         x->wcap = w->n;
         x->wpoly = xrealloc(x->wpoly, x->wcap * sizeof *x->wpoly);
         x->wpow = xrealloc(x->wpow, x->wcap * sizeof *x->wpow);
+        x->ngram = xrealloc(x->ngram, x->wcap * (NGRAM_MAX - 1) * sizeof *x->ngram);
+        x->ncps = xrealloc(x->ncps, x->wcap * (NGRAM_MAX - 1) * sizeof *x->ncps);
     }
     for (size_t i = 0; i < w->n; i++) {
         const unsigned char *p = (const unsigned char *)text + w->v[i].off;
@@ -229,23 +235,29 @@ word_hashes(struct heur_ctx *x, const char *text, const struct ts_words *w)
     }
 }
 
-// Hash, byte length and code point length of words[i..i+n) joined with sep (0 = nothing).
-static uint64_t
-ngram_key(const struct heur_ctx *x, const struct ts_words *w, size_t i, size_t n, int sep,
-          uint64_t *cps)
+// Keys of every n-gram for n = 2..nmax starting at each word, joined with sep (0 = nothing):
+// x->ngram[i * (NGRAM_MAX-1) + n-2] and its length in code points in x->ncps (same index).
+// One left-to-right extension per position: nmax-1 hash steps instead of one per n and word.
+static void
+ngram_keys(struct heur_ctx *x, const struct ts_words *w, size_t nmax, int sep)
 {
-    uint64_t h = x->wpoly[i], bytes = w->v[i].len, c = w->v[i].cps;
-    for (size_t j = i + 1; j < i + n; j++) {
-        if (sep) {
-            h = addmod61(mulmod61(h, POLY_BASE), (uint64_t)sep + 1);
-            bytes++, c++;
+    for (size_t i = 0; i + 2 <= w->n; i++) {
+        uint64_t h = x->wpoly[i], bytes = w->v[i].len, c = w->v[i].cps;
+        for (size_t n = 2; n <= nmax && i + n <= w->n; n++) {
+            size_t j = i + n - 1;
+            if (sep) {
+                h = addmod61(mulmod61(h, POLY_BASE), (uint64_t)sep + 1);
+                bytes++, c++;
+            }
+            h = addmod61(mulmod61(h, x->wpow[j]), x->wpoly[j]);
+            bytes += w->v[j].len;
+            c += w->v[j].cps;
+            uint64_t k = (h + bytes * 0xD6E8FEB86659FD93ULL) * 0x9E3779B97F4A7C15ULL;
+            k ^= k >> 32;
+            x->ngram[i * (NGRAM_MAX - 1) + n - 2] = k ? k : 1;
+            x->ncps[i * (NGRAM_MAX - 1) + n - 2] = (uint32_t)c;
         }
-        h = addmod61(mulmod61(h, x->wpow[j]), x->wpoly[j]);
-        bytes += w->v[j].len;
-        c += w->v[j].cps;
     }
-    *cps = c;
-    return key_of(h ^ (bytes << 3) * 0x9E3779B97F4A7C15ULL);
 }
 
 // ---- helpers ----------------------------------------------------------------------------
@@ -310,6 +322,7 @@ ratio(double a, double b)
 // ---- gopher-quality -----------------------------------------------------------------------
 
 static const char *const stop_words[] = {"the", "be", "to", "of", "and", "that", "have", "with"};
+static const uint32_t stop_lens[] = {3, 2, 2, 2, 3, 4, 4, 4};
 
 static void
 gopher_quality(struct heur_ctx *x, const double *p, const char *text, size_t n, bool all,
@@ -329,7 +342,7 @@ gopher_quality(struct heur_ctx *x, const double *p, const char *text, size_t n, 
             alpha++;
         if (t->len >= 2 && t->len <= 4) {
             for (unsigned k = 0; k < KILN_ARRAY_LEN(stop_words); k++)
-                if (strlen(stop_words[k]) == t->len &&
+                if (stop_lens[k] == t->len &&
                     memcmp(stop_words[k], text + t->off, t->len) == 0)
                     stop_seen |= 1u << k;
         }
@@ -505,6 +518,7 @@ gopher_repetition(struct heur_ctx *x, const double *p, const char *text, size_t 
 
     const struct ts_words *w = heur_words(x, text, n);
     word_hashes(x, text, w);
+    ngram_keys(x, w, 4, ' ');
     // Top n-grams: the most common n-gram (the first seen among equals, as Counter does)
     // times its length joined with spaces.
     for (size_t g = 2; g <= 4; g++) {
@@ -514,9 +528,8 @@ gopher_repetition(struct heur_ctx *x, const double *p, const char *text, size_t 
         table_reset(x, cnt);
         struct heur_slot *best = NULL;
         for (size_t i = 0; i < cnt; i++) {
-            uint64_t cps;
-            uint64_t k = ngram_key(x, w, i, g, ' ', &cps);
-            struct heur_slot *e = table_get(x, k, NULL, 0, (uint32_t)cps);
+            size_t at = i * (NGRAM_MAX - 1) + g - 2;
+            struct heur_slot *e = table_get(x, x->ngram[at], NULL, 0, x->ncps[at]);
             if (e->count++ == 0)
                 e->first = (uint32_t)i;
             if (!best || e->count > best->count ||
@@ -530,17 +543,17 @@ gopher_repetition(struct heur_ctx *x, const double *p, const char *text, size_t 
     }
     // Duplicated n-grams: scan left to right; a repeated n-gram counts its characters
     // ("".join) and skips n words, a new one is remembered (datatrove find_all_duplicate).
-    for (size_t g = 5; g <= 10; g++) {
+    ngram_keys(x, w, NGRAM_MAX, 0);
+    for (size_t g = 5; g <= NGRAM_MAX; g++) {
         uint64_t rep = 0;
         if (w->n >= g) {
             table_reset(x, w->n - g + 1);
             size_t i = 0;
             while (i + g <= w->n) {
-                uint64_t cps;
-                uint64_t k = ngram_key(x, w, i, g, 0, &cps);
-                struct heur_slot *e = table_get(x, k, NULL, 0, 0);
+                size_t at = i * (NGRAM_MAX - 1) + g - 2;
+                struct heur_slot *e = table_get(x, x->ngram[at], NULL, 0, 0);
                 if (e->count) {
-                    rep += cps;
+                    rep += x->ncps[at];
                     i += g;
                 } else {
                     e->count = 1;

@@ -56,12 +56,15 @@ struct heur_ctx {
     } *slots;
     size_t cap, mask, alloc;
     uint64_t *wpoly, *wpow; // per-word polynomial hash and base^bytes (mod 2^61-1)
+    uint64_t *ngram;        // n-gram keys, NGRAM_MAX - 1 per word position
+    uint32_t *ncps;         // n-gram lengths in code points, same layout
     size_t wcap;
     struct buf tmp;
 };
 void heur_ctx_init(struct heur_ctx *x);
 void heur_ctx_free(struct heur_ctx *x);
-// Words of text (cached while text and n stay the same).
+// Words of text, cached by (text, n): a caller that changes the bytes at text without moving
+// them sets x->words_text = NULL first.
 const struct ts_words *heur_words(struct heur_ctx *x, const char *text, size_t n);
 
 // Result of one set on one text.

@@ -4,12 +4,14 @@
 // any match costs one pass over a byte table.
 #include "pii.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 
 const char *const pii_names[PII_NTYPES] = {"email", "ipv4", "ipv6", "phone", "card", "url"};
 const char *const pii_placeholders[PII_NTYPES] = {"<EMAIL>", "<IPV4>",  "<IPV6>",
                                                   "<PHONE>", "<CARD>", "<URL>"};
+static const size_t placeholder_len[PII_NTYPES] = {7, 6, 6, 7, 6, 5};
 
 int
 pii_mask_parse(const char *list, unsigned *mask, struct kerr *err)
@@ -161,9 +163,8 @@ url_end(const char *s, size_t n, size_t a, size_t host)
 }
 
 static bool
-ci_prefix(const char *s, size_t n, size_t i, const char *w)
+ci_prefix_n(const char *s, size_t n, size_t i, const char *w, size_t k)
 {
-    size_t k = strlen(w);
     if (i + k > n)
         return false;
     for (size_t j = 0; j < k; j++)
@@ -172,17 +173,20 @@ ci_prefix(const char *s, size_t n, size_t i, const char *w)
     return true;
 }
 
+#define ci_prefix(s, n, i, w) ci_prefix_n(s, n, i, w, sizeof(w) - 1)
+
 // URL whose "://" starts at s[colon]: back up over the scheme. Sets *start.
 static size_t
 match_scheme_url(const char *s, size_t n, size_t colon, size_t lo, size_t *start)
 {
     static const char *const schemes[] = {"https", "http", "ftp"};
+    static const size_t lens[] = {5, 4, 3};
     for (size_t k = 0; k < KILN_ARRAY_LEN(schemes); k++) {
-        size_t len = strlen(schemes[k]);
+        size_t len = lens[k];
         if (colon < lo + len)
             continue;
         size_t a = colon - len;
-        if (!ci_prefix(s, n, a, schemes[k]) || is_alnum(BEFORE(a)))
+        if (!ci_prefix_n(s, n, a, schemes[k], len) || is_alnum(BEFORE(a)))
             continue;
         size_t e = url_end(s, n, a, colon + 3);
         if (e) {
@@ -374,7 +378,8 @@ match_card(const char *s, size_t n, size_t a)
     if (sep && (group < 3 || group > 6))
         return 0;
     unsigned char c = AT(i);
-    if (is_alnum(c) || c == '_' || ((c == '.' || c == '-') && is_digit(AT(i + 1))))
+    // Not glued to more of a token: "<1234...3456.ABC@host>" is a message id, not a card.
+    if (is_alnum(c) || c == '_' || c == '@' || ((c == '.' || c == '-') && is_alnum(AT(i + 1))))
         return 0;
     if (nd < 13 || !luhn_ok(digits, nd))
         return 0;
@@ -492,12 +497,11 @@ match_phone_intl(const char *s, size_t n, size_t a)
 
 enum { T_AT = 1, T_COLON, T_W, T_PLUS, T_PAREN, T_DIGIT };
 static unsigned char trigger[256];
+static pthread_once_t trigger_once = PTHREAD_ONCE_INIT;
 
 static void
-trigger_init(void)
+trigger_fill(void)
 {
-    if (trigger['@'])
-        return;
     for (int c = '0'; c <= '9'; c++)
         trigger[c] = T_DIGIT;
     trigger[':'] = T_COLON;
@@ -505,6 +509,12 @@ trigger_init(void)
     trigger['+'] = T_PLUS;
     trigger['('] = T_PAREN;
     trigger['@'] = T_AT;
+}
+
+static void
+trigger_init(void)
+{
+    pthread_once(&trigger_once, trigger_fill);
 }
 
 size_t
@@ -567,11 +577,12 @@ pii_redact(const char *s, size_t n, unsigned mask, struct buf *out, uint64_t cou
             continue;
         }
         buf_append(out, s + last, a - last);
-        buf_puts(out, pii_placeholders[type]);
+        buf_append(out, pii_placeholders[type], placeholder_len[type]);
         counts[type]++;
         total++;
         last = i = e;
     }
-    buf_append(out, s + last, n - last);
+    if (total)
+        buf_append(out, s + last, n - last);
     return total;
 }

@@ -26,7 +26,8 @@
 //          or dash, first digit 2-6 (Visa, Mastercard, Amex, Discover, JCB, UnionPay ranges)
 //          and a valid Luhn checksum. A 16-digit number failing Luhn stays.
 // Every candidate must stand alone: the characters around it may not continue it (letters,
-// digits, and for numbers '.', '-' followed by a digit).
+// digits, and for numbers '.', '-' followed by a digit; for cards also '@' or '.'/'-' followed
+// by a letter, as in message ids).
 #ifndef KILN_FILTER_PII_H
 #define KILN_FILTER_PII_H
 
@@ -47,8 +48,8 @@ extern const char *const pii_placeholders[PII_NTYPES]; // "<EMAIL>", ...
 int pii_mask_parse(const char *list, unsigned *mask, struct kerr *err);
 
 // Appends s[0..n) to out with every match of a type in mask replaced by its placeholder;
-// adds the number of replacements per type to counts[]. Returns the total replaced (0 means
-// out holds a copy of s).
+// adds the number of replacements per type to counts[]. Returns the total replaced; when it
+// is 0, out is left untouched (no copy is made).
 size_t pii_redact(const char *s, size_t n, unsigned mask, struct buf *out,
                   uint64_t counts[PII_NTYPES]);
 

@@ -597,19 +597,22 @@ rules_parse(struct rules *r, const char *name, const char *text, size_t n, struc
     return 0;
 }
 
+// Rewrites a cursor message "OPT:1:COL: what" as "OPT 'ARG': what" (reads better for options).
+static int
+option_error(struct kerr *err, const char *opt, const char *arg)
+{
+    const char *m = strchr(err->msg, ' ');
+    char tmp[sizeof err->msg];
+    snprintf(tmp, sizeof tmp, "%s", m ? m + 1 : err->msg);
+    return kerr_set(err, "%s '%s': %s", opt, arg, tmp);
+}
+
 int
 rules_set_option(struct rules *r, const char *assign, struct kerr *err)
 {
     struct cursor c = {.name = "--set", .line = assign, .p = assign,
-                       .end = assign + strlen(assign), .lineno = 1, .err = err};
-    if (parse_assign(r, &c) < 0) {
-        // "--set:1:COL: msg" reads oddly for an option: say "--set 'x': msg" instead.
-        const char *m = strchr(err->msg, ' ');
-        char tmp[sizeof err->msg];
-        snprintf(tmp, sizeof tmp, "%s", m ? m + 1 : err->msg);
-        return kerr_set(err, "--set '%s': %s", assign, tmp);
-    }
-    return 0;
+                       .end = assign + strlen(assign), .lineno = 1, .cmdline = true, .err = err};
+    return parse_assign(r, &c) < 0 ? option_error(err, "--set", assign) : 0;
 }
 
 // A comma-separated command-line list of transforms or PII types.
@@ -618,13 +621,7 @@ add_list(struct rules *r, const char *opt, const char *list, bool transform, str
 {
     struct cursor c = {.name = opt, .line = list, .p = list, .end = list + strlen(list),
                        .lineno = 1, .cmdline = true, .err = err};
-    if (parse_names(r, &c, list, transform) < 0) {
-        const char *m = strchr(err->msg, ' ');
-        char tmp[sizeof err->msg];
-        snprintf(tmp, sizeof tmp, "%s", m ? m + 1 : err->msg);
-        return kerr_set(err, "%s '%s': %s", opt, list, tmp);
-    }
-    return 0;
+    return parse_names(r, &c, list, transform) < 0 ? option_error(err, opt, list) : 0;
 }
 
 int

@@ -7,16 +7,26 @@
 //
 // Each measurement repeats until at least 0.5 s have passed and reports the best of three
 // such runs (the machine is shared and noisy). The vector path is the default; set
-// QUANT_SCALAR=1 to time the scalar reference.
+// QUANT_SCALAR=1 to time the scalar reference. With QUANT_GGML_LIB=path/to/libggml-base.so
+// (llama.cpp's, e.g. from node-llama-cpp) a third column times ggml's reference quantizer of
+// the same type on the same rows — the one llama-quantize uses — as a baseline.
 #include "quant.h"
 #include "util.h"
 
+#include <ctype.h>
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+static bool scalar; // time the scalar path (QUANT_SCALAR=1)
+
+typedef void (*ggml_quant_fn)(const float *x, void *y, int64_t k);
+
+// ggml: when non-NULL, times ggml's quantizer instead of ours.
 static double
-run(int type, bool dequant, const float *x, void *q, float *y, int64_t rows, int64_t cols)
+run(int type, bool dequant, ggml_quant_fn ggml, const float *x, void *q, float *y, int64_t rows,
+    int64_t cols)
 {
     size_t rs = quant_row_size(type, cols);
     double best = 0;
@@ -25,8 +35,12 @@ run(int type, bool dequant, const float *x, void *q, float *y, int64_t rows, int
         int64_t done = 0;
         do {
             for (int64_t r = 0; r < rows; r++) {
-                if (dequant)
+                if (ggml)
+                    ggml(x + r * cols, (char *)q + r * rs, cols);
+                else if (dequant)
                     quant_row_dequantize(type, (char *)q + r * rs, y + r * cols, cols);
+                else if (scalar)
+                    quant_row_quantize_scalar(type, x + r * cols, (char *)q + r * rs, cols);
                 else
                     quant_row_quantize(type, x + r * cols, (char *)q + r * rs, cols);
             }
@@ -54,7 +68,11 @@ main(int argc, char **argv)
         x[i] = ((float)(s >> 40) / (float)(1 << 24) - 0.5f) * 0.1f;
     }
     void *q = xmalloc(quant_row_size(QTYPE_F32, rows * cols));
-    quant_force_scalar = getenv("QUANT_SCALAR") && atoi(getenv("QUANT_SCALAR"));
+    scalar = getenv("QUANT_SCALAR") && atoi(getenv("QUANT_SCALAR"));
+    const char *lib = getenv("QUANT_GGML_LIB");
+    void *ggml = lib && *lib ? dlopen(lib, RTLD_NOW | RTLD_LOCAL) : NULL;
+    if (lib && *lib && !ggml)
+        fprintf(stderr, "quant_speed: %s\n", dlerror());
     static const char *all[] = {"F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "NF4"};
     int ntypes = argc > 2 ? argc - 2 : (int)(sizeof(all) / sizeof(all[0]));
     for (int i = 0; i < ntypes; i++) {
@@ -64,11 +82,22 @@ main(int argc, char **argv)
             fprintf(stderr, "quant_speed: unknown type %s\n", name);
             return 2;
         }
-        double qs = run(type, false, x, q, y, rows, cols);
-        double ds = run(type, true, x, q, y, rows, cols);
-        printf("%-5s quantize %8.1f MB/s   dequantize %8.1f MB/s%s\n", name, qs, ds,
-               quant_force_scalar ? "   (scalar)" : "");
+        double qs = run(type, false, NULL, x, q, y, rows, cols);
+        double ds = run(type, true, NULL, x, q, y, rows, cols);
+        printf("%-5s quantize %8.1f MB/s   dequantize %8.1f MB/s%s", name, qs, ds,
+               scalar ? "   (scalar)" : "");
+        char sym[64];
+        snprintf(sym, sizeof sym, "quantize_row_%s_ref", name);
+        for (char *c = sym + 13; *c; c++) // ggml's names: q8_0, q4_0, q4_K
+            if (*c != 'K')
+                *c = (char)tolower((unsigned char)*c);
+        ggml_quant_fn fn = ggml ? (ggml_quant_fn)dlsym(ggml, sym) : NULL;
+        if (fn)
+            printf("   ggml %8.1f MB/s", run(type, false, fn, x, q, y, rows, cols));
+        printf("\n");
     }
+    if (ggml)
+        dlclose(ggml);
     free(x);
     free(y);
     free(q);

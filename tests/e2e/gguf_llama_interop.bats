@@ -47,17 +47,47 @@ compare() {
     [ "$a" = "$b" ] || { echo "llama.cpp: $a" >&2; echo "kiln:      $b" >&2; return 1; }
 }
 
-# llama.cpp multiplies quantized weights with 8-bit-quantized activations (F16/BF16 weights
-# with 16-bit activations), the reference uses exact activations: the bounds cover that, and a
-# wrong block layout would miss them by orders of magnitude.
-@test "F16 GGUF agrees with the reference" {
+# The tokenizer metadata (byte tokens in byte-to-unicode form, "a b" merges, pre "gpt-2"):
+# llama.cpp splits " the cat" into " the" (merged through "Ġ t" and "Ġt he") and the bytes of
+# " cat", and " thé" into " t" (merged), "h" and the two bytes of "é".
+@test "llama.cpp tokenizes with kiln's tokenizer.ggml metadata" {
     need_llama
-    compare F16 0.02 0.9
+    "$TOOLS/gguf_tiny_llama" write m.gguf F32 3
+    run node "$KILN_ROOT/tests/tools/llama_logits.mjs" --tokenize m.gguf " the cat thé"
+    expect_status 0
+    [ "$output" = '{"tokens":[258,32,99,97,116,256,104,195,169]}' ] || { echo "$output" >&2; return 1; }
 }
 
+# llama.cpp multiplies quantized weights with 8-bit-quantized activations, the reference uses
+# exact activations: the bounds cover that, and a wrong block layout would miss them by orders
+# of magnitude.
 @test "Q8_0, Q4_0 and Q4_K GGUF agree with the reference" {
     need_llama
     compare Q8_0 0.3 0.9
     compare Q4_0 0.3 0.9
     compare Q4_K 0.3 0.9
+}
+
+# The model.h path: a random model (HF conventions, rotate-half RoPE) exported by
+# gguf_model_write must give llama.cpp the same log-probabilities as model.h's own forward over
+# the GGUF read back by gguf_model_read — this checks the Q/K permutation end to end.
+# compare_model TYPE MAX_DIFF MIN_TOP1 [mixed]
+compare_model() {
+    "$TOOLS/gguf_tiny_llama" export m.gguf "$1" 5 ${4:-} 2>/dev/null
+    node "$KILN_ROOT/tests/tools/llama_logits.mjs" m.gguf $IDS >llama.json
+    "$TOOLS/gguf_tiny_llama" model-logits m.gguf $IDS >ref.json
+    run node "$KILN_ROOT/tests/tools/logits_compare.mjs" --max-diff "$2" --min-top1 "$3" \
+        llama.json ref.json
+    echo "model $1 ${4:-}: $output" >&3
+    expect_status 0
+}
+
+@test "model.h export, F32: llama.cpp log-probabilities within 1e-4 of model_forward" {
+    need_llama
+    compare_model F32 1e-4 1
+}
+
+@test "model.h export, Q4_K_M mix: llama.cpp agrees with model_forward" {
+    need_llama
+    compare_model Q4_K 0.5 0.9 mixed
 }

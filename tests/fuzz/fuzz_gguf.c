@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // fuzz_gguf: libFuzzer target for the GGUF reader. Any input must either be refused with an
 // error or parse into a file whose every KV, array element and tensor can be read (and small
-// tensors dequantized) without going out of bounds.
+// tensors dequantized) without going out of bounds; gguf_model_read then runs on it too.
 #include "gguf.h"
+#include "gguf_model.h"
 #include "quant.h"
 
 #include <stdint.h>
@@ -56,6 +57,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (gguf_find_tensor(&g, t->name) == NULL)
             abort();
     }
+    // The model reader validates the llama keys and tensor shapes on top (bounded allocation).
+    struct model m;
+    if (gguf_model_read(&g, &m, NULL) == 0)
+        model_free(&m);
     (void)sink;
     gguf_close(&g);
     return 0;

@@ -50,25 +50,63 @@ make_inputs(float *x)
         for (int i = 0; i < 256; i++) {
             float r = rng_normal();
             switch (b) {
-            case 0: p[i] = 0.0f; break;                                     // zeros
-            case 1: p[i] = 0.5f; break;                                     // constant > 0
-            case 2: p[i] = -0.25f; break;                                   // constant < 0
-            case 3: p[i] = (float)((i % 255) - 127); break;                 // ints, amax 127
-            case 4: p[i] = (float)(i % 17) - 8.0f + ((i & 1) ? 0.5f : 0); break; // ties
-            case 5: p[i] = r * 1e-3f; break;
-            case 6: p[i] = r * 1e4f; break;                                 // large
-            case 7: p[i] = r * 1e6f; break;                                 // fp16 scale overflow
-            case 8: p[i] = r * 1e-40f; break;                               // subnormal inputs
-            case 9: p[i] = r * 1e-30f; break;                               // tiny normal
-            case 10: p[i] = fabsf(r) + 0.1f; break;                         // all positive
-            case 11: p[i] = -fabsf(r) - 0.1f; break;                        // all negative
-            case 12: p[i] = (i == 77) ? 40.0f : r * 0.02f; break;           // outlier
-            case 13: p[i] = (i % 32 == 5) ? -9.0f : r; break;               // negative outliers
-            case 14: p[i] = (i / 32 == 3) ? 0.0f : r; break;                // one flat sub-block
-            case 15: p[i] = (i / 32) % 2 ? r * 100 : r * 0.01f; break;      // mixed sub-blocks
-            case 16: p[i] = (i % 32 < 16) ? 1.0f : -1.0f; break;            // two levels
-            case 17: p[i] = (float)(i % 5) * 0.25f; break;                  // min 0, exact grid
-            default: p[i] = r * (float)pow(10.0, (b % 5) - 2); break;       // random rows
+            case 0:
+                p[i] = 0.0f;
+                break; // zeros
+            case 1:
+                p[i] = 0.5f;
+                break; // constant > 0
+            case 2:
+                p[i] = -0.25f;
+                break; // constant < 0
+            case 3:
+                p[i] = (float)((i % 255) - 127);
+                break; // ints, amax 127
+            case 4:
+                p[i] = (float)(i % 17) - 8.0f + ((i & 1) ? 0.5f : 0);
+                break; // ties
+            case 5:
+                p[i] = r * 1e-3f;
+                break;
+            case 6:
+                p[i] = r * 1e4f;
+                break; // large
+            case 7:
+                p[i] = r * 1e6f;
+                break; // fp16 scale overflow
+            case 8:
+                p[i] = r * 1e-40f;
+                break; // subnormal inputs
+            case 9:
+                p[i] = r * 1e-30f;
+                break; // tiny normal
+            case 10:
+                p[i] = fabsf(r) + 0.1f;
+                break; // all positive
+            case 11:
+                p[i] = -fabsf(r) - 0.1f;
+                break; // all negative
+            case 12:
+                p[i] = (i == 77) ? 40.0f : r * 0.02f;
+                break; // outlier
+            case 13:
+                p[i] = (i % 32 == 5) ? -9.0f : r;
+                break; // negative outliers
+            case 14:
+                p[i] = (i / 32 == 3) ? 0.0f : r;
+                break; // one flat sub-block
+            case 15:
+                p[i] = (i / 32) % 2 ? r * 100 : r * 0.01f;
+                break; // mixed sub-blocks
+            case 16:
+                p[i] = (i % 32 < 16) ? 1.0f : -1.0f;
+                break; // two levels
+            case 17:
+                p[i] = (float)(i % 5) * 0.25f;
+                break; // min 0, exact grid
+            default:
+                p[i] = r * (float)pow(10.0, (b % 5) - 2);
+                break; // random rows
             }
         }
     }

@@ -8,6 +8,12 @@
 //                                                  position, as JSON (the format of
 //                                                  tests/tools/llama_logits.mjs)
 //   gguf_tiny_llama generate MODEL.gguf N ID...    N greedy next tokens, as JSON
+//   gguf_tiny_llama export OUT.gguf [TYPE [SEED [mixed] [tied]]]
+//                                                  the same shapes as a model.h model (HF
+//                                                  conventions, random init) exported by
+//                                                  gguf_model_write; report on stderr
+//   gguf_tiny_llama model-logits MODEL.gguf ID...  log-probabilities from model.h's forward
+//                                                  over the GGUF read by gguf_model_read
 //
 // The model: vocab 260 (256 byte tokens in GPT-2 byte-to-unicode form, the merged tokens "Ġt",
 // "he", "Ġthe", and "<|endoftext|>" as a control token), n_embd 256, 2 layers, 4 heads of 64
@@ -18,6 +24,10 @@
 // attention, SwiGLU, final norm, output projection — all in double precision over the
 // dequantized weights.
 #include "gguf.h"
+#include "gguf_model.h"
+#include "kernels.h"
+#include "model.h"
+#include "tok.h"
 #include "quant.h"
 #include "util.h"
 
@@ -56,16 +66,16 @@ static int
 list_tensors(struct wt *t)
 {
     int n = 0;
-#define ADD(nm, d0, d1, sc, bi, nrm)                                                           \
-    do {                                                                                       \
-        snprintf(t[n].name, sizeof t[n].name, "%s", nm);                                       \
-        t[n].n_dims = (d1) ? 2 : 1;                                                            \
-        t[n].ne[0] = d0;                                                                       \
-        t[n].ne[1] = (d1) ? (d1) : 1;                                                          \
-        t[n].scale = sc;                                                                       \
-        t[n].bias = bi;                                                                        \
-        t[n].norm = nrm;                                                                       \
-        n++;                                                                                   \
+#define ADD(nm, d0, d1, sc, bi, nrm)                                                               \
+    do {                                                                                           \
+        snprintf(t[n].name, sizeof t[n].name, "%s", nm);                                           \
+        t[n].n_dims = (d1) ? 2 : 1;                                                                \
+        t[n].ne[0] = d0;                                                                           \
+        t[n].ne[1] = (d1) ? (d1) : 1;                                                              \
+        t[n].scale = sc;                                                                           \
+        t[n].bias = bi;                                                                            \
+        t[n].norm = nrm;                                                                           \
+        n++;                                                                                       \
     } while (0)
     char nm[64];
     ADD("token_embd.weight", EMBD, VOCAB, 0.5f, 0, false);
@@ -95,6 +105,42 @@ list_tensors(struct wt *t)
     return n;
 }
 
+// The vocabulary: 256 byte tokens, three merged tokens, one control token (also eos/bos).
+// tok[] entries are allocated (free them).
+static const char *const vocab_merges[] = {"\xC4\xA0 t", "h e", "\xC4\xA0t he"};
+
+static void
+vocab_make(struct gguf_tokenizer_params *tp, char **tok, int32_t *ttype)
+{
+    for (int i = 0; i < 256; i++) {
+        uint32_t cp = tok_byte_to_cp((uint8_t)i); // below U+0800: one or two UTF-8 bytes
+        char s[3] = {(char)cp, 0, 0};
+        if (cp >= 0x80) {
+            s[0] = (char)(0xC0 | cp >> 6);
+            s[1] = (char)(0x80 | (cp & 0x3F));
+        }
+        tok[i] = xstrdup(s);
+        ttype[i] = 1;
+    }
+    tok[256] = xstrdup("\xC4\xA0t"); // "Ġt"
+    tok[257] = xstrdup("he");
+    tok[258] = xstrdup("\xC4\xA0the");
+    tok[259] = xstrdup("<|endoftext|>");
+    for (int i = 256; i < 259; i++)
+        ttype[i] = 1;
+    ttype[259] = 3;
+    *tp = (struct gguf_tokenizer_params){.pre = "gpt-2",
+                                         .tokens = (const char *const *)tok,
+                                         .n_tokens = VOCAB,
+                                         .token_types = ttype,
+                                         .merges = vocab_merges,
+                                         .n_merges = 3,
+                                         .bos_id = 259,
+                                         .eos_id = 259,
+                                         .pad_id = -1,
+                                         .add_bos = 0};
+}
+
 static int
 cmd_write(const char *out, int type, uint64_t seed)
 {
@@ -102,7 +148,7 @@ cmd_write(const char *out, int type, uint64_t seed)
     struct wt t[64];
     int n = list_tensors(t);
     struct gguf_writer *w = gguf_writer_new();
-    static const uint32_t file_types[] = {[QTYPE_F32] = 0, [QTYPE_F16] = 1, [QTYPE_Q4_0] = 2,
+    static const uint32_t file_types[] = {[QTYPE_F32] = 0,  [QTYPE_F16] = 1,   [QTYPE_Q4_0] = 2,
                                           [QTYPE_Q8_0] = 7, [QTYPE_Q4_K] = 15, [QTYPE_BF16] = 32};
     struct gguf_llama_params p = {.name = "kiln-tiny-random",
                                   .file_type = file_types[type],
@@ -117,36 +163,10 @@ cmd_write(const char *out, int type, uint64_t seed)
                                   .rope_freq_base = ROPE_BASE};
     gguf_set_llama(w, &p);
 
-    // Vocabulary: bytes, three merged tokens, one control token.
     char *tok[VOCAB];
     int32_t ttype[VOCAB];
-    struct buf b = {0};
-    for (int i = 0; i < 256; i++) {
-        uint8_t byte = (uint8_t)i;
-        buf_reset(&b);
-        gguf_gpt2_bytes_to_unicode(&byte, 1, &b);
-        tok[i] = xstrdup(b.p);
-        ttype[i] = 1;
-    }
-    buf_free(&b);
-    tok[256] = xstrdup("\xC4\xA0t"); // "Ġt"
-    tok[257] = xstrdup("he");
-    tok[258] = xstrdup("\xC4\xA0the");
-    tok[259] = xstrdup("<|endoftext|>");
-    for (int i = 256; i < 259; i++)
-        ttype[i] = 1;
-    ttype[259] = 3;
-    const char *merges[] = {"\xC4\xA0 t", "h e", "\xC4\xA0t he"};
-    struct gguf_tokenizer_params tp = {.pre = "gpt-2",
-                                       .tokens = (const char *const *)tok,
-                                       .n_tokens = VOCAB,
-                                       .token_types = ttype,
-                                       .merges = merges,
-                                       .n_merges = 3,
-                                       .bos_id = 259,
-                                       .eos_id = 259,
-                                       .pad_id = -1,
-                                       .add_bos = 0};
+    struct gguf_tokenizer_params tp;
+    vocab_make(&tp, tok, ttype);
     gguf_set_tokenizer_gpt2(w, &tp);
 
     void *data[64];
@@ -194,8 +214,8 @@ load(const struct gguf_file *g, const char *name, int rows, int cols, struct mat
     if (!t)
         return kerr_set(err, "tensor %s missing", name);
     if (t->ne[0] != cols || t->n_elem != (int64_t)rows * cols)
-        return kerr_set(err, "tensor %s: shape %lldx%lld, want %dx%d", name,
-                        (long long)t->ne[0], (long long)t->ne[1], cols, rows);
+        return kerr_set(err, "tensor %s: shape %lldx%lld, want %dx%d", name, (long long)t->ne[0],
+                        (long long)t->ne[1], cols, rows);
     m->rows = rows;
     m->cols = cols;
     m->w = xmalloc((size_t)rows * cols * 4);
@@ -241,12 +261,12 @@ rope(double *v, int n_heads, int pos)
     }
 }
 
-struct model {
+struct ref_model {
     struct mat emb, out_norm, out, L[LAYERS][9];
 };
 
 static int
-model_load(struct model *m, const char *path, struct kerr *err)
+ref_load(struct ref_model *m, const char *path, struct kerr *err)
 {
     struct gguf_file g;
     memset(m, 0, sizeof *m);
@@ -255,11 +275,17 @@ model_load(struct model *m, const char *path, struct kerr *err)
     int rc = load(&g, "token_embd.weight", VOCAB, EMBD, &m->emb, err);
     rc = rc ? rc : load(&g, "output_norm.weight", 1, EMBD, &m->out_norm, err);
     rc = rc ? rc : load(&g, "output.weight", VOCAB, EMBD, &m->out, err);
-    static const char *names[9] = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
+    static const char *names[9] = {"attn_norm", "attn_q",   "attn_k", "attn_v",  "attn_output",
                                    "ffn_norm",  "ffn_gate", "ffn_up", "ffn_down"};
-    const int shapes[9][2] = {{1, EMBD},   {EMBD, EMBD}, {KV_HEADS * HEAD_DIM, EMBD},
-                              {KV_HEADS * HEAD_DIM, EMBD}, {EMBD, EMBD}, {1, EMBD},
-                              {FFN, EMBD}, {FFN, EMBD},  {EMBD, FFN}};
+    const int shapes[9][2] = {{1, EMBD},
+                              {EMBD, EMBD},
+                              {KV_HEADS * HEAD_DIM, EMBD},
+                              {KV_HEADS * HEAD_DIM, EMBD},
+                              {EMBD, EMBD},
+                              {1, EMBD},
+                              {FFN, EMBD},
+                              {FFN, EMBD},
+                              {EMBD, FFN}};
     for (int l = 0; l < LAYERS && rc == 0; l++)
         for (int k = 0; k < 9 && rc == 0; k++) {
             char nm[64];
@@ -271,7 +297,7 @@ model_load(struct model *m, const char *path, struct kerr *err)
 }
 
 static void
-model_free(struct model *m)
+ref_free(struct ref_model *m)
 {
     free(m->emb.w);
     free(m->out_norm.w);
@@ -283,7 +309,7 @@ model_free(struct model *m)
 
 // lp is (n, VOCAB): next-token log-probabilities at every position of ids[0..n-1].
 static void
-model_forward(const struct model *m, int n, const int *ids, double *lp)
+ref_forward(const struct ref_model *m, int n, const int *ids, double *lp)
 {
     const int kvd = KV_HEADS * HEAD_DIM;
     double *x = xcalloc((size_t)n * EMBD, sizeof(double));
@@ -357,11 +383,11 @@ model_forward(const struct model *m, int n, const int *ids, double *lp)
 static int
 cmd_logits(const char *path, int n, int *ids, int gen)
 {
-    struct model m;
+    struct ref_model m;
     struct kerr err;
-    if (model_load(&m, path, &err)) {
+    if (ref_load(&m, path, &err)) {
         fprintf(stderr, "gguf_tiny_llama: %s\n", err.msg);
-        model_free(&m);
+        ref_free(&m);
         return 1;
     }
     double *lp = xmalloc((size_t)(n + gen) * VOCAB * sizeof(double));
@@ -371,7 +397,7 @@ cmd_logits(const char *path, int n, int *ids, int gen)
     if (gen) {
         printf("],\"generated\":[");
         for (int k = 0; k < gen; k++) {
-            model_forward(&m, n + k, ids, lp);
+            ref_forward(&m, n + k, ids, lp);
             const double *last = lp + (size_t)(n + k - 1) * VOCAB;
             int best = 0;
             for (int v = 1; v < VOCAB; v++)
@@ -382,7 +408,7 @@ cmd_logits(const char *path, int n, int *ids, int gen)
         }
         printf("]}\n");
     } else {
-        model_forward(&m, n, ids, lp);
+        ref_forward(&m, n, ids, lp);
         printf("],\"logprobs\":[");
         for (int p = 0; p < n; p++) {
             printf("%s[", p ? "," : "");
@@ -393,6 +419,111 @@ cmd_logits(const char *path, int n, int *ids, int gen)
         printf("]}\n");
     }
     free(lp);
+    ref_free(&m);
+    return ferror(stdout) || fflush(stdout) ? 1 : 0;
+}
+
+// ---- the same shapes through model.h (HF conventions) and gguf_model ----
+
+static void
+model_config_tiny(struct model_config *c, bool tied)
+{
+    *c = (struct model_config){.vocab = VOCAB,
+                               .dim = EMBD,
+                               .n_layers = LAYERS,
+                               .n_heads = HEADS,
+                               .n_kv_heads = KV_HEADS,
+                               .ffn = FFN,
+                               .max_seq = CTX,
+                               .norm_eps = RMS_EPS,
+                               .rope_theta = ROPE_BASE,
+                               .tie_embeddings = tied,
+                               .bos_id = 259,
+                               .eos_id = 259};
+}
+
+// A random model.h model (HF init, weights scaled up 3x so logits are not flat) exported
+// with gguf_model_write; prints the quantization report.
+static int
+cmd_export(const char *out, int type, uint64_t seed, bool mixed, bool tied)
+{
+    struct model_config c;
+    struct model m;
+    struct kerr err;
+    model_config_tiny(&c, tied);
+    if (model_init(&m, &c, &err)) {
+        fprintf(stderr, "gguf_tiny_llama: %s\n", err.msg);
+        return 1;
+    }
+    model_init_random(&m, seed);
+    for (int i = 0; i < m.n_tensors; i++)
+        if (m.tensors[i].ndim == 2)
+            for (size_t k = 0; k < m.tensors[i].numel; k++)
+                m.params[m.tensors[i].offset + k] *= 3;
+    char *tok[VOCAB];
+    int32_t ttype[VOCAB];
+    struct gguf_tokenizer_params tp;
+    vocab_make(&tp, tok, ttype);
+    struct gguf_export_opts o = {.type = type, .mixed = mixed, .name = "kiln-tiny-model"};
+    struct gguf_export_report rep;
+    int rc = gguf_model_write(out, &m, &tp, &o, &rep, &err);
+    if (rc) {
+        fprintf(stderr, "gguf_tiny_llama: %s\n", err.msg);
+    } else {
+        for (int i = 0; i < rep.n; i++)
+            fprintf(stderr, "%-28s %-5s%s rmse %.3g max %.3g\n", rep.t[i].name,
+                    quant_type_name(rep.t[i].type), rep.t[i].fallback ? " (fallback)" : "",
+                    rep.t[i].rmse, rep.t[i].max_err);
+        gguf_export_report_free(&rep);
+    }
+    for (int i = 0; i < VOCAB; i++)
+        free(tok[i]);
+    model_free(&m);
+    return rc ? 1 : 0;
+}
+
+// Log-probabilities from model.h's forward over a GGUF read back with gguf_model_read.
+static int
+cmd_model_logits(const char *path, int n, const int *ids)
+{
+    struct gguf_file g;
+    struct model m;
+    struct kerr err;
+    if (gguf_open(&g, path, &err) || gguf_model_read(&g, &m, &err)) {
+        fprintf(stderr, "gguf_tiny_llama: %s\n", err.msg);
+        gguf_close(&g);
+        return 1;
+    }
+    gguf_close(&g);
+    struct kpool *pool = kpool_new(1);
+    struct model_acts a;
+    if (model_acts_init(&a, &m, 1, n, false, 1, &err)) {
+        fprintf(stderr, "gguf_tiny_llama: %s\n", err.msg);
+        kpool_del(pool);
+        model_free(&m);
+        return 1;
+    }
+    model_forward(&m, &a, pool, ids, 1, n);
+    int V = m.cfg.vocab;
+    printf("{\"n_vocab\":%d,\"tokens\":[", V);
+    for (int p = 0; p < n; p++)
+        printf("%s%d", p ? "," : "", ids[p]);
+    printf("],\"logprobs\":[");
+    for (int p = 0; p < n; p++) {
+        const float *lg = a.logits + (size_t)p * V;
+        double mx = -INFINITY, sum = 0;
+        for (int v = 0; v < V; v++)
+            mx = fmax(mx, lg[v]);
+        for (int v = 0; v < V; v++)
+            sum += exp(lg[v] - mx);
+        printf("%s[", p ? "," : "");
+        for (int v = 0; v < V; v++)
+            printf("%s%.7g", v ? "," : "", lg[v] - mx - log(sum));
+        printf("]");
+    }
+    printf("]}\n");
+    model_acts_free(&a);
+    kpool_del(pool);
     model_free(&m);
     return ferror(stdout) || fflush(stdout) ? 1 : 0;
 }
@@ -407,6 +538,34 @@ main(int argc, char **argv)
             return 2;
         }
         return cmd_write(argv[2], type, argc > 4 ? strtoull(argv[4], NULL, 10) : 1);
+    }
+    if (argc >= 3 && strcmp(argv[1], "export") == 0) {
+        int type = argc > 3 ? quant_type_parse(argv[3]) : QTYPE_F32;
+        if (type < 0) {
+            fprintf(stderr, "gguf_tiny_llama: unknown type %s\n", argv[3]);
+            return 2;
+        }
+        bool mixed = false, tied = false;
+        for (int i = 5; i < argc; i++) {
+            mixed |= strcmp(argv[i], "mixed") == 0;
+            tied |= strcmp(argv[i], "tied") == 0;
+        }
+        return cmd_export(argv[2], type, argc > 4 ? strtoull(argv[4], NULL, 10) : 1, mixed, tied);
+    }
+    if (argc >= 4 && strcmp(argv[1], "model-logits") == 0) {
+        int n = argc - 3;
+        int *ids = xmalloc((size_t)n * sizeof(int));
+        for (int i = 0; i < n; i++)
+            ids[i] = atoi(argv[3 + i]);
+        for (int i = 0; i < n; i++)
+            if (ids[i] < 0 || ids[i] >= VOCAB || n > CTX) {
+                fprintf(stderr, "gguf_tiny_llama: bad token id or too many tokens\n");
+                free(ids);
+                return 2;
+            }
+        int rc = cmd_model_logits(argv[2], n, ids);
+        free(ids);
+        return rc;
     }
     if (argc >= 4 && (strcmp(argv[1], "logits") == 0 || strcmp(argv[1], "generate") == 0)) {
         int gen = 0, first = 3;
@@ -438,6 +597,8 @@ main(int argc, char **argv)
     }
     fprintf(stderr, "usage: gguf_tiny_llama write OUT.gguf [TYPE [SEED]]\n"
                     "       gguf_tiny_llama logits MODEL.gguf ID...\n"
-                    "       gguf_tiny_llama generate MODEL.gguf N ID...\n");
+                    "       gguf_tiny_llama generate MODEL.gguf N ID...\n"
+                    "       gguf_tiny_llama export OUT.gguf [TYPE [SEED [mixed] [tied]]]\n"
+                    "       gguf_tiny_llama model-logits MODEL.gguf ID...\n");
     return 2;
 }

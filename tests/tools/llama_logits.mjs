@@ -7,6 +7,8 @@
 //       {"n_vocab":V,"tokens":[...],"logprobs":[[V numbers], ...one row per position]}
 //   node tests/tools/llama_logits.mjs --generate N MODEL.gguf ID...
 //       {"n_vocab":V,"tokens":[...],"generated":[N ids]}
+//   node tests/tools/llama_logits.mjs --tokenize MODEL.gguf TEXT
+//       {"tokens":[ids of TEXT by llama.cpp's tokenizer, special tokens as text]}
 //
 // node-llama-cpp is looked up in $KILN_NLC_DIR (default: build/cache/nlc under the repo root),
 // installed there by tests/tools/nlc_install.sh; exit status 77 when it is not installed, so
@@ -31,7 +33,11 @@ function usage(msg) {
 }
 
 const args = process.argv.slice(2);
-let generate = 0;
+let generate = 0, tokenize = false;
+if (args[0] === "--tokenize") {
+    tokenize = true;
+    args.shift();
+}
 if (args[0] === "--generate") {
     generate = Number(args[1]);
     if (!Number.isInteger(generate) || generate < 1) usage("--generate needs a positive count");
@@ -39,7 +45,7 @@ if (args[0] === "--generate") {
 }
 if (args.length < 2) usage();
 const modelPath = resolve(args[0]);
-const ids = args.slice(1).map(Number);
+const ids = tokenize ? [] : args.slice(1).map(Number);
 if (ids.some((t) => !Number.isInteger(t) || t < 0)) usage("token ids must be integers >= 0");
 if (!existsSync(modelPath)) usage(`${modelPath}: no such file`);
 if (!existsSync(entry)) {
@@ -52,6 +58,12 @@ const { getLlama, LlamaLogLevel } = await import(pathToFileURL(entry).href);
 const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error,
     progressLogs: false });
 const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
+if (tokenize) {
+    process.stdout.write(JSON.stringify({ tokens: Array.from(model.tokenize(args[1], false)) }) + "\n");
+    await model.dispose();
+    await llama.dispose();
+    process.exit(0);
+}
 const meta = model.fileInfo?.metadata;
 const nVocab = meta?.[meta?.general?.architecture]?.vocab_size ??
     meta?.tokenizer?.ggml?.tokens?.length;

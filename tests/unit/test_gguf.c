@@ -70,8 +70,8 @@ test_round_trip(uint32_t alignment)
 
     // Tensors: one per type, rows of 256, plus a 1-D F32 vector of odd length.
     enum { COLS = 256, ROWS = 3 };
-    static const int types[] = {QTYPE_F32, QTYPE_F16, QTYPE_BF16, QTYPE_Q8_0, QTYPE_Q4_0,
-                                QTYPE_Q4_K};
+    static const int types[] = {QTYPE_F32,  QTYPE_F16,  QTYPE_BF16,
+                                QTYPE_Q8_0, QTYPE_Q4_0, QTYPE_Q4_K};
     float *x = xmalloc(COLS * ROWS * 4);
     for (int i = 0; i < COLS * ROWS; i++)
         x[i] = sinf((float)i * 0.37f) * (1 + i % 7);
@@ -123,7 +123,8 @@ test_round_trip(uint32_t alignment)
     CHECK(gguf_get_int(&g, "t.bool", &iv, &err) == 0 && iv == 1);
     CHECK(gguf_get_int(&g, "t.u64", &iv, &err) == -1); // does not fit int64
     const struct gguf_kv *kv = gguf_find_kv(&g, "t.u64");
-    CHECK(kv && kv->type == GGUF_TYPE_U64 && memcmp(kv->data, "\xff\xff\xff\xff\xff\xff\xff\xff", 8) == 0);
+    CHECK(kv && kv->type == GGUF_TYPE_U64 &&
+          memcmp(kv->data, "\xff\xff\xff\xff\xff\xff\xff\xff", 8) == 0);
     CHECK(gguf_get_float(&g, "t.f32", &fv, &err) == 0 && fv == 1.5);
     CHECK(gguf_get_float(&g, "t.f64", &fv, &err) == 0 && fv == -2.25e100);
     CHECK(gguf_get_str(&g, "general.architecture", &sv, &err) == 0 && str_eq(sv, "llama"));
@@ -166,8 +167,7 @@ test_round_trip(uint32_t alignment)
         CHECK(memcmp(t->data, data[k], t->nbytes) == 0);
         CHECK_EQ_INT(gguf_tensor_to_f32(t, back, &err), 0);
         for (int r = 0; r < ROWS; r++)
-            quant_row_dequantize(types[k],
-                                 (char *)data[k] + r * quant_row_size(types[k], COLS),
+            quant_row_dequantize(types[k], (char *)data[k] + r * quant_row_size(types[k], COLS),
                                  want + r * COLS, COLS);
         CHECK(memcmp(back, want, COLS * ROWS * 4) == 0);
     }
@@ -201,17 +201,17 @@ test_exact_bytes(void)
     struct buf f = {0};
     CHECK_EQ_INT(read_file(path, 0, &f, &err), 0);
     static const uint8_t want[] = {
-        'G', 'G', 'U', 'F', 3, 0, 0, 0,                 // magic, version
-        1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, // n_tensors, n_kv
-        1, 0, 0, 0, 0, 0, 0, 0, 'a', 4, 0, 0, 0, 7, 0, 0, 0, // "a": u32 7
-        1, 0, 0, 0, 0, 0, 0, 0, 't', 1, 0, 0, 0,        // "t", 1 dim
-        2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,             // ne[0] = 2, F32
-        0, 0, 0, 0, 0, 0, 0, 0,                         // offset 0
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // pad 74 -> 96
-        0, 0, 0, 0, 0, 0,                               //
-        0, 0, 0x80, 0x3f, 0, 0, 0, 0xc0,                // 1.0f, -2.0f
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // pad 104 -> 128
-        0, 0, 0, 0, 0, 0, 0, 0,
+        'G', 'G', 'U',  'F',  3, 0, 0, 0,                                 // magic, version
+        1,   0,   0,    0,    0, 0, 0, 0,    1,   0, 0, 0, 0, 0, 0, 0,    // n_tensors, n_kv
+        1,   0,   0,    0,    0, 0, 0, 0,    'a', 4, 0, 0, 0, 7, 0, 0, 0, // "a": u32 7
+        1,   0,   0,    0,    0, 0, 0, 0,    't', 1, 0, 0, 0,             // "t", 1 dim
+        2,   0,   0,    0,    0, 0, 0, 0,    0,   0, 0, 0,                // ne[0] = 2, F32
+        0,   0,   0,    0,    0, 0, 0, 0,                                 // offset 0
+        0,   0,   0,    0,    0, 0, 0, 0,    0,   0, 0, 0, 0, 0, 0, 0,    // pad 74 -> 96
+        0,   0,   0,    0,    0, 0,                                       //
+        0,   0,   0x80, 0x3f, 0, 0, 0, 0xc0,                              // 1.0f, -2.0f
+        0,   0,   0,    0,    0, 0, 0, 0,    0,   0, 0, 0, 0, 0, 0, 0,    // pad 104 -> 128
+        0,   0,   0,    0,    0, 0, 0, 0,
     };
     CHECK_EQ_INT(f.len, sizeof want);
     CHECK(f.len == sizeof want && memcmp(f.p, want, sizeof want) == 0);
@@ -302,8 +302,8 @@ expect_bad(struct mk *m, const char *needle, const char *what)
     memcpy(p, m->b.p, m->b.len);
     int rc = gguf_open_mem(&g, p, m->b.len, &err);
     CHECK_MSG(rc == -1, "%s: accepted", what);
-    CHECK_MSG(rc == 0 || strstr(err.msg, needle), "%s: message \"%s\" lacks \"%s\"", what,
-              err.msg, needle);
+    CHECK_MSG(rc == 0 || strstr(err.msg, needle), "%s: message \"%s\" lacks \"%s\"", what, err.msg,
+              needle);
     if (rc == 0)
         gguf_close(&g);
     free(p);
@@ -522,29 +522,6 @@ test_malformed(void)
 static void
 test_metadata_helpers(void)
 {
-    // Byte-to-unicode: 256 distinct code points; the documented anchors.
-    struct buf b = {0};
-    uint8_t all[256];
-    for (int i = 0; i < 256; i++)
-        all[i] = (uint8_t)i;
-    gguf_gpt2_bytes_to_unicode(all, 256, &b);
-    int ascii = 0;
-    for (int i = 0; i < 256; i++)
-        ascii += (all[i] >= '!' && all[i] <= '~');
-    CHECK_EQ_INT(b.len, ascii + 2 * (256 - ascii));
-    buf_reset(&b);
-    uint8_t probe[] = {' ', '\n', 'a', 0xAD, 0x00, 0x7F, 0xA0, 0xFF};
-    gguf_gpt2_bytes_to_unicode(probe, sizeof probe, &b);
-    CHECK_EQ_STR(b.p, "\xC4\xA0"    // U+0120 Ġ
-                      "\xC4\x8A"    // U+010A Ċ
-                      "a"
-                      "\xC5\x83"    // U+0143
-                      "\xC4\x80"    // U+0100
-                      "\xC4\xA1"    // U+0121 (0x7F is the 34th unmapped byte)
-                      "\xC5\x82"    // U+0142 (0xA0, the 67th)
-                      "\xC3\xBF");  // ÿ
-    buf_free(&b);
-
     struct gguf_writer *w = gguf_writer_new();
     struct gguf_llama_params p = {.name = "tiny",
                                   .file_type = 7,
