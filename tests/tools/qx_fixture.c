@@ -19,12 +19,16 @@
 //   qx_fixture logits MODEL_DIR ID...      next-token log-probs (model_forward on the
 //                                          checkpoint), JSON as tests/tools/llama_logits.mjs
 //   qx_fixture generate MODEL_DIR N ID...  N greedy tokens (KV-cache forward), same JSON
+//   qx_fixture meta FILE.gguf              general.* and tokenizer.ggml.* facts, one per line
+//   qx_fixture card-db DB NAME             a store.h database with a run NAME (params with a
+//                                          seed, results, the stats of one stage)
 #include "checkpoint.h"
 #include "gguf_model.h"
 #include "json.h"
 #include "kernels.h"
 #include "model.h"
 #include "safetensors.h"
+#include "store.h"
 #include "tok.h"
 #include "util.h"
 
@@ -408,9 +412,71 @@ cmd_logits(const char *dir, const int *ids, int n, int gen)
     return fflush(stdout) ? 1 : 0;
 }
 
+static int
+cmd_meta(const char *path)
+{
+    struct gguf_file g;
+    struct kerr err;
+    if (gguf_open(&g, path, &err))
+        fail(path, &err);
+    static const char *const strs[] = {"general.architecture", "general.name",
+                                       "tokenizer.ggml.model", "tokenizer.ggml.pre"};
+    static const char *const ints[] = {"general.file_type", "tokenizer.ggml.bos_token_id",
+                                       "tokenizer.ggml.eos_token_id",
+                                       "tokenizer.ggml.padding_token_id", "llama.vocab_size",
+                                       "llama.block_count"};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(*strs); i++) {
+        struct gguf_str v;
+        if (gguf_get_str(&g, strs[i], &v, &err) == 0)
+            printf("%s=%.*s\n", strs[i], (int)v.n, v.p);
+    }
+    for (size_t i = 0; i < sizeof(ints) / sizeof(*ints); i++) {
+        int64_t v;
+        if (gguf_get_int(&g, ints[i], &v, &err) == 0)
+            printf("%s=%lld\n", ints[i], (long long)v);
+    }
+    static const char *const arrs[] = {"tokenizer.ggml.tokens", "tokenizer.ggml.token_type",
+                                       "tokenizer.ggml.merges"};
+    for (size_t i = 0; i < sizeof(arrs) / sizeof(*arrs); i++) {
+        const struct gguf_kv *kv = gguf_find_kv(&g, arrs[i]);
+        if (kv)
+            printf("%s.count=%llu\n", arrs[i], (unsigned long long)kv->n);
+    }
+    gguf_close(&g);
+    return 0;
+}
+
+static int
+cmd_card_db(const char *path, const char *name)
+{
+    struct kerr err;
+    struct store *s = store_open(path, &err);
+    if (!s)
+        fail(path, &err);
+    struct store_run r = {.uuid = "0f1e2d3c-qx", .kind = "train", .name = name,
+                          .model = "tiny", .dataset = "fixture-text", .seed = 42, .threads = 1};
+    int64_t id;
+    static const char stats[] = "{\"stage\":\"filter\",\"version\":\"0.1.0\","
+                                "\"records_in\":100,\"records_out\":90,\"bytes_in\":1000,"
+                                "\"bytes_out\":900,\"seconds\":1.5}";
+    if (store_run_begin(s, &r, &id, &err) || store_param(s, id, "lr", "0.003", &err) ||
+        store_param(s, id, "data_seed", "7", &err) ||
+        store_result(s, id, "valid_loss", 1.875, 0.01, &err) ||
+        store_result(s, id, "perplexity", 6.52, NAN, &err) ||
+        store_stage_stats(s, id, stats, sizeof(stats) - 1, &err) ||
+        store_run_end(s, id, "done", &err))
+        fail(path, &err);
+    store_close(s);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
+    if (argc == 3 && !strcmp(argv[1], "meta"))
+        return cmd_meta(argv[2]);
+    if (argc == 4 && !strcmp(argv[1], "card-db"))
+        return cmd_card_db(argv[2], argv[3]);
     if (argc >= 3 && !strcmp(argv[1], "model"))
         return cmd_model(argv[2], argc > 3 ? strtoull(argv[3], NULL, 10) : 1,
                          argc > 4 ? atoi(argv[4]) : 0, argc > 5 ? atoi(argv[5]) : 64);
