@@ -114,7 +114,7 @@ main(int argc, char **argv)
         const char *name;
         int (*fn)(int, char **);
     } cmds[] = {{"classify", cmd_classify}, {"lm", cmd_lm},           {"generate", cmd_generate},
-                {"import", cmd_import},     {"compare", cmd_compare}};
+                {"import", cmd_import},     {"compare", cmd_compare}, {"report", cmd_report}};
     for (size_t i = 0; i < KILN_ARRAY_LEN(cmds); i++)
         if (!strcmp(cmd, cmds[i].name)) {
             int rc = cmds[i].fn(argc - 1, argv + 1);
