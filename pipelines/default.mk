@@ -34,6 +34,8 @@ space := $(empty) $(empty)
 PROMPT := {text}\nLabel:
 COMPLETION := $(space){label}
 CHOICES := spam,ham
+# What the fine-tuning step reads from the base checkpoint (hashed into its cache key).
+BASE_FILES := config.json model.safetensors tokenizer.json generation_config.json
 
 .PHONY: pipeline pipeline-run audit
 .SECONDARY:
@@ -117,7 +119,7 @@ $(P)/base/model.safetensors: $(P)/pretrain.tok.jsonl.zst $(P)/tokenizer.json $(K
 $(P)/finetuned/model.safetensors: $(P)/train-bal.sft.jsonl.zst $(P)/split/valid.sft.jsonl.zst \
                                   $(P)/base/model.safetensors $(KB)/train
 	$(STEP) --name finetune --in $< --in $(P)/split/valid.sft.jsonl.zst \
-	  $(foreach f,$(wildcard $(P)/base/*.json $(P)/base/*.safetensors),--in $(f)) \
+	  $(foreach f,$(BASE_FILES),--in $(P)/base/$(f)) \
 	  --out-dir $(P)/finetuned --aux $(P)/finetune.log.jsonl -- \
 	  $(KB)/train -q --init $(P)/base --mode sft --batch 16 --steps $(FT_STEPS) --lr 1e-3 \
 	  --warmup 15 --threads $(THREADS) --seed $(SEED) --valid $(P)/split/valid.sft.jsonl.zst \
