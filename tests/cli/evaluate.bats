@@ -187,6 +187,11 @@ TINY=$KILN_ROOT/build/tests/tools/eval_tiny_model
     [ "$(sqlite3 x.db 'select count(*) from runs')" -eq 1 ]
     run evaluate import --db x.db notes.txt
     expect_status 1
+    # classify and lm results of one model in one run: clashing names get the task prefix
+    evaluate lm --model m -q -o l.jsonl "$E/docs.jsonl"
+    run evaluate import --db x.db --run-name both r.jsonl l.jsonl
+    expect_status 0
+    [ "$(sqlite3 x.db "select count(*) from results r join runs u on u.id = r.run_id where u.name = 'both' and metric in ('n', 'lm-rolling/n', 'loss', 'macro_f1')")" -eq 4 ]
 }
 
 @test "evaluate compare: diff with standard errors; the gate exits 3 on a regression" {
