@@ -270,3 +270,19 @@ TINY=$KILN_ROOT/build/tests/tools/eval_tiny_model
     expect_status 1
     [ ! -e r.html ]
 }
+
+@test "evaluate: an F32 GGUF export scores byte-identically to its checkpoint; Q8_0 close" {
+    "$TINY" m 1
+    quantize-export gguf -q --model m --type f32 -o m.gguf
+    quantize-export gguf -q --model m --type q8_0 -o q.gguf
+    evaluate classify --model m -q -o c.jsonl "$E/sms.jsonl"
+    run evaluate classify --model m.gguf --tokenizer m/tokenizer.json -o g.jsonl "$E/sms.jsonl"
+    expect_status 0
+    cmp c.jsonl g.jsonl
+    # no tokenizer beside the GGUF and none given
+    run evaluate classify --model q.gguf -o x.jsonl "$E/sms.jsonl"
+    expect_status 1
+    expect_output_contains "no tokenizer"
+    run evaluate compare --gate acc --k 2 c.jsonl <(evaluate classify --model q.gguf --tokenizer m/tokenizer.json -q -o - "$E/sms.jsonl")
+    expect_status 0
+}
