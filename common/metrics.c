@@ -61,7 +61,6 @@ metrics_from_confusion(int k, const uint64_t *conf, struct metrics_class *cls, d
     }
 }
 
-
 struct ece_item {
     double conf;
     size_t i;

@@ -43,8 +43,8 @@ struct metrics_bin {
 // by index) and split as numpy.array_split does (the first n % n_bins bins hold one more).
 // ECE = sum over bins of count/n * |accuracy - confidence|. bins[n_bins] may be NULL; bins
 // beyond n (when n < n_bins) are empty. conf[i] in [0,1], correct[i] 0 or 1. idx as above.
-double metrics_ece(const double *conf, const int *correct, const size_t *idx, size_t n,
-                   int n_bins, struct metrics_bin *bins);
+double metrics_ece(const double *conf, const int *correct, const size_t *idx, size_t n, int n_bins,
+                   struct metrics_bin *bins);
 
 // Standard error of the mean of x[0..n) (sample standard deviation / sqrt(n), as
 // lm-evaluation-harness's mean_stderr). 0 when n < 2.

@@ -109,10 +109,14 @@ tok_tpl_expand(const struct tok_tpl *t, const struct json_obj *o, const char *ov
         if (!json_obj_path(o, p->s, &v))
             return kerr_set(err, "no field '%s'", p->s);
         switch (v.type) {
-        case JSON_STRING: json_str(&v, out); break;
+        case JSON_STRING:
+            json_str(&v, out);
+            break;
         case JSON_NUMBER:
         case JSON_TRUE:
-        case JSON_FALSE: buf_append(out, v.raw, v.raw_len); break;
+        case JSON_FALSE:
+            buf_append(out, v.raw, v.raw_len);
+            break;
         default:
             return kerr_set(err, "field '%s' is %s %s (need a string, number or boolean)", p->s,
                             v.type == JSON_ARRAY ? "an" : "a", type_names[v.type]);

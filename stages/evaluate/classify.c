@@ -82,17 +82,29 @@ cls_parse(struct cls_opts *o, int argc, char **argv)
     int opt;
     while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         switch (opt) {
-        case OPT_CHOICES: o->choices = optarg; break;
-        case OPT_PROMPT: o->prompt = optarg; break;
-        case OPT_COMPLETION: o->completion = optarg; break;
-        case OPT_FIELD: o->field = optarg; break;
-        case OPT_MAX_LEN: o->max_len = (int)cli_parse_int("--max-len", optarg, 2, 1 << 20); break;
+        case OPT_CHOICES:
+            o->choices = optarg;
+            break;
+        case OPT_PROMPT:
+            o->prompt = optarg;
+            break;
+        case OPT_COMPLETION:
+            o->completion = optarg;
+            break;
+        case OPT_FIELD:
+            o->field = optarg;
+            break;
+        case OPT_MAX_LEN:
+            o->max_len = (int)cli_parse_int("--max-len", optarg, 2, 1 << 20);
+            break;
         case OPT_KEEP:
             if (strcmp(optarg, "head") && strcmp(optarg, "tail"))
                 die_usage("--keep: expected head or tail, got '%s'", optarg);
             o->keep_tail = !strcmp(optarg, "tail");
             break;
-        case OPT_BINS: o->bins = (int)cli_parse_int("--bins", optarg, 1, 1000); break;
+        case OPT_BINS:
+            o->bins = (int)cli_parse_int("--bins", optarg, 1, 1000);
+            break;
         case OPT_ITERS:
             o->iters = (int)cli_parse_int("--bootstrap-iters", optarg, 0, 10000000);
             break;
@@ -318,8 +330,7 @@ cmd_classify(int argc, char **argv)
                 die("choice '%s' cannot be tokenized: its completion '%s' gives no tokens",
                     choices.v[c], text.p ? text.p : "");
             if (eval_ids_check(&em, e->comp[c].v, e->comp[c].n, &err) < 0)
-                die("choice '%s': %s: the model and tokenizer do not match", choices.v[c],
-                    err.msg);
+                die("choice '%s': %s: the model and tokenizer do not match", choices.v[c], err.msg);
             // tokenize's --max-len counts the end-of-sequence token it appends
             int room = limit - (int)e->comp[c].n - (o.max_len && em.eos >= 0 ? 1 : 0);
             if (room < 1)
@@ -471,8 +482,13 @@ cmd_classify(int argc, char **argv)
     const struct {
         const char *key;
         double v;
-    } mets[] = {{"acc", acc}, {"acc_norm", acc_norm}, {"macro_f1", macro_f1}, {"mcc", mcc},
-                {"ece", ece}, {"majority_acc", maj_acc}, {"majority_macro_f1", maj_f1},
+    } mets[] = {{"acc", acc},
+                {"acc_norm", acc_norm},
+                {"macro_f1", macro_f1},
+                {"mcc", mcc},
+                {"ece", ece},
+                {"majority_acc", maj_acc},
+                {"majority_macro_f1", maj_f1},
                 {"majority_mcc", maj_mcc}};
     for (size_t i = 0; i < KILN_ARRAY_LEN(mets); i++) {
         jw_key(&w, mets[i].key);
@@ -555,11 +571,11 @@ cmd_classify(int argc, char **argv)
     jw_obj_end(&w);
     buf_putc(&out, '\n');
 
-    info("acc %.4f  acc_norm %.4f  macro-F1 %.4f (±%.4f)  MCC %.4f  ECE %.4f  majority %.4f",
-         acc, acc_norm, macro_f1, se_f1, mcc, ece, maj_acc);
+    info("acc %.4f  acc_norm %.4f  macro-F1 %.4f (±%.4f)  MCC %.4f  ECE %.4f  majority %.4f", acc,
+         acc_norm, macro_f1, se_f1, mcc, ece, maj_acc);
 
-    const char *params[] = {"task", "classify", "prompt", o.prompt, "completion", o.completion,
-                            "field", o.field, NULL};
+    const char *params[] = {"task",       "classify", "prompt", o.prompt, "completion",
+                            o.completion, "field",    o.field,  NULL};
     eval_results_finish(&o.c, em.desc, files, params, &out);
 
     struct stats st;

@@ -119,8 +119,9 @@ load_summary(struct store *s, int64_t run_id, const struct json_val *sum, struct
     while (rc == 0 && json_iter_next(&it)) {
         buf_reset(&key);
         json_unescape(it.key, it.key_len, &key);
-        static const char *const settings[] = {"seed", "bins", "bootstrap_iters", "seq_len",
-                                               "max_tokens", "top_k", "top_p", "temperature"};
+        static const char *const settings[] = {"seed",    "bins",       "bootstrap_iters",
+                                               "seq_len", "max_tokens", "top_k",
+                                               "top_p",   "temperature"};
         bool setting = false;
         for (size_t j = 0; j < KILN_ARRAY_LEN(settings); j++)
             setting |= !strcmp(key.p, settings[j]);
@@ -167,8 +168,8 @@ load_summary(struct store *s, int64_t run_id, const struct json_val *sum, struct
 }
 
 int
-eval_db_load_results(struct store *s, int64_t run_id, const char *text, size_t n,
-                     const char *name, struct kerr *err)
+eval_db_load_results(struct store *s, int64_t run_id, const char *text, size_t n, const char *name,
+                     struct kerr *err)
 {
     struct json_obj o;
     json_obj_init(&o);
@@ -183,8 +184,7 @@ eval_db_load_results(struct store *s, int64_t run_id, const char *text, size_t n
         lineno++;
         struct json_error je;
         if (json_obj_parse(&o, line, len, &je) < 0) {
-            rc = kerr_set(err, "%s:%zu:%zu: invalid JSON: %s", name, lineno, je.offset + 1,
-                          je.msg);
+            rc = kerr_set(err, "%s:%zu:%zu: invalid JSON: %s", name, lineno, je.offset + 1, je.msg);
             break;
         }
         const struct json_field *f = json_obj_get(&o, "summary");
@@ -218,13 +218,11 @@ eval_db_load_results(struct store *s, int64_t run_id, const char *text, size_t n
             correct = f->val.type == JSON_TRUE ? 1 : f->val.type == JSON_FALSE ? 0 : -1;
         buf_reset(&extra);
         buf_append(&extra, line, len);
-        if ((rc = store_example(s, run_id, id.p ? id.p : "", g, p, correct, pr, extra.p, err)) <
-            0)
+        if ((rc = store_example(s, run_id, id.p ? id.p : "", g, p, correct, pr, extra.p, err)) < 0)
             kerr_prefix(err, "%s:%zu", name, lineno);
     }
     if (rc == 0 && summaries != 1)
-        rc = kerr_set(err, "%s: expected one {\"summary\": ...} line, found %d", name,
-                      summaries);
+        rc = kerr_set(err, "%s: expected one {\"summary\": ...} line, found %d", name, summaries);
     json_obj_free(&o);
     buf_free(&id), buf_free(&gold), buf_free(&pred), buf_free(&probs), buf_free(&extra);
     return rc;
@@ -298,13 +296,12 @@ load_trainlog(struct store *s, int64_t run_id, const char *text, size_t n, const
         int64_t step;
         const struct json_field *sf;
         if (json_obj_parse(&o, line, len, &je) < 0) {
-            rc = kerr_set(err, "%s:%zu:%zu: invalid JSON: %s", name, lineno, je.offset + 1,
-                          je.msg);
+            rc = kerr_set(err, "%s:%zu:%zu: invalid JSON: %s", name, lineno, je.offset + 1, je.msg);
             break;
         }
         if (!(sf = json_obj_get(&o, "step")) || json_int(&sf->val, &step) < 0) {
-            rc = kerr_set(err, "%s:%zu: a trainer log line needs an integer \"step\"", name,
-                          lineno);
+            rc =
+                kerr_set(err, "%s:%zu: a trainer log line needs an integer \"step\"", name, lineno);
             break;
         }
         for (size_t i = 0; i < o.n && rc == 0; i++) {
@@ -401,8 +398,11 @@ cmd_import(int argc, char **argv)
     int64_t run_id;
     if (store_begin(s, &err) < 0)
         die_kerr(&err);
-    int rc = eval_db_run_begin(s, kind ? kind : c.pipeline ? "pipeline" : "import", c.run_name,
-                               c.pipeline, c.model, NULL, c.cli.seed, 0, &run_id, &err);
+    int rc = eval_db_run_begin(s,
+                               kind         ? kind
+                               : c.pipeline ? "pipeline"
+                                            : "import",
+                               c.run_name, c.pipeline, c.model, NULL, c.cli.seed, 0, &run_id, &err);
     for (int i = 0; i < nf && rc == 0; i++) {
         const char *path = argv[optind + i];
         switch (kinds[i]) {
@@ -416,7 +416,8 @@ cmd_import(int argc, char **argv)
         case KIND_TRAINLOG:
             rc = load_trainlog(s, run_id, texts[i].p, texts[i].len, path, &err);
             break;
-        case KIND_UNKNOWN: break;
+        case KIND_UNKNOWN:
+            break;
         }
     }
     for (int i = 0; i < n_art && rc == 0; i++) {
@@ -431,8 +432,8 @@ cmd_import(int argc, char **argv)
             size = ftell(f);
         if (f)
             fclose(f);
-        rc = store_artifact(s, run_id, artifacts[i], hex, size < 0 ? 0 : (uint64_t)size, NULL,
-                            &err);
+        rc =
+            store_artifact(s, run_id, artifacts[i], hex, size < 0 ? 0 : (uint64_t)size, NULL, &err);
     }
     if (rc == 0)
         rc = store_run_end(s, run_id, "ok", &err);
@@ -516,8 +517,8 @@ mset_load(struct metric_set *m, const char *what, struct store *s)
         const struct json_field *f;
         struct json_val se_obj, v;
         size_t len = last ? strcspn(last, "\n") : 0;
-        if (!last || json_obj_parse(&o, last, len, NULL) < 0 || !(f = json_obj_get(&o, "summary")) ||
-            f->val.type != JSON_OBJECT)
+        if (!last || json_obj_parse(&o, last, len, NULL) < 0 ||
+            !(f = json_obj_get(&o, "summary")) || f->val.type != JSON_OBJECT)
             die("%s: no {\"summary\": ...} line at the end: not a results file", what);
         bool has_se = json_val_member(&f->val, "stderr", 6, &se_obj);
         struct json_iter it;
@@ -541,8 +542,7 @@ mset_load(struct metric_set *m, const char *what, struct store *s)
     if (!s)
         die("%s: no such file (give --db DB to compare runs by name)", what);
     int64_t id;
-    if (store_run_find(s, what, &id, &err) < 0 ||
-        store_results_each(s, id, mset_cb, m, &err) < 0)
+    if (store_run_find(s, what, &id, &err) < 0 || store_results_each(s, id, mset_cb, m, &err) < 0)
         die_kerr(&err);
 }
 
@@ -550,8 +550,8 @@ mset_load(struct metric_set *m, const char *what, struct store *s)
 static bool
 lower_better(const char *m)
 {
-    static const char *const lows[] = {"loss", "perplexity", "ppl", "bits_per_byte", "ece",
-                                       "word_perplexity", "byte_perplexity"};
+    static const char *const lows[] = {
+        "loss", "perplexity", "ppl", "bits_per_byte", "ece", "word_perplexity", "byte_perplexity"};
     for (size_t i = 0; i < KILN_ARRAY_LEN(lows); i++)
         if (!strcmp(m, lows[i]))
             return true;

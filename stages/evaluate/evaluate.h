@@ -21,8 +21,8 @@
 struct eval_model {
     struct model m;
     struct tok *tok;
-    int eos;        // end-of-sequence id, -1 when unknown
-    char *desc;     // what was loaded, for messages and the store ("DIR", "F.gguf", "DIR+ADAPTER")
+    int eos;    // end-of-sequence id, -1 when unknown
+    char *desc; // what was loaded, for messages and the store ("DIR", "F.gguf", "DIR+ADAPTER")
 };
 
 // Loads path (a checkpoint directory or a .gguf file), merges a PEFT LoRA adapter directory
@@ -42,8 +42,8 @@ int eval_ids_check(const struct eval_model *em, const int32_t *ids, size_t n, st
 struct score_seq {
     const int32_t *tokens;
     int len, from;
-    double logprob;  // result: sum of log p(tokens[p] | tokens[..p]) over p in [from, len)
-    int scored;      // result: len - from
+    double logprob; // result: sum of log p(tokens[p] | tokens[..p]) over p in [from, len)
+    int scored;     // result: len - from
 };
 
 struct scorer {
@@ -101,7 +101,6 @@ void eval_results_finish(const struct eval_common *c, const char *model, char **
 // Writes text to path atomically ("-"/NULL = stdout). 0 or -1 with err.
 int eval_write_output(const char *path, const char *text, size_t n, struct kerr *err);
 
-
 // ---- options shared by the subcommands (main.c) ------------------------------------------
 
 enum {
@@ -116,15 +115,17 @@ enum {
     EOPT_BUSY,
     EOPT_CMD = CLI_OPT_FIRST_STAGE + 0x40, // subcommands number their own options from here
 };
-#define EVAL_LONGOPTS                                                                          \
-    CLI_COMMON_LONGOPTS, {"model", required_argument, 0, EOPT_MODEL},                          \
-        {"adapter", required_argument, 0, EOPT_ADAPTER},                                       \
-        {"tokenizer", required_argument, 0, EOPT_TOKENIZER},                                   \
-        {"db", required_argument, 0, EOPT_DB}, {"run-name", required_argument, 0, EOPT_RUN_NAME}, \
-        {"pipeline", required_argument, 0, EOPT_PIPELINE},                                     \
-        {"threads", required_argument, 0, EOPT_THREADS},                                       \
-        {"batch", required_argument, 0, EOPT_BATCH},                                           \
-        {"busy-timeout", required_argument, 0, EOPT_BUSY}
+#define EVAL_LONGOPTS                                                                              \
+    CLI_COMMON_LONGOPTS, {"model", required_argument, 0, EOPT_MODEL},                              \
+        {"adapter", required_argument, 0, EOPT_ADAPTER},                                           \
+        {"tokenizer", required_argument, 0, EOPT_TOKENIZER},                                       \
+        {"db", required_argument, 0, EOPT_DB}, {"run-name", required_argument, 0, EOPT_RUN_NAME},  \
+        {"pipeline", required_argument, 0, EOPT_PIPELINE},                                         \
+        {"threads", required_argument, 0, EOPT_THREADS},                                           \
+        {"batch", required_argument, 0, EOPT_BATCH},                                               \
+    {                                                                                              \
+        "busy-timeout", required_argument, 0, EOPT_BUSY                                            \
+    }
 
 void eval_common_init(struct eval_common *c);
 // Handles a shared option (including cli's); true when it was one.

@@ -125,8 +125,12 @@ cmd_generate(int argc, char **argv)
     int opt;
     while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         switch (opt) {
-        case OPT_PROMPT: o.prompt = optarg; break;
-        case OPT_TARGET: o.target = optarg; break;
+        case OPT_PROMPT:
+            o.prompt = optarg;
+            break;
+        case OPT_TARGET:
+            o.target = optarg;
+            break;
         case OPT_MAX_TOKENS:
             o.max_tokens = (int)cli_parse_int("--max-tokens", optarg, 1, 1 << 20);
             break;
@@ -135,9 +139,15 @@ cmd_generate(int argc, char **argv)
                 die_usage("--stop: empty stop sequence");
             o.stops[o.n_stops++] = optarg;
             break;
-        case OPT_TEMP: o.temperature = cli_parse_double("--temperature", optarg, 0, 100); break;
-        case OPT_TOPK: o.top_k = (int)cli_parse_int("--top-k", optarg, 0, 1 << 30); break;
-        case OPT_TOPP: o.top_p = cli_parse_double("--top-p", optarg, 1e-9, 1); break;
+        case OPT_TEMP:
+            o.temperature = cli_parse_double("--temperature", optarg, 0, 100);
+            break;
+        case OPT_TOPK:
+            o.top_k = (int)cli_parse_int("--top-k", optarg, 0, 1 << 30);
+            break;
+        case OPT_TOPP:
+            o.top_p = cli_parse_double("--top-p", optarg, 1e-9, 1);
+            break;
         default:
             if (!eval_common_opt(&o.c, opt, optarg, gen_usage))
                 die_usage("unexpected option");
@@ -165,8 +175,8 @@ cmd_generate(int argc, char **argv)
     eval_common_model(&o.c, &em);
     int V = em.m.cfg.vocab, max_t = em.m.max_t;
     if (o.max_tokens >= max_t)
-        die_usage("--max-tokens %d leaves no room for a prompt in the context of %d",
-                  o.max_tokens, max_t);
+        die_usage("--max-tokens %d leaves no room for a prompt in the context of %d", o.max_tokens,
+                  max_t);
     struct kpool *pool = kpool_new(o.c.threads);
     struct model_kv kv;
     if (model_kv_init(&kv, &em.m, max_t, &err) < 0)

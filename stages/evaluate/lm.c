@@ -104,8 +104,12 @@ cmd_lm(int argc, char **argv)
     int opt;
     while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         switch (opt) {
-        case OPT_SEQ_LEN: o.seq_len = (int)cli_parse_int("--seq-len", optarg, 1, 1 << 20); break;
-        case OPT_PACKED: o.packed = true; break;
+        case OPT_SEQ_LEN:
+            o.seq_len = (int)cli_parse_int("--seq-len", optarg, 1, 1 << 20);
+            break;
+        case OPT_PACKED:
+            o.packed = true;
+            break;
         case OPT_ITERS:
             o.iters = (int)cli_parse_int("--bootstrap-iters", optarg, 0, 10000000);
             break;
@@ -121,8 +125,7 @@ cmd_lm(int argc, char **argv)
     if (T > em.m.max_t)
         die_usage("--seq-len %d is longer than the model's context (%d)", T, em.m.max_t);
     if (em.eos < 0)
-        die("%s: no end-of-sequence token known (config eos_token_id or <|endoftext|>)",
-            em.desc);
+        die("%s: no end-of-sequence token known (config eos_token_id or <|endoftext|>)", em.desc);
     struct kerr err;
     struct tok_enc *enc = tok_enc_new(em.tok);
 
@@ -202,15 +205,15 @@ cmd_lm(int argc, char **argv)
     size_t *unit_of = NULL, n_seq = 0, seq_cap = 0, n_units;
     int32_t *stream = NULL;
     int32_t **xs = xcalloc(n_docs, sizeof *xs);
-#define PUSH_SEQ(tk, ln, fr, u)                                                                \
-    do {                                                                                       \
-        if (n_seq == seq_cap) {                                                                \
-            seq_cap = seq_cap ? 2 * seq_cap : 256;                                             \
-            seqs = xrealloc(seqs, seq_cap * sizeof *seqs);                                     \
-            unit_of = xrealloc(unit_of, seq_cap * sizeof *unit_of);                            \
-        }                                                                                      \
-        seqs[n_seq] = (struct score_seq){.tokens = (tk), .len = (ln), .from = (fr)};           \
-        unit_of[n_seq++] = (u);                                                                \
+#define PUSH_SEQ(tk, ln, fr, u)                                                                    \
+    do {                                                                                           \
+        if (n_seq == seq_cap) {                                                                    \
+            seq_cap = seq_cap ? 2 * seq_cap : 256;                                                 \
+            seqs = xrealloc(seqs, seq_cap * sizeof *seqs);                                         \
+            unit_of = xrealloc(unit_of, seq_cap * sizeof *unit_of);                                \
+        }                                                                                          \
+        seqs[n_seq] = (struct score_seq){.tokens = (tk), .len = (ln), .from = (fr)};               \
+        unit_of[n_seq++] = (u);                                                                    \
     } while (0)
     if (o.packed) {
         size_t n_tok = 0;
@@ -287,8 +290,7 @@ cmd_lm(int argc, char **argv)
     double se_bpb = metrics_bootstrap(n_units, o.iters, o.c.cli.seed, stat_bpb, &u);
     info("%zu records, %.0f tokens scored in %.2f s (%.0f tokens/s): loss %.4f, perplexity "
          "%.3f, bits per byte %.4f",
-         n_docs, ntok, secs, (double)sc.tokens_run / (secs > 0 ? secs : 1), loss, exp(loss),
-         bpb);
+         n_docs, ntok, secs, (double)sc.tokens_run / (secs > 0 ? secs : 1), loss, exp(loss), bpb);
 
     struct buf out = {0};
     struct json_writer w;

@@ -31,8 +31,8 @@ is_file(const char *path)
 
 // Reads a number member of a JSON object text; def when absent.
 static int
-config_number(const struct json_obj *o, const char *key, double def, double *out,
-              const char *name, struct kerr *err)
+config_number(const struct json_obj *o, const char *key, double def, double *out, const char *name,
+              struct kerr *err)
 {
     const struct json_field *f = json_obj_get(o, key);
     if (!f) {
@@ -98,8 +98,8 @@ adapter_merge(struct model *m, const char *dir, struct kerr *err)
             tb->shape[1] != rank) {
             kerr_set(err, "%s: %s: A [%lld,%lld] and B [%lld,%lld] do not fit %s [%lld,%lld]",
                      path.p, nm, (long long)ta->shape[0], (long long)ta->shape[1],
-                     (long long)tb->shape[0], (long long)tb->shape[1], target,
-                     (long long)out_f, (long long)in_f);
+                     (long long)tb->shape[0], (long long)tb->shape[1], target, (long long)out_f,
+                     (long long)in_f);
             goto out;
         }
         a = xrealloc(a, (size_t)(rank * in_f) * sizeof *a);
@@ -133,8 +133,8 @@ out:
 }
 
 int
-eval_model_load(struct eval_model *em, const char *path, const char *adapter,
-                const char *tokenizer, struct kerr *err)
+eval_model_load(struct eval_model *em, const char *path, const char *adapter, const char *tokenizer,
+                struct kerr *err)
 {
     memset(em, 0, sizeof *em);
     struct buf tpath = {0}, desc = {0};

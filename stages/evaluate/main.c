@@ -49,18 +49,35 @@ bool
 eval_common_opt(struct eval_common *c, int opt, const char *arg, void (*use)(FILE *))
 {
     switch (opt) {
-    case EOPT_MODEL: c->model = arg; return true;
-    case EOPT_ADAPTER: c->adapter = arg; return true;
-    case EOPT_TOKENIZER: c->tokenizer = arg; return true;
-    case EOPT_DB: c->db = arg; return true;
-    case EOPT_RUN_NAME: c->run_name = arg; return true;
-    case EOPT_PIPELINE: c->pipeline = arg; return true;
-    case EOPT_THREADS: c->threads = (int)cli_parse_int("--threads", arg, 1, 256); return true;
-    case EOPT_BATCH: c->batch = (int)cli_parse_int("--batch", arg, 1, 4096); return true;
+    case EOPT_MODEL:
+        c->model = arg;
+        return true;
+    case EOPT_ADAPTER:
+        c->adapter = arg;
+        return true;
+    case EOPT_TOKENIZER:
+        c->tokenizer = arg;
+        return true;
+    case EOPT_DB:
+        c->db = arg;
+        return true;
+    case EOPT_RUN_NAME:
+        c->run_name = arg;
+        return true;
+    case EOPT_PIPELINE:
+        c->pipeline = arg;
+        return true;
+    case EOPT_THREADS:
+        c->threads = (int)cli_parse_int("--threads", arg, 1, 256);
+        return true;
+    case EOPT_BATCH:
+        c->batch = (int)cli_parse_int("--batch", arg, 1, 4096);
+        return true;
     case EOPT_BUSY:
         c->busy_ms = (int)(cli_parse_double("--busy-timeout", arg, 0, 86400) * 1000);
         return true;
-    default: return cli_common_opt(&c->cli, opt, arg, use);
+    default:
+        return cli_common_opt(&c->cli, opt, arg, use);
     }
 }
 

@@ -76,11 +76,20 @@ esc(struct buf *b, const char *s)
 {
     for (; *s; s++)
         switch (*s) {
-        case '<': buf_puts(b, "&lt;"); break;
-        case '>': buf_puts(b, "&gt;"); break;
-        case '&': buf_puts(b, "&amp;"); break;
-        case '"': buf_puts(b, "&quot;"); break;
-        default: buf_putc(b, *s);
+        case '<':
+            buf_puts(b, "&lt;");
+            break;
+        case '>':
+            buf_puts(b, "&gt;");
+            break;
+        case '&':
+            buf_puts(b, "&amp;");
+            break;
+        case '"':
+            buf_puts(b, "&quot;");
+            break;
+        default:
+            buf_putc(b, *s);
         }
 }
 
@@ -136,8 +145,8 @@ svg_lines(struct buf *b, const char *title, const char *xlabel, struct series *s
         x1 = x0 + 1;
     if (y1 <= y0)
         y1 = y0 + 1;
-    buf_printf(b, "<svg width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\">",
-               W, H, W, H);
+    buf_printf(b, "<svg width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\">", W,
+               H, W, H);
     buf_puts(b, "<text x=\"10\" y=\"18\" font-size=\"13\">");
     esc(b, title);
     buf_puts(b, "</text>");
@@ -147,18 +156,21 @@ svg_lines(struct buf *b, const char *title, const char *xlabel, struct series *s
                L, H - B);
     for (int i = 0; i <= 4; i++) {
         double v = y0 + (y1 - y0) * i / 4, py = H - B - (H - T - B) * i / 4;
-        buf_printf(b, "<text x=\"%.0f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">%.3g</text>",
+        buf_printf(b,
+                   "<text x=\"%.0f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">%.3g</text>",
                    L - 4, py + 3, v);
         double xv = x0 + (x1 - x0) * i / 4, px = L + (W - L - R) * i / 4;
-        buf_printf(b, "<text x=\"%.1f\" y=\"%.0f\" font-size=\"10\" text-anchor=\"middle\">%.4g</text>",
-                   px, H - B + 14, xv);
+        buf_printf(
+            b, "<text x=\"%.1f\" y=\"%.0f\" font-size=\"10\" text-anchor=\"middle\">%.4g</text>",
+            px, H - B + 14, xv);
     }
-    buf_printf(b, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"middle\">", (W - R + L) / 2,
-               H - 6);
+    buf_printf(b, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"middle\">",
+               (W - R + L) / 2, H - 6);
     esc(b, xlabel);
     buf_puts(b, "</text>");
     for (int k = 0; k < ns; k++) {
-        buf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", s[k].color);
+        buf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"",
+                   s[k].color);
         for (size_t i = 0; i < s[k].n; i++)
             buf_printf(b, "%.1f,%.1f ", L + (W - L - R) * (s[k].x[i] - x0) / (x1 - x0),
                        H - B - (H - T - B) * (s[k].y[i] - y0) / (y1 - y0));
@@ -169,7 +181,8 @@ svg_lines(struct buf *b, const char *title, const char *xlabel, struct series *s
                        H - B - (H - T - B) * (s[k].y[0] - y0) / (y1 - y0), s[k].color);
         buf_printf(b, "<rect x=\"%.0f\" y=\"%.0f\" width=\"12\" height=\"4\" fill=\"%s\"/>",
                    W - R + 10, T + 16.0 * k, s[k].color);
-        buf_printf(b, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\">", W - R + 26, T + 16.0 * k + 5);
+        buf_printf(b, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\">", W - R + 26,
+                   T + 16.0 * k + 5);
         esc(b, s[k].name);
         buf_puts(b, "</text>");
     }
@@ -206,8 +219,8 @@ section_runs(struct store *s, struct buf *h, struct buf *md)
         table_free(&t);
         return;
     }
-    static const char *const hd[] = {"id", "kind", "name", "pipeline", "status", "started",
-                                     "ended", "model"};
+    static const char *const hd[] = {"id",     "kind",    "name",  "pipeline",
+                                     "status", "started", "ended", "model"};
     buf_puts(h, "<table><tr>");
     buf_puts(md, "|");
     for (int c = 0; c < 8; c++) {
@@ -224,7 +237,8 @@ section_runs(struct store *s, struct buf *h, struct buf *md)
         buf_puts(md, "|");
         for (int c = 0; c < 8; c++) {
             bool st = c == 4;
-            buf_printf(h, "<td class=\"l%s\">", st ? (strcmp(cell(&t, r, c), "ok") ? " bad" : " ok") : "");
+            buf_printf(h, "<td class=\"l%s\">",
+                       st ? (strcmp(cell(&t, r, c), "ok") ? " bad" : " ok") : "");
             esc(h, cell(&t, r, c));
             buf_puts(h, "</td>");
             buf_putc(md, ' ');
@@ -258,19 +272,21 @@ section_funnel(struct store *s, struct buf *h, struct buf *md)
     double W = 640, row = 26, H = 30 + row * (double)t.nrow, L = 120, bw = W - L - 140;
     buf_printf(h, "<svg width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\">", W,
                H, W, H);
-    buf_puts(h, "<text x=\"10\" y=\"18\" font-size=\"13\">records in (grey) and out (blue) per stage</text>");
+    buf_puts(h, "<text x=\"10\" y=\"18\" font-size=\"13\">records in (grey) and out (blue) per "
+                "stage</text>");
     buf_puts(md, "| stage | records in | records out | kept |\n|---|---|---|---|\n");
     for (size_t r = 0; r < t.nrow; r++) {
         double in = atof(cell(&t, r, 1)), out = atof(cell(&t, r, 2)), y = 28 + row * (double)r;
-        buf_printf(h, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"end\">", L - 6, y + 14);
+        buf_printf(h, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"end\">", L - 6,
+                   y + 14);
         esc(h, cell(&t, r, 0));
         buf_puts(h, "</text>");
         buf_printf(h, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.1f\" height=\"9\" fill=\"#bbb\"/>", L,
                    y + 2, bw * in / mx);
         buf_printf(h, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.1f\" height=\"9\" fill=\"#2b6cb0\"/>",
                    L, y + 11, bw * out / mx);
-        buf_printf(h, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"10\">%.0f → %.0f</text>",
-                   L + bw + 6, y + 14, in, out);
+        buf_printf(h, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"10\">%.0f → %.0f</text>", L + bw + 6,
+                   y + 14, in, out);
         buf_puts(md, "| ");
         md_esc(md, cell(&t, r, 0), 40);
         buf_printf(md, " | %.0f | %.0f | %.1f%% |\n", in, out, in > 0 ? 100 * out / in : 0);
@@ -385,8 +401,8 @@ section_classify(const char *summary, struct buf *h, struct buf *md)
         double cs = 60, L = 110, T = 50;
         double W = L + cs * k + 20, H = T + cs * k + 20;
         buf_puts(h, "<h3>Confusion matrix (rows gold, columns predicted)</h3>\n");
-        buf_printf(h, "<svg width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\">", W,
-                   H, W, H);
+        buf_printf(h, "<svg width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\">",
+                   W, H, W, H);
         buf_puts(md, "Confusion matrix (rows gold, columns predicted):\n\n| gold \\ pred |");
         for (int c = 0; c < k; c++) {
             buf_printf(h, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"middle\">",
@@ -411,10 +427,13 @@ section_classify(const char *summary, struct buf *h, struct buf *md)
             buf_puts(md, " |");
             for (int c = 0; c < k; c++) {
                 double x = m[g * k + c], a = 0.1 + 0.9 * x / mx;
-                buf_printf(h, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" "
-                              "fill=\"%s\" fill-opacity=\"%.2f\" stroke=\"#fff\"/>",
+                buf_printf(h,
+                           "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" "
+                           "fill=\"%s\" fill-opacity=\"%.2f\" stroke=\"#fff\"/>",
                            L + cs * c, T + cs * g, cs, cs, g == c ? "#2b6cb0" : "#c53030", a);
-                buf_printf(h, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"13\" text-anchor=\"middle\">%.0f</text>",
+                buf_printf(h,
+                           "<text x=\"%.0f\" y=\"%.0f\" font-size=\"13\" "
+                           "text-anchor=\"middle\">%.0f</text>",
                            L + cs * c + cs / 2, T + cs * g + cs / 2 + 5, x);
                 buf_printf(md, " %.0f |", x);
             }
@@ -429,21 +448,30 @@ section_classify(const char *summary, struct buf *h, struct buf *md)
     if (json_val_member(&v, "reliability", 11, &rel) && rel.type == JSON_ARRAY) {
         double W = 360, H = 360, L = 50, T = 30, S = 280;
         buf_puts(h, "<h3>Reliability diagram (equal-mass bins)</h3>\n");
-        buf_printf(h, "<svg width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\">", W,
-                   H, W, H);
-        buf_printf(h, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#888\"/>",
+        buf_printf(h, "<svg width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\">",
+                   W, H, W, H);
+        buf_printf(h,
+                   "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
+                   "stroke=\"#888\"/>",
                    L, T, S, S);
-        buf_printf(h, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"#aaa\" stroke-dasharray=\"4\"/>",
+        buf_printf(h,
+                   "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"#aaa\" "
+                   "stroke-dasharray=\"4\"/>",
                    L, T + S, L + S, T);
-        buf_printf(h, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"middle\">confidence</text>",
-                   L + S / 2, T + S + 28);
-        buf_printf(h, "<text x=\"12\" y=\"%.0f\" font-size=\"11\" transform=\"rotate(-90 12 %.0f)\" "
-                      "text-anchor=\"middle\">accuracy</text>",
+        buf_printf(
+            h,
+            "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"middle\">confidence</text>",
+            L + S / 2, T + S + 28);
+        buf_printf(h,
+                   "<text x=\"12\" y=\"%.0f\" font-size=\"11\" transform=\"rotate(-90 12 %.0f)\" "
+                   "text-anchor=\"middle\">accuracy</text>",
                    T + S / 2, T + S / 2);
         for (int i = 0; i <= 4; i++)
-            buf_printf(h, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"10\" text-anchor=\"middle\">%.2f</text>"
-                          "<text x=\"%.0f\" y=\"%.0f\" font-size=\"10\" text-anchor=\"end\">%.2f</text>",
-                       L + S * i / 4, T + S + 14, i / 4.0, L - 4, T + S - S * i / 4 + 3, i / 4.0);
+            buf_printf(
+                h,
+                "<text x=\"%.0f\" y=\"%.0f\" font-size=\"10\" text-anchor=\"middle\">%.2f</text>"
+                "<text x=\"%.0f\" y=\"%.0f\" font-size=\"10\" text-anchor=\"end\">%.2f</text>",
+                L + S * i / 4, T + S + 14, i / 4.0, L - 4, T + S - S * i / 4 + 3, i / 4.0);
         buf_puts(md, "Reliability (equal-mass bins): confidence → accuracy (count):");
         struct json_iter it;
         json_iter_init(&it, &rel);
@@ -458,7 +486,9 @@ section_classify(const char *summary, struct buf *h, struct buf *md)
                 json_double(&nv, &n);
             if (n <= 0)
                 continue;
-            buf_printf(h, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\" fill=\"#2b6cb0\" fill-opacity=\"0.7\"/>",
+            buf_printf(h,
+                       "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\" fill=\"#2b6cb0\" "
+                       "fill-opacity=\"0.7\"/>",
                        L + S * c, T + S - S * a, 3 + fmin(6, sqrt(n)));
             buf_printf(md, " %.3f→%.3f (%.0f)", c, a, n);
         }
@@ -558,13 +588,17 @@ section_results(struct store *s, struct buf *h, struct buf *md)
                     double a = atof(cell(&prev, j, 1)), b = atof(cell(&res, r, 1));
                     double y = 30 + 34.0 * nb, mx = fmax(fabs(a), fabs(b));
                     mx = mx > 0 ? mx : 1;
-                    buf_printf(&svg, "<text x=\"150\" y=\"%.0f\" font-size=\"11\" text-anchor=\"end\">", y + 14);
+                    buf_printf(&svg,
+                               "<text x=\"150\" y=\"%.0f\" font-size=\"11\" text-anchor=\"end\">",
+                               y + 14);
                     esc(&svg, cell(&res, r, 0));
                     buf_puts(&svg, "</text>");
-                    buf_printf(&svg, "<rect x=\"156\" y=\"%.0f\" width=\"%.1f\" height=\"10\" fill=\"#bbb\"/>"
-                                     "<rect x=\"156\" y=\"%.0f\" width=\"%.1f\" height=\"10\" fill=\"#2b6cb0\"/>"
-                                     "<text x=\"520\" y=\"%.0f\" font-size=\"10\">%.4g → %.4g</text>",
-                               y + 2, 350 * fabs(a) / mx, y + 13, 350 * fabs(b) / mx, y + 14, a, b);
+                    buf_printf(
+                        &svg,
+                        "<rect x=\"156\" y=\"%.0f\" width=\"%.1f\" height=\"10\" fill=\"#bbb\"/>"
+                        "<rect x=\"156\" y=\"%.0f\" width=\"%.1f\" height=\"10\" fill=\"#2b6cb0\"/>"
+                        "<text x=\"520\" y=\"%.0f\" font-size=\"10\">%.4g → %.4g</text>",
+                        y + 2, 350 * fabs(a) / mx, y + 13, 350 * fabs(b) / mx, y + 14, a, b);
                     nb++;
                     break;
                 }
@@ -586,9 +620,11 @@ section_results(struct store *s, struct buf *h, struct buf *md)
     struct table ex;
     query(s, "examples.sql", id, &ex);
     if (ex.nrow) {
-        buf_puts(h, "<h3>Sample predictions</h3>\n<table><tr><th class=\"l\">id</th>"
-                    "<th class=\"l\">gold</th><th class=\"l\">prediction</th><th>correct</th></tr>\n");
-        buf_puts(md, "Sample predictions:\n\n| id | gold | prediction | correct |\n|---|---|---|---|\n");
+        buf_puts(h,
+                 "<h3>Sample predictions</h3>\n<table><tr><th class=\"l\">id</th>"
+                 "<th class=\"l\">gold</th><th class=\"l\">prediction</th><th>correct</th></tr>\n");
+        buf_puts(
+            md, "Sample predictions:\n\n| id | gold | prediction | correct |\n|---|---|---|---|\n");
         for (size_t r = 0; r < ex.nrow; r++) {
             const char *c = cell(&ex, r, 3);
             const char *mark = !*c ? "–" : !strcmp(c, "1") ? "yes" : "no";
@@ -599,7 +635,10 @@ section_results(struct store *s, struct buf *h, struct buf *md)
             buf_puts(h, "</td><td class=\"l\">");
             esc(h, cell(&ex, r, 2));
             buf_printf(h, "</td><td class=\"%s\">%s</td></tr>\n",
-                       !strcmp(mark, "yes") ? "ok" : !strcmp(mark, "no") ? "bad" : "", mark);
+                       !strcmp(mark, "yes")  ? "ok"
+                       : !strcmp(mark, "no") ? "bad"
+                                             : "",
+                       mark);
             buf_puts(md, "| ");
             md_esc(md, cell(&ex, r, 0), 40);
             buf_puts(md, " | ");

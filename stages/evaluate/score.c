@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 // score.c: forward-only scoring of token sequences in batches. Sequences of a batch are
-// padded at the end to the batch's longest (its last token is a target only, never an input) (causal attention: padding after a position never
-// changes it), run through model_forward, and the log-probabilities of the scored positions
-// are summed in double, in position order, so a sequence's score does not depend on which
-// batch it landed in beyond float rounding of the forward pass (and not at all on threads).
+// padded at the end to the batch's longest (its last token is a target only, never an input)
+// (causal attention: padding after a position never changes it), run through model_forward, and the
+// log-probabilities of the scored positions are summed in double, in position order, so a
+// sequence's score does not depend on which batch it landed in beyond float rounding of the forward
+// pass (and not at all on threads).
 #include "evaluate.h"
 
 #include <stdlib.h>

@@ -32,8 +32,8 @@ main(int argc, char **argv)
     };
     struct kerr err;
     const char *specials[] = {"<|endoftext|>"};
-    struct tok_train_opts to = {.vocab_size = 300, .specials = specials, .n_specials = 1,
-                                .pre = TOK_PRE_GPT2};
+    struct tok_train_opts to = {
+        .vocab_size = 300, .specials = specials, .n_specials = 1, .pre = TOK_PRE_GPT2};
     struct tok_trainer *tr = tok_trainer_new(&to, &err);
     for (size_t i = 0; tr && i < sizeof text / sizeof *text; i++)
         if (tok_trainer_add(tr, text[i], strlen(text[i]), &err) < 0)
