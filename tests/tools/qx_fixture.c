@@ -16,8 +16,10 @@
 //                        reads the GGUF back (gguf_model_read) and checks every tensor's RMSE
 //                        and max error against the model equal the report's (rel. 1e-4)
 //   qx_fixture ids MODEL_DIR TEXT          token ids of TEXT, space-separated
-//   qx_fixture logits MODEL_DIR ID...      next-token log-probs (model_forward on the
-//                                          checkpoint), JSON as tests/tools/llama_logits.mjs
+//   qx_fixture text                        the built-in training text
+//   qx_fixture logits MODEL ID...          next-token log-probs (model_forward on the
+//                                          checkpoint dir, or on a .gguf read back with
+//                                          gguf_model_read), JSON as llama_logits.mjs
 //   qx_fixture generate MODEL_DIR N ID...  N greedy tokens (KV-cache forward), same JSON
 //   qx_fixture meta FILE.gguf              general.* and tokenizer.ggml.* facts, one per line
 //   qx_fixture card-db DB NAME             a store.h database with a run NAME (params with a
@@ -153,12 +155,20 @@ cmd_model(const char *dir, uint64_t seed, int steps, int dim)
     return 0;
 }
 
+// A checkpoint directory, or a GGUF file (read as evaluate reads one) when path ends in .gguf.
 static void
-load(const char *dir, struct model *m)
+load(const char *path, struct model *m)
 {
     struct kerr err;
-    if (ckpt_load(dir, m, NULL, &err))
-        fail(dir, &err);
+    size_t n = strlen(path);
+    if (n > 5 && !strcmp(path + n - 5, ".gguf")) {
+        struct gguf_file g;
+        if (gguf_open(&g, path, &err) || gguf_model_read(&g, m, &err))
+            fail(path, &err);
+        gguf_close(&g);
+    } else if (ckpt_load(path, m, NULL, &err)) {
+        fail(path, &err);
+    }
 }
 
 static int
@@ -473,6 +483,8 @@ cmd_card_db(const char *path, const char *name)
 int
 main(int argc, char **argv)
 {
+    if (argc == 2 && !strcmp(argv[1], "text"))
+        return fputs(TEXT, stdout) < 0;
     if (argc == 3 && !strcmp(argv[1], "meta"))
         return cmd_meta(argv[2]);
     if (argc == 4 && !strcmp(argv[1], "card-db"))
