@@ -22,14 +22,14 @@ setup_file() {
     fi
     cd "$BATS_FILE_TMPDIR" || exit 1
     # The tokenizer (and a fixture-trained fallback model) from qx_fixture.
-    "$FIX" model fixture 11 40 2>/dev/null
+    "$FIX" model fixture 11 100 2>/dev/null
     if [ -x "$KILN_BIN/train" ]; then
         # Training records: the fixture text's ids in windows of 40.
         "$FIX" ids fixture "$("$FIX" text)" | tr ' ' '\n' |
             awk '{ a[n++] = $1 } END { for (s = 0; s + 40 <= n; s += 20) { r = "{\"input_ids\":["
                 for (j = s; j < s + 40; j++) r = r (j > s ? "," : "") a[j]; print r "]}" } }' >pre.jsonl
         "$KILN_BIN/train" --tokenizer fixture/tokenizer.json --eos 0 --dim 64 --layers 2 \
-            --heads 4 --kv-heads 2 --ffn 256 --max-seq 128 --seq-len 32 --batch 4 --steps 40 \
+            --heads 4 --kv-heads 2 --ffn 256 --max-seq 128 --seq-len 32 --batch 4 --steps 100 \
             --lr 3e-3 --seed 5 -q -o model pre.jsonl
         echo "build/bin/train" >trained-by
     else

@@ -2,10 +2,11 @@
 // qx_fixture: tiny checkpoints, PEFT adapters and reference computations for the
 // quantize-export tests, independent of the stage's own code.
 //
-//   qx_fixture model DIR [SEED [STEPS [DIM]]]   HF checkpoint dir: a BPE tokenizer trained on a
-//                        built-in English text (tokenizer.json, vocab 300), a Llama with
-//                        DIM (64) hidden, 2 layers, 4 heads (2 KV), FFN 256, context 128,
-//                        random init then STEPS (0) AdamW steps on that text
+//   qx_fixture model DIR [SEED [STEPS [DIM [LAYERS [FFN]]]]]
+//                        HF checkpoint dir: a BPE tokenizer trained on a built-in English
+//                        text (tokenizer.json, vocab 300), a Llama with DIM (64) hidden,
+//                        LAYERS (2) layers, 4 heads (2 KV), FFN (256), context 128, random
+//                        init then STEPS (0) AdamW steps on that text
 //   qx_fixture adapter DIR MODEL_DIR R ALPHA [SEED]
 //                        PEFT LoRA adapter for MODEL_DIR's shapes on q_proj and v_proj of
 //                        every layer (random A and B)
@@ -117,7 +118,7 @@ train_steps(struct model *m, const struct tok *t, int steps)
 }
 
 static int
-cmd_model(const char *dir, uint64_t seed, int steps, int dim)
+cmd_model(const char *dir, uint64_t seed, int steps, int dim, int layers, int ffn)
 {
     struct kerr err;
     static const char *const specials[] = {"<|endoftext|>"};
@@ -130,8 +131,8 @@ cmd_model(const char *dir, uint64_t seed, int steps, int dim)
     if (!t)
         fail("tokenizer training", &err);
     tok_trainer_del(tr);
-    struct model_config c = {.vocab = (int)tok_vocab_size(t), .dim = dim, .n_layers = 2,
-                             .n_heads = 4, .n_kv_heads = 2, .ffn = 256, .max_seq = 128,
+    struct model_config c = {.vocab = (int)tok_vocab_size(t), .dim = dim, .n_layers = layers,
+                             .n_heads = 4, .n_kv_heads = 2, .ffn = ffn, .max_seq = 128,
                              .norm_eps = 1e-5, .rope_theta = 10000, .tie_embeddings = false,
                              .bos_id = -1, .eos_id = tok_special_id(t, "<|endoftext|>")};
     struct model m;
@@ -491,7 +492,8 @@ main(int argc, char **argv)
         return cmd_card_db(argv[2], argv[3]);
     if (argc >= 3 && !strcmp(argv[1], "model"))
         return cmd_model(argv[2], argc > 3 ? strtoull(argv[3], NULL, 10) : 1,
-                         argc > 4 ? atoi(argv[4]) : 0, argc > 5 ? atoi(argv[5]) : 64);
+                         argc > 4 ? atoi(argv[4]) : 0, argc > 5 ? atoi(argv[5]) : 64,
+                         argc > 6 ? atoi(argv[6]) : 2, argc > 7 ? atoi(argv[7]) : 256);
     if (argc >= 6 && !strcmp(argv[1], "adapter"))
         return cmd_adapter(argv[2], argv[3], atoi(argv[4]), atof(argv[5]),
                            argc > 6 ? strtoull(argv[6], NULL, 10) : 7);
