@@ -74,7 +74,8 @@ $(LIB): $(COMMON_OBJ)
 
 # A stage is every .c file in stages/<name>/, linked with libkiln.a.
 .SECONDEXPANSION:
-$(STAGES:%=$(B)/bin/%): $(B)/bin/%: $$(patsubst %.c,$(B)/obj/%.o,$$(wildcard stages/$$*/*.c)) $(LIB)
+# (No literal percent sign in the prerequisites: a static pattern would replace it with the stem.)
+$(STAGES:%=$(B)/bin/%): $(B)/bin/%: $$(addprefix $(B)/obj/,$$(addsuffix .o,$$(basename $$(wildcard stages/$$*/*.c)))) $(LIB)
 	@mkdir -p $(@D)
 	@$(if $(filter 1,$(V)),,echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS_ALL)

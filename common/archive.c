@@ -25,7 +25,8 @@ struct arc_reader {
 };
 
 static void
-arc_limits_fill(struct arc_limits *out, const struct arc_limits *in) {
+arc_limits_fill(struct arc_limits *out, const struct arc_limits *in)
+{
     *out = in ? *in : (struct arc_limits){0};
     if (!out->max_member)
         out->max_member = 64ull << 20;
@@ -38,7 +39,8 @@ arc_limits_fill(struct arc_limits *out, const struct arc_limits *in) {
 }
 
 static struct archive *
-arc_read_new(void) {
+arc_read_new(void)
+{
     struct archive *a = archive_read_new();
     if (!a) {
         fprintf(stderr, "archive_read_new: out of memory\n");
@@ -54,13 +56,15 @@ arc_read_new(void) {
 }
 
 static const char *
-arc_errstr(struct archive *a) {
+arc_errstr(struct archive *a)
+{
     const char *s = archive_error_string(a);
     return s ? s : "unknown libarchive error";
 }
 
 static struct arc_reader *
-arc_reader_opened(struct arc_reader *r, int rc, struct kerr *err) {
+arc_reader_opened(struct arc_reader *r, int rc, struct kerr *err)
+{
     if (rc != ARCHIVE_OK) {
         int e = archive_errno(r->a);
         if (e == ENOENT || e == EACCES || e == EISDIR)
@@ -74,7 +78,8 @@ arc_reader_opened(struct arc_reader *r, int rc, struct kerr *err) {
 }
 
 struct arc_reader *
-arc_reader_open(const char *path, const struct arc_limits *limits, struct kerr *err) {
+arc_reader_open(const char *path, const struct arc_limits *limits, struct kerr *err)
+{
     struct arc_reader *r = xcalloc(1, sizeof *r);
     r->name = xstrdup(path);
     arc_limits_fill(&r->lim, limits);
@@ -84,7 +89,8 @@ arc_reader_open(const char *path, const struct arc_limits *limits, struct kerr *
 
 struct arc_reader *
 arc_reader_open_memory(const void *p, size_t n, const char *name, const struct arc_limits *limits,
-                       struct kerr *err) {
+                       struct kerr *err)
+{
     struct arc_reader *r = xcalloc(1, sizeof *r);
     r->name = xstrdup(name ? name : "<memory>");
     arc_limits_fill(&r->lim, limits);
@@ -93,7 +99,8 @@ arc_reader_open_memory(const void *p, size_t n, const char *name, const struct a
 }
 
 bool
-arc_path_safe(const char *path) {
+arc_path_safe(const char *path)
+{
     if (!path || !*path || path[0] == '/')
         return false;
     const char *s = path;
@@ -110,7 +117,8 @@ arc_path_safe(const char *path) {
 }
 
 int
-arc_reader_next(struct arc_reader *r, struct arc_member *m, struct kerr *err) {
+arc_reader_next(struct arc_reader *r, struct arc_member *m, struct kerr *err)
+{
     for (;;) {
         struct archive_entry *e;
         int rc = archive_read_next_header(r->a, &e);
@@ -166,7 +174,8 @@ arc_reader_next(struct arc_reader *r, struct arc_member *m, struct kerr *err) {
 }
 
 int
-arc_reader_read(struct arc_reader *r, struct buf *out, struct kerr *err) {
+arc_reader_read(struct arc_reader *r, struct buf *out, struct kerr *err)
+{
     if (!r->have_member || r->member_read)
         return kerr_set(err, "%s: no current member to read", r->name);
     r->member_read = true;
@@ -205,23 +214,27 @@ arc_reader_read(struct arc_reader *r, struct buf *out, struct kerr *err) {
 }
 
 const struct arc_counts *
-arc_reader_counts(const struct arc_reader *r) {
+arc_reader_counts(const struct arc_reader *r)
+{
     return &r->counts;
 }
 
 uint64_t
-arc_reader_bytes_read(const struct arc_reader *r) {
+arc_reader_bytes_read(const struct arc_reader *r)
+{
     la_int64_t n = archive_filter_bytes(r->a, -1);
     return n > 0 ? (uint64_t)n : 0;
 }
 
 const char *
-arc_reader_name(const struct arc_reader *r) {
+arc_reader_name(const struct arc_reader *r)
+{
     return r->name;
 }
 
 void
-arc_reader_close(struct arc_reader *r) {
+arc_reader_close(struct arc_reader *r)
+{
     if (!r)
         return;
     if (r->a)
@@ -250,7 +263,8 @@ struct arc_writer {
 };
 
 int
-arc_source_date_epoch(int64_t *out, struct kerr *err) {
+arc_source_date_epoch(int64_t *out, struct kerr *err)
+{
     const char *s = getenv("SOURCE_DATE_EPOCH");
     if (!s || !*s) {
         *out = ARC_DEFAULT_MTIME;
@@ -267,7 +281,8 @@ arc_source_date_epoch(int64_t *out, struct kerr *err) {
 }
 
 struct arc_writer *
-arc_writer_open(const char *path, const struct arc_wopts *opts, struct kerr *err) {
+arc_writer_open(const char *path, const struct arc_wopts *opts, struct kerr *err)
+{
     struct arc_wopts o = opts ? *opts : (struct arc_wopts){.mtime = -1};
     int64_t mtime = o.mtime;
     if (mtime < 0 && arc_source_date_epoch(&mtime, err) < 0)
@@ -283,7 +298,8 @@ arc_writer_open(const char *path, const struct arc_wopts *opts, struct kerr *err
 }
 
 static int
-arc_writer_push(struct arc_writer *w, const char *name, struct kerr *err) {
+arc_writer_push(struct arc_writer *w, const char *name, struct kerr *err)
+{
     if (!arc_path_safe(name))
         return kerr_set(err, "%s: unsafe entry name '%s'", w->path, name);
     if (w->n == w->cap) {
@@ -297,7 +313,8 @@ arc_writer_push(struct arc_writer *w, const char *name, struct kerr *err) {
 
 int
 arc_writer_add(struct arc_writer *w, const char *name, const void *p, size_t n, bool executable,
-               struct kerr *err) {
+               struct kerr *err)
+{
     if (arc_writer_push(w, name, err) < 0)
         return -1;
     struct arc_wentry *e = &w->e[w->n - 1];
@@ -311,7 +328,8 @@ arc_writer_add(struct arc_writer *w, const char *name, const void *p, size_t n, 
 
 int
 arc_writer_add_file(struct arc_writer *w, const char *name, const char *file, bool executable,
-                    struct kerr *err) {
+                    struct kerr *err)
+{
     if (arc_writer_push(w, name, err) < 0)
         return -1;
     w->e[w->n - 1].file = xstrdup(file);
@@ -320,12 +338,14 @@ arc_writer_add_file(struct arc_writer *w, const char *name, const char *file, bo
 }
 
 static int
-arc_wentry_cmp(const void *a, const void *b) {
+arc_wentry_cmp(const void *a, const void *b)
+{
     return strcmp(((const struct arc_wentry *)a)->name, ((const struct arc_wentry *)b)->name);
 }
 
 static void
-arc_writer_free(struct arc_writer *w) {
+arc_writer_free(struct arc_writer *w)
+{
     for (size_t i = 0; i < w->n; i++) {
         free(w->e[i].name);
         free(w->e[i].file);
@@ -341,7 +361,8 @@ arc_writer_free(struct arc_writer *w) {
 // bytes read must match it.
 static int
 arc_writer_entry(struct arc_writer *w, struct archive *a, const struct arc_wentry *we,
-                 struct kerr *err) {
+                 struct kerr *err)
+{
     FILE *f = NULL;
     uint64_t size = we->n;
     if (we->file) {
@@ -402,7 +423,8 @@ arc_writer_entry(struct arc_writer *w, struct archive *a, const struct arc_wentr
 }
 
 int
-arc_writer_close(struct arc_writer *w, struct kerr *err) {
+arc_writer_close(struct arc_writer *w, struct kerr *err)
+{
     qsort(w->e, w->n, sizeof *w->e, arc_wentry_cmp);
     for (size_t i = 1; i < w->n; i++)
         if (!strcmp(w->e[i - 1].name, w->e[i].name)) {
@@ -438,7 +460,8 @@ arc_writer_close(struct arc_writer *w, struct kerr *err) {
 }
 
 void
-arc_writer_abort(struct arc_writer *w) {
+arc_writer_abort(struct arc_writer *w)
+{
     if (!w)
         return;
     remove(w->tmp);

@@ -474,40 +474,6 @@ gguf_set_tokenizer_gpt2(struct gguf_writer *w, const struct gguf_tokenizer_param
         gguf_set_bool(w, "tokenizer.ggml.add_bos_token", t->add_bos != 0);
 }
 
-const char *
-gguf_tokenizer_pre_name(const char *preset)
-{
-    static const char *const map[][2] = {
-        {"gpt2", "gpt-2"},       {"r50k", "gpt-2"},   {"r50k_base", "gpt-2"},
-        {"llama3", "llama-bpe"}, {"o200k", "gpt-4o"}, {"o200k_base", "gpt-4o"},
-    };
-    for (size_t i = 0; i < KILN_ARRAY_LEN(map); i++)
-        if (strcmp(map[i][0], preset) == 0)
-            return map[i][1];
-    return NULL;
-}
-
-void
-gguf_gpt2_bytes_to_unicode(const uint8_t *bytes, size_t n, struct buf *out)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned b = bytes[i], cp;
-        if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) {
-            cp = b;
-        } else {
-            // The k-th byte (in increasing order) outside the printable ranges maps to 256 + k.
-            unsigned k = b <= 0x20 ? b : b <= 0xA0 ? 33 + (b - 0x7F) : 67;
-            cp = 256 + k;
-        }
-        if (cp < 0x80) {
-            buf_putc(out, (char)cp);
-        } else {
-            buf_putc(out, (char)(0xC0 | (cp >> 6)));
-            buf_putc(out, (char)(0x80 | (cp & 0x3F)));
-        }
-    }
-}
-
 // ---------------------------------------------------------------- reader
 
 struct cursor {

@@ -124,8 +124,8 @@ struct gguf_llama_params {
 void gguf_set_llama(struct gguf_writer *w, const struct gguf_llama_params *p);
 
 struct gguf_tokenizer_params {
-    const char *pre;           // tokenizer.ggml.pre: "gpt-2", "llama-bpe", ...
-    const char *const *tokens; // n_tokens, in GPT-2 byte-to-unicode form
+    const char *pre;           // tokenizer.ggml.pre (tok_pre_gguf_name in tok.h)
+    const char *const *tokens; // n_tokens, in GPT-2 byte-to-unicode form (tok_token_unicode)
     size_t n_tokens;
     const int32_t *token_types; // n_tokens (1 normal, 3 control, ...), or NULL = all 1
     const char *const *merges;  // n_merges, "a b" in byte-to-unicode form
@@ -135,15 +135,6 @@ struct gguf_tokenizer_params {
 };
 // Sets tokenizer.ggml.model "gpt2" and the keys above.
 void gguf_set_tokenizer_gpt2(struct gguf_writer *w, const struct gguf_tokenizer_params *t);
-// llama.cpp's tokenizer.ggml.pre for a kiln pre-tokenizer preset name (tok.h): "gpt2"/"r50k"
-// -> "gpt-2", "llama3" -> "llama-bpe" (the original cl100k regex), "o200k"/"o200k_base" ->
-// "gpt-4o" (the same regex as tiktoken's o200k). NULL when no llama.cpp pre-tokenizer is known
-// to use exactly that regex — including "cl100k", whose current tiktoken form is written
-// differently from llama-bpe's (whether they always split alike is unverified).
-const char *gguf_tokenizer_pre_name(const char *preset);
-// Appends the GPT-2 byte-to-unicode form of n raw bytes to out (UTF-8): printable bytes map
-// to themselves, the other 68 to U+0100 + k in increasing order (space -> U+0120).
-void gguf_gpt2_bytes_to_unicode(const uint8_t *bytes, size_t n, struct buf *out);
 
 // ---- reader ----
 

@@ -18,7 +18,7 @@
 //     valid JSON and unescapes to a NUL byte (json_str returns lengths, so it survives).
 //   - Duplicate keys (compared after unescaping, so "a" and "\u0061" collide) are an error in
 //     every object at every depth. Objects of up to 16 keys are checked pairwise; larger ones
-//     (tokenizer vocabularies) by sorting 64-bit hashes of the unescaped keys.
+//     (tokenizer vocabularies) with a hash table of the unescaped keys.
 //   - Nesting deeper than JSON_MAX_DEPTH containers is an error (the parser is iterative, so
 //     the limit is a policy, not a stack guard).
 //   - Numbers are validated for grammar only: 1e400 parses (json_double then reports that it
@@ -29,10 +29,17 @@
 //     \"id\"", "nesting deeper than 256", "trailing characters after the object", and say
 //     "at end of input" when the input stops early. The offset is 0-based into the bytes given.
 //
-// Speed: no allocation per record (the field index and the key stack of json_obj are reused),
-// string bodies are scanned 64 (AVX-512BW) or 32 (AVX2) bytes at a time for '"', '\\' and
-// controls, and UTF-8 validation skips ASCII runs with the same vectors; only the non-ASCII
-// characters of a string are decoded one by one.
+// Speed: no allocation per record (the field index and the key stack of json_obj are reused);
+// the parser is one iterative loop with its cursor in a register. Strings are where the bytes
+// are: with AVX-512BW a string is decided 64 bytes per step entirely with bit masks — closing
+// quote, escaped positions (odd backslash runs, carried across blocks), invalid escapes,
+// controls and (with AVX-512 VBMI) UTF-8 validity — so a "\n" every few dozen bytes costs no
+// exit from the vector loop; only \uXXXX escapes go through scalar code. Short plain strings
+// (keys, labels) are decided inline with a single 64-byte compare. Without AVX-512 the scan
+// runs 32 (AVX2) or 1 byte at a time and stops at each backslash, and UTF-8 is validated by
+// utf8_valid_prefix (vector ASCII skip, scalar decoding of non-ASCII characters), which is
+// also the exact reference the vector check defers to for error offsets. Measured with
+// `make bench` (tests/bench/bench_json.sh).
 //
 // Functions that read already validated bytes (json_iter_*, json_val_member, json_str,
 // json_unescape) never read outside the value they are given, even on invalid input; on such
@@ -59,19 +66,15 @@ struct key_ref {
     bool esc;
 };
 
-struct key_hash {
-    uint64_t h;
-    size_t i;
-};
-
 // Working memory of the parser, kept in struct json_obj so that parsing many records does not
 // allocate: the keys of all open objects (a stack), hashes for large-object duplicate checks,
 // and a buffer for unescaping keys.
 struct json_scratch {
     struct key_ref *keys;
     size_t nkeys, capkeys;
-    struct key_hash *hs;
-    size_t caphs;
+    uint64_t *hs;   // hashes of the keys of one large object
+    uint32_t *slots; // its open-addressing table: key index + 1, 0 = empty
+    size_t caphs, capslots;
     struct buf tmp;
 };
 
@@ -86,6 +89,7 @@ scratch_free(struct json_scratch *sc)
 {
     free(sc->keys);
     free(sc->hs);
+    free(sc->slots);
     buf_free(&sc->tmp);
 }
 
@@ -385,37 +389,28 @@ static const char *
 escape_check(struct parser *ps, const char *p)
 {
     const char *end = ps->end;
-    if (end - p < 2) {
-        fail(ps, end, "unterminated string");
-        return NULL;
-    }
+    if (end - p < 2)
+        return FAILP(ps, end, "unterminated string");
     switch (p[1]) {
     case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
         return p + 2;
     case 'u': {
         int u = hex4(p + 2, end);
-        if (u < 0) {
-            fail(ps, p, "invalid \\u escape (expected 4 hex digits)");
-            return NULL;
-        }
-        if (u >= 0xDC00 && u <= 0xDFFF) {
-            fail(ps, p, "lone surrogate escape \\u%04x", u);
-            return NULL;
-        }
+        if (u < 0)
+            return FAILP(ps, p, "invalid \\u escape (expected 4 hex digits)");
+        if (u >= 0xDC00 && u <= 0xDFFF)
+            return FAILP(ps, p, "lone surrogate escape \\u%04x", u);
         if (u >= 0xD800 && u <= 0xDBFF) {
             const char *q = p + 6;
             int l = end - q >= 6 && q[0] == '\\' && q[1] == 'u' ? hex4(q + 2, end) : -1;
-            if (l < 0xDC00 || l > 0xDFFF) {
-                fail(ps, p, "lone surrogate escape \\u%04x", u);
-                return NULL;
-            }
+            if (l < 0xDC00 || l > 0xDFFF)
+                return FAILP(ps, p, "lone surrogate escape \\u%04x", u);
             return p + 12;
         }
         return p + 6;
     }
     default:
-        fail(ps, p, "invalid escape");
-        return NULL;
+        return FAILP(ps, p, "invalid escape");
     }
 }
 
@@ -460,11 +455,7 @@ scan_plain(const char *p, const char *end, bool *high)
 
 #if defined(__AVX512BW__)
 #if defined(__AVX512VBMI__)
-// UTF-8 check of one 64-byte block v whose preceding 64 bytes were prev (the Keiser-Lemire
-// "lookup" algorithm, as in simdjson): nonzero bytes mark invalid sequences. Too short, too
-// long, overlong, surrogate and > U+10FFFF are found from the high nibble of a byte, both
-// nibbles of the byte before it, and whether the byte 2 or 3 back starts a 3- or 4-byte
-// sequence.
+// Constants of the vector UTF-8 check (utf8_block_errors), made once per string scan.
 struct utf8_simd {
     __m512i idx1, idx2, idx3, t1h, t1l, t2h, nib, third, fourth, top;
 };
@@ -674,16 +665,15 @@ static inline const char *
 parse_string(struct parser *ps, const char *open, bool *escaped)
 {
     const char *p = open + 1;
-    if (__builtin_expect(ps->end - p >= 64, 1)) {
-        __m512i v = _mm512_loadu_si512((const void *)p);
-        uint64_t quote = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('"'));
-        uint64_t other = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\\')) |
-                         _mm512_cmplt_epu8_mask(v, _mm512_set1_epi8(0x20)) |
-                         _mm512_movepi8_mask(v);
-        if (quote && (other & ((quote & (0 - quote)) - 1)) == 0) {
-            *escaped = false;
-            return p + __builtin_ctzll(quote) + 1;
-        }
+    // Near the end of the input (the last fields of a record) a masked load stays in bounds.
+    uint64_t valid = ps->end - p >= 64 ? ~0ull : (1ull << (ps->end - p)) - 1;
+    __m512i v = _mm512_maskz_loadu_epi8(valid, p);
+    uint64_t quote = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('"')) & valid;
+    uint64_t other = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\\')) |
+                     _mm512_cmplt_epu8_mask(v, _mm512_set1_epi8(0x20)) | _mm512_movepi8_mask(v);
+    if (quote && (other & ((quote & (0 - quote)) - 1)) == 0) {
+        *escaped = false;
+        return p + __builtin_ctzll(quote) + 1;
     }
     return parse_string_blocks(ps, open, escaped);
 }
@@ -786,15 +776,6 @@ key_ref_eq(struct json_scratch *sc, const struct key_ref *a, const struct key_re
 }
 
 static int
-key_hash_cmp(const void *x, const void *y)
-{
-    const struct key_hash *a = x, *b = y;
-    if (a->h != b->h)
-        return a->h < b->h ? -1 : 1;
-    return a->i < b->i ? -1 : a->i > b->i;
-}
-
-static int
 fail_dup(struct parser *ps, const struct key_ref *k)
 {
     // Quote at most ~60 bytes of the key, cut at a character boundary.
@@ -823,32 +804,37 @@ check_dups(struct parser *ps, const struct key_ref *keys, size_t n)
             }
         return 0;
     }
+    // Larger objects: a hash table of the keys seen so far, probed in document order.
+    size_t cap = 64;
+    while (cap < 2 * n)
+        cap *= 2;
     if (sc->caphs < n) {
         sc->caphs = n + n / 2;
         sc->hs = xrealloc(sc->hs, sc->caphs * sizeof *sc->hs);
     }
+    if (sc->capslots < cap) {
+        sc->capslots = cap;
+        sc->slots = xrealloc(sc->slots, cap * sizeof *sc->slots);
+    }
+    memset(sc->slots, 0, cap * sizeof *sc->slots);
     for (size_t i = 0; i < n; i++) {
+        uint64_t h;
         if (keys[i].esc) {
             buf_reset(&sc->tmp);
             json_unescape(keys[i].p, keys[i].len, &sc->tmp);
-            sc->hs[i].h = hash64(sc->tmp.p, sc->tmp.len);
+            h = hash64(sc->tmp.p, sc->tmp.len);
         } else
-            sc->hs[i].h = hash64(keys[i].p, keys[i].len);
-        sc->hs[i].i = i;
-    }
-    qsort(sc->hs, n, sizeof *sc->hs, key_hash_cmp);
-    size_t first_dup = SIZE_MAX;
-    for (size_t g = 0, i = 1; i < n; i++) {
-        if (sc->hs[i].h != sc->hs[g].h) {
-            g = i;
-            continue;
+            h = hash64(keys[i].p, keys[i].len);
+        sc->hs[i] = h;
+        size_t pos = (size_t)h & (cap - 1);
+        for (; sc->slots[pos]; pos = (pos + 1) & (cap - 1)) {
+            size_t j = sc->slots[pos] - 1;
+            if (sc->hs[j] == h && key_ref_eq(sc, &keys[i], &keys[j]))
+                return fail_dup(ps, &keys[i]);
         }
-        for (size_t j = g; j < i; j++)
-            if (key_ref_eq(sc, &keys[sc->hs[i].i], &keys[sc->hs[j].i]) &&
-                sc->hs[i].i < first_dup)
-                first_dup = sc->hs[i].i; // sorted by index within a hash: i is the later one
+        sc->slots[pos] = (uint32_t)(i + 1);
     }
-    return first_dup == SIZE_MAX ? 0 : fail_dup(ps, &keys[first_dup]);
+    return 0;
 }
 
 // ---- the parser --------------------------------------------------------------------------

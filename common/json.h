@@ -123,7 +123,7 @@ bool json_str_eq(const struct json_val *v, const char *s, size_t n);
 
 // Numbers. Return 0 on success, -1 when v is not a number or does not fit (int64: must be an
 // integer literal without fraction/exponent, or an exact integer value ≤ 2^53 in other forms
-// such as 1.0 or 15e-1; double: -1 when the value overflows, e.g. 1e400; underflow gives 0).
+// such as 1.0 or 1.5e1; double: -1 when the value overflows, e.g. 1e400; underflow gives 0).
 int json_int(const struct json_val *v, int64_t *out);
 int json_double(const struct json_val *v, double *out);
 
@@ -165,8 +165,9 @@ void jw_raw(struct json_writer *w, const char *raw, size_t n); // an already-ser
 // exists, appended after the last field otherwise. raw == NULL removes the field. Untouched
 // fields are copied byte for byte, in order (from the key's opening quote to the value's end;
 // the separators between fields become a bare ','). Keys match after unescaping; when several
-// edits name the same key the last one wins; new keys are appended in edit order. With no
-// edits the output is the object's bytes with surrounding whitespace trimmed (o->src, o->len).
+// edits name the same key the last one wins; new keys are appended in the order of their
+// last edit. With no edits the output is the object's bytes with surrounding whitespace
+// trimmed (o->src, o->len).
 struct json_edit {
     const char *key;
     const char *raw;

@@ -20,7 +20,8 @@ static const uint8_t md5_r[64] = {7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7
                                   6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21};
 
 static void
-md5_block(uint32_t h[4], const uint8_t *p) {
+md5_block(uint32_t h[4], const uint8_t *p)
+{
     uint32_t w[16];
     for (int i = 0; i < 16; i++)
         w[i] = (uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 | (uint32_t)p[4 * i + 2] << 16 |
@@ -55,7 +56,8 @@ md5_block(uint32_t h[4], const uint8_t *p) {
 }
 
 void
-md5_buf(const void *p, size_t n, uint8_t out[16]) {
+md5_buf(const void *p, size_t n, uint8_t out[16])
+{
     uint32_t h[4] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476};
     const uint8_t *s = p;
     size_t i = 0;

@@ -3,7 +3,7 @@
 // parameter slab with Hugging Face tensor names, forward and backward over a batch, log-probs
 // for evaluation, an incremental (KV-cache) forward for generation, AdamW, learning-rate
 // schedules and gradient clipping. It knows nothing of JSON, files or SQLite: formats
-// (safetensors.h, llama_config.h) turn files into a config and tensors.
+// (safetensors.h, checkpoint.h) turn files into a config and tensors.
 //
 // Architecture: x = embed[tok]; per layer x += o(attn(rope(q), rope(k), v)) over
 // rmsnorm(x), x += down(silu(gate(h)) * up(h)) over rmsnorm(x); logits = lm_head(rmsnorm(x)).
@@ -12,7 +12,8 @@
 //
 // How to use it (evaluate, quantize-export, PEFT):
 //
-//   struct model m;  model_config_preset(&cfg, "small") or llama_config_read(...)
+//   struct model m;  ckpt_load(dir, &m, NULL, err)   // a HF directory (checkpoint.h), or
+//   model_config_preset(&cfg, "small") / ckpt_config_parse(...), then
 //   model_init(&m, &cfg, err);              // slab allocated, zeroed; then either
 //   model_init_random(&m, seed);            // HF-style init, or fill tensors:
 //   for (i < m.n_tensors) m.tensors[i] -> {name, shape, offset}; data = m.params + offset
@@ -20,11 +21,13 @@
 //   struct model_acts a; model_acts_init(&a, &m, B, T, training, kpool_threads(pool));
 //   model_forward(&m, &a, pool, tokens, B, T); // tokens [B*T] → a.logits [B*T, V]
 //   model_logprobs(&m, &a, pool, targets, lp); // log p(targets[r] | prefix) per row
+//   // (sequences shorter than T: call with a smaller t, or pad and set targets to -1)
 //   // training: model_grads_alloc(&m) once; then per micro-batch
 //   loss_sum = model_forward_backward(&m, &a, pool, tokens, targets, B, T, 1.0f / n_scored, NULL);
 //   // or any loss on the logits: model_forward, write dL/dlogits into a.logits, model_backward
 //   // generation: struct model_kv kv; model_kv_init(&kv, &m, max_t);
 //   model_kv_forward(&m, &kv, pool, prompt, n, logits_V); ... one token at a time after.
+//   // saving: ckpt_save(dir, &m, ST_F32 | ST_F16 | ST_BF16, err) (checkpoint.h)
 //
 // Tensor layout in the slab (the order of m.tensors): embed, then per layer
 // input_layernorm, q, k, v, o, post_attention_layernorm, gate, up, down, then norm, lm_head.

@@ -32,10 +32,12 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
-#define REC_NSLOT 3
+#define REC_NSLOT 4
 #define REC_CHUNK_DEFAULT ((size_t)1 << 20)
 #define REC_MAX_LINE_DEFAULT ((size_t)1 << 30)
 #define REC_INBUF ((size_t)1 << 18) // compressed input read size
+#define REC_ZSTD_WORKERS_MAX 4
+#define REC_LINE_KEEP ((size_t)16 << 20) // a line buffer larger than this is freed after use
 
 // ---- the ring of buffers between two threads ----------------------------------------------
 
@@ -457,8 +459,7 @@ detect_kind(const unsigned char *b, size_t n)
     bool undecided = false;
     for (size_t i = 0; i < KILN_ARRAY_LEN(magics); i++) {
         size_t k = 0;
-        while (k < n && k < magics[i].len &&
-               (b[k] & magics[i].mask[k]) == magics[i].magic[k])
+        while (k < n && k < magics[i].len && (b[k] & magics[i].mask[k]) == magics[i].magic[k])
             k++;
         if (k == magics[i].len)
             return (int)magics[i].kind;
@@ -571,8 +572,7 @@ reader_take(struct rec_reader *r)
 }
 
 // Records a failure: sticky, returned again by later calls.
-static int
-reader_fail(struct rec_reader *r, struct kerr *err, const char *fmt, ...)
+static int reader_fail(struct rec_reader *r, struct kerr *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static int
@@ -606,8 +606,8 @@ reader_end(struct rec_reader *r, struct kerr *err)
 static int
 line_too_long(struct rec_reader *r, struct kerr *err)
 {
-    return reader_fail(r, err, "%s:%" PRIu64 ": line longer than %zu bytes", r->name,
-                       r->lineno + 1, r->max_line);
+    return reader_fail(r, err, "%s:%" PRIu64 ": line longer than %zu bytes", r->name, r->lineno + 1,
+                       r->max_line);
 }
 
 int
@@ -622,6 +622,8 @@ rec_reader_next(struct rec_reader *r, struct rec_line *line, struct kerr *err)
         if (reader_start(r, &e) < 0)
             return reader_fail(r, err, "%s: %s", r->name, e.msg);
     }
+    if (r->line.cap > REC_LINE_KEEP)
+        buf_free(&r->line); // do not hold on to the memory of one huge line
     buf_reset(&r->line);
     for (;;) {
         if (r->cur && r->pos < r->cur->len) {
@@ -819,6 +821,15 @@ writer_finish(struct rec_writer *w, int rc, struct kerr *err)
     return rc;
 }
 
+// zstd's own compression threads. Any count >= 1 gives the same bytes (zstd cuts the input
+// into jobs of a size fixed by the level, never by timing), so the count only sets speed.
+static int
+zstd_workers(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > REC_ZSTD_WORKERS_MAX ? REC_ZSTD_WORKERS_MAX : (int)n;
+}
+
 struct rec_writer *
 rec_writer_open(const char *path, const struct rec_wopts *opts, struct kerr *err)
 {
@@ -870,6 +881,8 @@ rec_writer_open(const char *path, const struct rec_wopts *opts, struct kerr *err
         size_t rc = ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, level);
         if (!ZSTD_isError(rc))
             rc = ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 1);
+        if (!ZSTD_isError(rc))
+            rc = ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_nbWorkers, zstd_workers());
         if (ZSTD_isError(rc)) {
             kerr_set(err, "zstd level %d: %s", level, ZSTD_getErrorName(rc));
             goto fail;

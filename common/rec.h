@@ -22,12 +22,14 @@
 // Errors are sticky: later calls return -1 with the same message.
 //
 // Writer: appends '\n' after each record; zstd (level 3 default, checksummed frames) on a
-// worker thread so compression overlaps the stage's work. Bytes are handed over in chunks of
-// fixed size (rec_wopts.chunk_bytes, default 1 MiB) and compressed by one single-threaded zstd
-// context in streaming mode, so the output is deterministic for a given level whatever the
-// timing or chunk size. "-"/NULL is stdout; compressed output to a terminal is refused unless
-// forced. A named output is written to "PATH.tmp" and renamed on rec_writer_close(); the .tmp
-// is registered with cli so SIGINT/SIGTERM remove it, and rec_writer_abort() or a failed close
+// worker thread so compression overlaps the stage's work. The caller's bytes go to the worker
+// in fixed-size chunks (rec_wopts.chunk_bytes, default 1 MiB); the worker feeds zstd's
+// multithreaded job mode (as many zstd threads as CPUs, at most 4), which cuts the stream into
+// jobs whose size depends on the level only, so the output is deterministic for a given level
+// and zstd version whatever the timing, chunk size or thread count (it is byte for byte what
+// `zstd -3 -T1 < in` writes). "-"/NULL is stdout; compressed output to a terminal is refused
+// unless forced. A named output is written to "PATH.tmp" and renamed on rec_writer_close(); the
+// .tmp is registered with cli so SIGINT/SIGTERM remove it, and rec_writer_abort() or a failed close
 // remove it too. A named output that exists and is not a regular file (/dev/null, a FIFO) is
 // written in place. Write errors (EPIPE on a closed pipe, ENOSPC, ...) are reported as errors
 // ("<stdout>: write failed: Broken pipe"), not as SIGPIPE: the worker threads block SIGPIPE,
@@ -74,9 +76,9 @@ void rec_reader_set_chunk(struct rec_reader *r, size_t bytes);
 void rec_reader_close(struct rec_reader *r);
 
 struct rec_wopts {
-    int level;       // zstd level, default 3 (0 means default)
-    bool plain;      // no compression
-    bool force;      // allow compressed output to a terminal
+    int level;          // zstd level, default 3 (0 means default)
+    bool plain;         // no compression
+    bool force;         // allow compressed output to a terminal
     size_t chunk_bytes; // hand-over size to the worker, 0 = 1 MiB (output does not depend on it)
 };
 

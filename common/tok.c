@@ -144,7 +144,10 @@ tok_grow(struct tok *t, size_t n)
 {
     if (n <= t->n)
         return;
-    t->ent = xrealloc(t->ent, n * sizeof *t->ent);
+    if (n > t->cap) {
+        t->cap = n > 2 * t->cap ? n : 2 * t->cap;
+        t->ent = xrealloc(t->ent, t->cap * sizeof *t->ent);
+    }
     memset(t->ent + t->n, 0, (n - t->n) * sizeof *t->ent);
     t->n = n;
 }

@@ -31,7 +31,7 @@ struct tok_merge {
 };
 
 struct tok {
-    size_t n; // ids 0..n-1
+    size_t n, cap; // ids 0..n-1; room for cap
     struct tok_ent *ent;
     struct buf slab;
     struct tok_bslot *bmap; // ordinary bytes → id, open addressing (id -1 = empty)

@@ -97,6 +97,7 @@ buf_reserve(struct buf *b, size_t extra)
         cap *= 2;
     b->p = xrealloc(b->p, cap);
     b->cap = cap;
+    b->p[b->len] = 0; // keep the invariant even before the first append
 }
 
 void

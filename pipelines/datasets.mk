@@ -6,9 +6,6 @@
 #   make datasets                         build/data/spamassassin.jsonl.zst, pretrain-en.jsonl.zst
 #   make build/data/spamassassin.jsonl.zst
 
-# The stage rule's prerequisite list in the top-level Makefile loses the stage's objects (a
-# static pattern replaces the first '%' of the patsubst); name them here for our stages.
-$(foreach s,ingest balance,$(eval $(B)/bin/$(s): $(patsubst %.c,$(B)/obj/%.o,$(wildcard stages/$(s)/*.c))))
 
 DATASETS := spamassassin pretrain-en
 

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // kiln-step: content-hashed caching, audit and pruning for Makefile pipelines.
 //
-//   kiln-step run   [--cache DIR] [--log FILE] [--name NAME] [--in F]... [--out F]... [--dep F]...
-//                   -- COMMAND [ARG...]
+//   kiln-step run   [--cache DIR] [--log FILE] [--name NAME] [--in F]... [--dep F]...
+//                   [--out F]... [--out-dir D]... [--aux F]... -- COMMAND [ARG...]
 //   kiln-step audit [--cache DIR] LOG
 //   kiln-step gc    [--cache DIR] [--max-age DAYS] [--max-size BYTES]
 //
@@ -15,7 +15,12 @@
 // temporary (OUT.kiln-tmp) that is renamed into place only when the command succeeds: a failed
 // or killed step leaves no output and no cache entry. Outputs and inputs are stored in the
 // content-addressed object store (DIR/objects/xx/sha256, read-only, hard-linked when possible);
-// the entry DIR/steps/KEY.json names the outputs' hashes. File hashes are remembered in an
+// --out-dir names a directory output (e.g. a checkpoint), stored file by file; --aux names a
+// volatile output (stats with timings, logs) that is cached and restored like the others but
+// never compared by an audit;
+// the entry DIR/steps/KEY.json names the outputs' hashes.
+// Audits use only the last record per output path in LOG (the step that produced what is
+// there now), so a log that grows over many runs stays correct. File hashes are remembered in an
 // SQLite state table (DIR/state.db: path, device, inode, size, mtime → sha256) so unchanged
 // files are not rehashed. One JSON line per step goes to --log (the pipeline's run record).
 //
@@ -36,6 +41,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,14 +54,29 @@
 
 #define MAXF 64
 
+enum out_kind { OUT_FILE, OUT_DIR, OUT_AUX };
+static const char *const kind_names[] = {"file", "dir", "aux"};
+
+// One output: a file (nfiles = 1, rel[0] = "") or a directory's regular files (sorted
+// relative paths). sha[i] is the content hash of file i.
+struct out {
+    const char *path;
+    enum out_kind kind;
+    char *tmp; // path.kiln-tmp while the command runs
+    int nfiles;
+    char **rel;
+    char (*sha)[65];
+};
+
 struct step {
     const char *cache, *log, *name;
-    const char *ins[MAXF], *outs[MAXF], *deps[MAXF];
+    const char *ins[MAXF], *deps[MAXF];
+    struct out outs[MAXF];
     int nin, nout, ndep;
     char **cmd;
     int ncmd;
     struct store *db;
-    char in_sha[MAXF][65], out_sha[MAXF][65], dep_sha[MAXF][65], bin_sha[65];
+    char in_sha[MAXF][65], dep_sha[MAXF][65], bin_sha[65];
     char key[65];
 };
 
@@ -63,7 +84,8 @@ static void
 usage(FILE *f)
 {
     fprintf(f, "usage: kiln-step run [--cache DIR] [--log FILE] [--name NAME] [--in FILE]...\n"
-               "                     [--out FILE]... [--dep FILE]... -- COMMAND [ARG...]\n"
+               "                     [--dep FILE]... [--out FILE]... [--out-dir DIR]...\n"
+               "                     [--aux FILE]... -- COMMAND [ARG...]\n"
                "       kiln-step audit [--cache DIR] LOG\n"
                "       kiln-step gc [--cache DIR] [--max-age DAYS] [--max-size BYTES]\n"
                "Content-hashed caching of pipeline steps; see pipelines/README.md.\n");
@@ -252,6 +274,107 @@ substitute(const char *arg, const char *const *paths, const char *const *marks, 
     }
 }
 
+static int
+rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+// rm -rf path (no error when absent).
+static void
+remove_tree(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return;
+    if (!S_ISDIR(st.st_mode)) {
+        unlink(path);
+        return;
+    }
+    if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        die("cannot remove %s:", path);
+}
+
+static void
+out_files_free(struct out *o)
+{
+    for (int i = 0; i < o->nfiles; i++)
+        free(o->rel[i]);
+    free(o->rel);
+    free(o->sha);
+    o->rel = NULL;
+    o->sha = NULL;
+    o->nfiles = 0;
+}
+
+static void
+out_add_file(struct out *o, const char *rel, const char *sha)
+{
+    o->rel = xrealloc(o->rel, (size_t)(o->nfiles + 1) * sizeof *o->rel);
+    o->sha = xrealloc(o->sha, (size_t)(o->nfiles + 1) * sizeof *o->sha);
+    o->rel[o->nfiles] = xstrdup(rel);
+    snprintf(o->sha[o->nfiles], 65, "%s", sha ? sha : "");
+    o->nfiles++;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+// Lists the regular files under dir (relative paths, sorted); symlinks and others refused.
+static void
+list_tree(const char *dir, const char *prefix, struct out *o)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        die("%s:", dir);
+    char **names = NULL;
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        names = xrealloc(names, (n + 1) * sizeof *names);
+        names[n++] = xstrdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        struct buf full, rel;
+        buf_init(&full);
+        buf_init(&rel);
+        buf_printf(&full, "%s/%s", dir, names[i]);
+        buf_printf(&rel, "%s%s%s", prefix, *prefix ? "/" : "", names[i]);
+        struct stat st;
+        if (lstat(full.p, &st) != 0)
+            die("%s:", full.p);
+        if (S_ISDIR(st.st_mode))
+            list_tree(full.p, rel.p, o);
+        else if (S_ISREG(st.st_mode))
+            out_add_file(o, rel.p, NULL);
+        else
+            die("%s: output directories may hold only regular files", full.p);
+        buf_free(&full);
+        buf_free(&rel);
+        free(names[i]);
+    }
+    free(names);
+}
+
+static char *
+join(const char *dir, const char *rel)
+{
+    struct buf b;
+    buf_init(&b);
+    if (*rel)
+        buf_printf(&b, "%s/%s", dir, rel);
+    else
+        buf_puts(&b, dir);
+    return buf_detach(&b);
+}
+
 // Resolves a command name through PATH like execvp would.
 static char *
 which(const char *cmd)
@@ -289,7 +412,7 @@ path_table(const struct step *s, const char **paths, const char **marks, char na
     }
     for (int i = 0; i < s->nout; i++, n++) {
         snprintf(names[n], 16, "@out%d", i);
-        paths[n] = s->outs[i];
+        paths[n] = s->outs[i].path;
         marks[n] = names[n];
     }
     return n;
@@ -316,7 +439,7 @@ compute_key(struct step *s)
     json_writer_init(&w, &b);
     jw_obj_begin(&w);
     jw_key(&w, "v");
-    jw_int(&w, 1);
+    jw_int(&w, 2);
     jw_key(&w, "cmd");
     jw_arr_begin(&w);
     for (int i = 1; i < s->ncmd; i++) {
@@ -338,7 +461,10 @@ compute_key(struct step *s)
         jw_str(&w, s->dep_sha[i]);
     jw_arr_end(&w);
     jw_key(&w, "outs");
-    jw_int(&w, s->nout);
+    jw_arr_begin(&w);
+    for (int i = 0; i < s->nout; i++)
+        jw_str(&w, kind_names[s->outs[i].kind]);
+    jw_arr_end(&w);
     jw_obj_end(&w);
     uint8_t d[32];
     sha256_buf(b.p, b.len, d);
@@ -356,7 +482,97 @@ entry_path(const char *cache, const char *key)
     return buf_detach(&b);
 }
 
-// Loads a cache entry's output hashes. 1 when present, valid and every object verifies.
+// Writes the outputs as JSON: [{"path","kind","files":[{"path","sha256"}]}].
+static void
+write_outs(struct json_writer *w, const struct out *outs, int n)
+{
+    jw_arr_begin(w);
+    for (int i = 0; i < n; i++) {
+        jw_obj_begin(w);
+        jw_key(w, "path");
+        jw_str(w, outs[i].path);
+        jw_key(w, "kind");
+        jw_str(w, kind_names[outs[i].kind]);
+        jw_key(w, "files");
+        jw_arr_begin(w);
+        for (int f = 0; f < outs[i].nfiles; f++) {
+            jw_obj_begin(w);
+            jw_key(w, "path");
+            jw_str(w, outs[i].rel[f]);
+            jw_key(w, "sha256");
+            jw_str(w, outs[i].sha[f]);
+            jw_obj_end(w);
+        }
+        jw_arr_end(w);
+        jw_obj_end(w);
+    }
+    jw_arr_end(w);
+}
+
+static bool
+member_str(const struct json_val *v, const char *key, struct buf *out)
+{
+    struct json_val m;
+    buf_reset(out);
+    if (!json_val_member(v, key, strlen(key), &m) || m.type != JSON_STRING)
+        return false;
+    json_str(&m, out);
+    return true;
+}
+
+// Reads outputs written by write_outs into outs[0..max). Returns the count or -1.
+static int
+read_outs(const struct json_val *arr, struct out *outs, int max)
+{
+    if (arr->type != JSON_ARRAY)
+        return -1;
+    struct json_iter it;
+    json_iter_init(&it, arr);
+    int n = 0;
+    struct buf p, k, h;
+    buf_init(&p);
+    buf_init(&k);
+    buf_init(&h);
+    int rc = 0;
+    while (rc == 0 && json_iter_next(&it)) {
+        struct json_val files;
+        if (n >= max || !member_str(&it.val, "path", &p) || !member_str(&it.val, "kind", &k) ||
+            !json_val_member(&it.val, "files", 5, &files) || files.type != JSON_ARRAY) {
+            rc = -1;
+            break;
+        }
+        struct out *o = &outs[n++];
+        memset(o, 0, sizeof *o);
+        o->path = xstrdup(p.p);
+        o->kind = !strcmp(k.p, "dir") ? OUT_DIR : !strcmp(k.p, "aux") ? OUT_AUX : OUT_FILE;
+        struct json_iter fi;
+        json_iter_init(&fi, &files);
+        while (json_iter_next(&fi)) {
+            if (!member_str(&fi.val, "path", &p) || !member_str(&fi.val, "sha256", &h) ||
+                h.len != 64) {
+                rc = -1;
+                break;
+            }
+            out_add_file(o, p.p, h.p);
+        }
+    }
+    buf_free(&p);
+    buf_free(&k);
+    buf_free(&h);
+    return rc ? -1 : n;
+}
+
+static void
+free_outs(struct out *outs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        out_files_free(&outs[i]);
+        free((char *)outs[i].path);
+    }
+}
+
+// Loads a cache entry into s->outs' file lists. 1 when present, valid and every object
+// verifies; a damaged entry is removed.
 static int
 entry_load(struct step *s)
 {
@@ -365,40 +581,29 @@ entry_load(struct step *s)
     buf_init(&text);
     struct kerr err;
     int ok = 0;
-    if (read_file(path, 1 << 20, &text, &err) == 0) {
-        struct json_val v, outs;
+    if (read_file(path, 16 << 20, &text, &err) == 0) {
+        struct json_val v, arr;
         struct json_error je;
+        struct out got[MAXF];
+        int n = -1;
         if (json_parse_value(text.p, text.len, &v, &je) == 0 && v.type == JSON_OBJECT &&
-            json_val_member(&v, "outs", 4, &outs) && outs.type == JSON_ARRAY) {
-            struct json_iter it;
-            json_iter_init(&it, &outs);
-            int n = 0;
-            ok = 1;
-            while (json_iter_next(&it)) {
-                struct buf h;
-                buf_init(&h);
-                if (n >= s->nout || it.val.type != JSON_STRING) {
-                    ok = 0;
-                    buf_free(&h);
-                    break;
-                }
-                json_str(&it.val, &h);
-                if (h.len != 64) {
-                    ok = 0;
-                    buf_free(&h);
-                    break;
-                }
-                memcpy(s->out_sha[n++], h.p, 65);
-                buf_free(&h);
-            }
-            if (n != s->nout)
-                ok = 0;
-        }
+            json_val_member(&v, "outs", 4, &arr))
+            n = read_outs(&arr, got, MAXF);
+        ok = n == s->nout;
+        for (int i = 0; ok && i < n; i++)
+            ok = got[i].kind == s->outs[i].kind && got[i].nfiles >= (got[i].kind != OUT_DIR);
         if (!ok)
             warnx_("%s: unreadable cache entry, rebuilding", path);
-        for (int i = 0; ok && i < s->nout; i++)
-            if (!object_verify(s->cache, s->out_sha[i]))
-                ok = 0;
+        for (int i = 0; ok && i < n; i++)
+            for (int f = 0; ok && f < got[i].nfiles; f++)
+                ok = object_verify(s->cache, got[i].sha[f]);
+        for (int i = 0; ok && i < n; i++) {
+            out_files_free(&s->outs[i]);
+            for (int f = 0; f < got[i].nfiles; f++)
+                out_add_file(&s->outs[i], got[i].rel[f], got[i].sha[f]);
+        }
+        if (n > 0)
+            free_outs(got, n);
         if (!ok)
             unlink(path);
     }
@@ -423,10 +628,7 @@ entry_save(struct step *s)
     jw_key(&w, "name");
     jw_str(&w, s->name ? s->name : "");
     jw_key(&w, "outs");
-    jw_arr_begin(&w);
-    for (int i = 0; i < s->nout; i++)
-        jw_str(&w, s->out_sha[i]);
-    jw_arr_end(&w);
+    write_outs(&w, s->outs, s->nout);
     jw_obj_end(&w);
     buf_putc(&b, '\n');
     buf_printf(&tmp, "%s.%d.tmp", path, (int)getpid());
@@ -438,6 +640,63 @@ entry_save(struct step *s)
     buf_free(&b);
     buf_free(&tmp);
     free(path);
+}
+
+// Builds an output from the object store at o->tmp, then moves it into place.
+static void
+out_restore(const char *cache, struct out *o)
+{
+    remove_tree(o->tmp);
+    if (o->kind == OUT_DIR) {
+        mkdirs(o->tmp);
+        for (int f = 0; f < o->nfiles; f++) {
+            char *p = join(o->tmp, o->rel[f]);
+            object_get(cache, o->sha[f], p);
+            free(p);
+        }
+    } else {
+        object_get(cache, o->sha[0], o->tmp);
+    }
+    remove_tree(o->path);
+    if (rename(o->tmp, o->path) != 0)
+        die("%s:", o->path);
+    utimensat(AT_FDCWD, o->path, NULL, 0);
+}
+
+// After a successful command: moves o->tmp into place, hashes and stores its files.
+static void
+out_commit(struct step *s, struct out *o)
+{
+    struct stat st;
+    if (lstat(o->tmp, &st) != 0)
+        die("%s: the command did not write %s", s->name ? s->name : s->cmd[0], o->path);
+    if ((o->kind == OUT_DIR) != (S_ISDIR(st.st_mode) != 0))
+        die("%s: %s is %s a directory", s->name ? s->name : s->cmd[0], o->path,
+            o->kind == OUT_DIR ? "not" : "unexpectedly");
+    remove_tree(o->path);
+    if (rename(o->tmp, o->path) != 0)
+        die("%s:", o->path);
+    out_files_free(o);
+    if (o->kind == OUT_DIR)
+        list_tree(o->path, "", o);
+    else
+        out_add_file(o, "", NULL);
+    for (int f = 0; f < o->nfiles; f++) {
+        char *p = join(o->path, o->rel[f]);
+        file_sha(s, p, o->sha[f]);
+        object_put(s->cache, p, o->sha[f]);
+        free(p);
+    }
+}
+
+static volatile sig_atomic_t child_pid, got_signal;
+
+static void
+forward_signal(int sig)
+{
+    got_signal = sig;
+    if (child_pid > 0)
+        kill((pid_t)child_pid, sig);
 }
 
 // Runs argv, returns its exit status the shell way (128+signal when killed).
@@ -459,10 +718,12 @@ spawn(char **argv, const char *dir)
         fprintf(stderr, "kiln-step: %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
+    child_pid = pid;
     int st;
     while (waitpid(pid, &st, 0) < 0)
         if (errno != EINTR)
             die("waitpid:");
+    child_pid = 0;
     if (WIFSIGNALED(st))
         return 128 + WTERMSIG(st);
     return WEXITSTATUS(st);
@@ -498,10 +759,8 @@ log_step(struct step *s, bool hit, double secs)
         const char **p;
         char (*h)[65];
         int n;
-    } groups[3] = {{"in", s->ins, s->in_sha, s->nin},
-                   {"out", s->outs, s->out_sha, s->nout},
-                   {"dep", s->deps, s->dep_sha, s->ndep}};
-    for (int g = 0; g < 3; g++) {
+    } groups[2] = {{"in", s->ins, s->in_sha, s->nin}, {"dep", s->deps, s->dep_sha, s->ndep}};
+    for (int g = 0; g < 2; g++) {
         jw_key(&w, groups[g].k);
         jw_arr_begin(&w);
         for (int i = 0; i < groups[g].n; i++) {
@@ -514,6 +773,8 @@ log_step(struct step *s, bool hit, double secs)
         }
         jw_arr_end(&w);
     }
+    jw_key(&w, "out");
+    write_outs(&w, s->outs, s->nout);
     jw_obj_end(&w);
     buf_putc(&b, '\n');
     parent_dirs(s->log);
@@ -522,6 +783,12 @@ log_step(struct step *s, bool hit, double secs)
         close(fd) != 0)
         die("%s:", s->log);
     buf_free(&b);
+}
+
+static const char *
+step_label(const struct step *s)
+{
+    return s->name ? s->name : s->cmd[0];
 }
 
 static int
@@ -540,104 +807,88 @@ cmd_run(struct step *s)
     // Inputs go into the object store too, so an audit can restore exactly what was used.
     for (int i = 0; i < s->nin; i++)
         object_put(s->cache, s->ins[i], s->in_sha[i]);
-
-    if (entry_load(s)) {
-        for (int i = 0; i < s->nout; i++)
-            object_get(s->cache, s->out_sha[i], s->outs[i]);
-        if (cli_verbosity > 0)
-            fprintf(stderr, "kiln-step: %s: cached (%.12s)\n", s->name ? s->name : s->cmd[0],
-                    s->key);
-        log_step(s, true, now_seconds() - t0);
-        store_close(s->db);
-        return 0;
-    }
-
-    // Run with every output path replaced by its temporary.
-    char **argv = xcalloc((size_t)s->ncmd + 1, sizeof *argv);
-    const char *tmp_paths[MAXF];
-    int slots[MAXF];
     for (int i = 0; i < s->nout; i++) {
         struct buf t;
         buf_init(&t);
-        buf_printf(&t, "%s.kiln-tmp", s->outs[i]);
-        tmp_paths[i] = buf_detach(&t);
-        unlink(s->outs[i]);
-        unlink(tmp_paths[i]);
-        parent_dirs(s->outs[i]);
-        slots[i] = cli_tmp_register(tmp_paths[i]);
+        buf_printf(&t, "%s.kiln-tmp", s->outs[i].path);
+        s->outs[i].tmp = buf_detach(&t);
+        parent_dirs(s->outs[i].path);
+        remove_tree(s->outs[i].tmp); // left over from a killed run
     }
-    for (int i = 0; i < s->ncmd; i++) {
-        struct buf a;
-        buf_init(&a);
-        substitute(s->cmd[i], s->outs, tmp_paths, s->nout, &a);
-        argv[i] = buf_detach(&a);
-    }
-    if (cli_verbosity > 0)
-        fprintf(stderr, "kiln-step: %s: running\n", s->name ? s->name : s->cmd[0]);
-    int rc = spawn(argv, NULL);
-    for (int i = 0; rc == 0 && i < s->nout; i++) {
-        if (access(tmp_paths[i], F_OK) != 0) {
-            fprintf(stderr, "kiln-step: %s: the command did not write %s\n",
-                    s->name ? s->name : s->cmd[0], s->outs[i]);
-            rc = 1;
-        }
-    }
-    if (rc == 0) {
-        for (int i = 0; i < s->nout; i++) {
-            if (rename(tmp_paths[i], s->outs[i]) != 0)
-                die("%s:", s->outs[i]);
-            cli_tmp_forget(slots[i]);
-            file_sha(s, s->outs[i], s->out_sha[i]);
-            object_put(s->cache, s->outs[i], s->out_sha[i]);
-        }
-        entry_save(s);
-        log_step(s, false, now_seconds() - t0);
+
+    int rc = 0;
+    if (entry_load(s)) {
+        for (int i = 0; i < s->nout; i++)
+            out_restore(s->cache, &s->outs[i]);
+        if (cli_verbosity > 0)
+            fprintf(stderr, "kiln-step: %s: cached (%.12s)\n", step_label(s), s->key);
+        log_step(s, true, now_seconds() - t0);
     } else {
-        cli_tmp_remove_all();
-        if (rc > 128)
-            raise(rc - 128); // killed: die the same way (the handler removed the temporaries)
-        fprintf(stderr, "kiln-step: %s: failed (exit %d); no output kept\n",
-                s->name ? s->name : s->cmd[0], rc);
+        // Run with every output path replaced by its temporary. While the command runs,
+        // SIGINT/SIGTERM/SIGHUP are forwarded to it; we clean up once it has exited, then die
+        // of the same signal.
+        const char *paths[MAXF], *tmps[MAXF];
+        for (int i = 0; i < s->nout; i++) {
+            paths[i] = s->outs[i].path;
+            tmps[i] = s->outs[i].tmp;
+            remove_tree(s->outs[i].path);
+        }
+        char **argv = xcalloc((size_t)s->ncmd + 1, sizeof *argv);
+        for (int i = 0; i < s->ncmd; i++) {
+            struct buf a;
+            buf_init(&a);
+            substitute(s->cmd[i], paths, tmps, s->nout, &a);
+            argv[i] = buf_detach(&a);
+        }
+        if (cli_verbosity > 0)
+            fprintf(stderr, "kiln-step: %s: running\n", step_label(s));
+        struct sigaction fwd, old_int, old_term, old_hup;
+        memset(&fwd, 0, sizeof fwd);
+        fwd.sa_handler = forward_signal;
+        sigaction(SIGINT, &fwd, &old_int);
+        sigaction(SIGTERM, &fwd, &old_term);
+        sigaction(SIGHUP, &fwd, &old_hup);
+        rc = spawn(argv, NULL);
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+        sigaction(SIGHUP, &old_hup, NULL);
+        if (rc == 0 && got_signal)
+            rc = 128 + got_signal; // the command ignored it, but the step was interrupted
+        if (rc == 0) {
+            for (int i = 0; i < s->nout; i++)
+                out_commit(s, &s->outs[i]);
+            entry_save(s);
+            log_step(s, false, now_seconds() - t0);
+        } else {
+            for (int i = 0; i < s->nout; i++)
+                remove_tree(s->outs[i].tmp);
+            if (rc > 128 && rc - 128 != SIGPIPE) {
+                signal(rc - 128, SIG_DFL);
+                raise(rc - 128); // killed: die the same way
+            }
+            fprintf(stderr, "kiln-step: %s: failed (exit %d); no output kept\n", step_label(s),
+                    rc);
+        }
+        for (int i = 0; i < s->ncmd; i++)
+            free(argv[i]);
+        free(argv);
     }
-    for (int i = 0; i < s->nout; i++)
-        free((char *)tmp_paths[i]);
-    for (int i = 0; i < s->ncmd; i++)
-        free(argv[i]);
-    free(argv);
+    for (int i = 0; i < s->nout; i++) {
+        free(s->outs[i].tmp);
+        out_files_free(&s->outs[i]);
+    }
     store_close(s->db);
     return rc;
 }
 
 // ---- audit ------------------------------------------------------------------------------
 
-struct audit_file {
-    char *path, *sha;
+struct record {
+    struct json_val v;
+    struct out outs[MAXF];
+    int nout;
+    bool superseded; // a later record wrote the same first output
 };
-
-static int
-audit_files(const struct json_val *v, const char *key, struct audit_file *f, int max)
-{
-    struct json_val arr;
-    if (!json_val_member(v, key, strlen(key), &arr) || arr.type != JSON_ARRAY)
-        return -1;
-    struct json_iter it;
-    json_iter_init(&it, &arr);
-    int n = 0;
-    while (json_iter_next(&it) && n < max) {
-        struct json_val p, h;
-        if (!json_val_member(&it.val, "path", 4, &p) || !json_val_member(&it.val, "sha256", 6, &h))
-            return -1;
-        struct buf a, b;
-        buf_init(&a);
-        buf_init(&b);
-        json_str(&p, &a);
-        json_str(&h, &b);
-        f[n].path = buf_detach(&a);
-        f[n].sha = buf_detach(&b);
-        n++;
-    }
-    return n;
-}
 
 static int
 cmd_audit(const char *cache, const char *log)
@@ -647,105 +898,146 @@ cmd_audit(const char *cache, const char *log)
     struct kerr err;
     if (read_file(log, 0, &text, &err))
         die_kerr(&err);
+    // Parse every record first: only the last one per output path is audited.
+    struct record *recs = NULL;
+    size_t nrec = 0;
+    char *line = text.p;
+    for (size_t lineno = 1; line && *line; lineno++) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        struct json_error je;
+        struct json_val v, outv;
+        if (json_parse_value(line, n, &v, &je) != 0 || v.type != JSON_OBJECT)
+            die("%s:%zu:%zu: invalid step record: %s", log, lineno, je.offset + 1, je.msg);
+        recs = xrealloc(recs, (nrec + 1) * sizeof *recs);
+        struct record *r = &recs[nrec++];
+        memset(r, 0, sizeof *r);
+        r->v = v;
+        if (!json_val_member(&v, "out", 3, &outv) || (r->nout = read_outs(&outv, r->outs, MAXF)) < 1)
+            die("%s:%zu: step record without outputs", log, lineno);
+        line = nl ? nl + 1 : NULL;
+    }
+    for (size_t i = 0; i < nrec; i++)
+        for (size_t j = i + 1; j < nrec && !recs[i].superseded; j++)
+            if (!strcmp(recs[i].outs[0].path, recs[j].outs[0].path))
+                recs[i].superseded = true;
+
     char tmpl[] = "/tmp/kiln-audit-XXXXXX";
     char *scratch = mkdtemp(tmpl);
     if (!scratch)
         die("mkdtemp:");
-    int steps = 0, bad = 0;
-    printf("%-24s %-14s %-14s %s\n", "step", "expected", "got", "match");
-    char *line = text.p;
-    while (line && *line) {
-        char *nl = strchr(line, '\n');
-        size_t n = nl ? (size_t)(nl - line) : strlen(line);
-        struct json_val v;
-        struct json_error je;
-        if (json_parse_value(line, n, &v, &je) != 0 || v.type != JSON_OBJECT)
-            die("%s:%d: invalid step record: %s", log, steps + 1, je.msg);
-        struct audit_file ins[MAXF], outs[MAXF];
-        int nin = audit_files(&v, "in", ins, MAXF), nout = audit_files(&v, "out", outs, MAXF);
-        struct json_val cmdv, namev;
-        if (nin < 0 || nout < 0 || !json_val_member(&v, "cmd", 3, &cmdv) ||
-            !json_val_member(&v, "name", 4, &namev))
-            die("%s:%d: incomplete step record", log, steps + 1);
-        struct buf name;
-        buf_init(&name);
-        json_str(&namev, &name);
+    int steps = 0, bad = 0, compared = 0;
+    printf("%-32s %-12s %-12s %s\n", "step/output", "expected", "got", "match");
+    struct buf name, a, dir;
+    buf_init(&name);
+    buf_init(&a);
+    buf_init(&dir);
+    for (size_t r = 0; r < nrec; r++) {
+        if (recs[r].superseded)
+            continue;
+        const struct json_val *v = &recs[r].v;
+        struct json_val cmdv, insv;
+        if (!member_str(v, "name", &name) || !json_val_member(v, "cmd", 3, &cmdv) ||
+            !json_val_member(v, "in", 2, &insv) || insv.type != JSON_ARRAY)
+            die("%s: incomplete step record %zu", log, r + 1);
         steps++;
-        // Fresh directory per step: inputs restored from the object store by hash.
-        struct buf dir;
-        buf_init(&dir);
+        buf_reset(&dir);
         buf_printf(&dir, "%s/step%d", scratch, steps);
         mkdirs(dir.p);
+        // Inputs restored from the object store by hash; outputs go to fresh paths.
         const char *paths[2 * MAXF], *repl[2 * MAXF];
-        for (int i = 0; i < nin; i++) {
-            char *obj = object_path(cache, ins[i].sha);
-            if (!object_verify(cache, ins[i].sha))
-                die("%s: input %s (%.12s) is not in the cache", name.p, ins[i].path, ins[i].sha);
+        int np = 0;
+        struct json_iter it;
+        json_iter_init(&it, &insv);
+        while (json_iter_next(&it) && np < MAXF) {
+            struct buf ip, ih;
+            buf_init(&ip);
+            buf_init(&ih);
+            if (!member_str(&it.val, "path", &ip) || !member_str(&it.val, "sha256", &ih))
+                die("%s: bad input in step record %zu", log, r + 1);
+            if (!object_verify(cache, ih.p))
+                die("%s: input %s (%.12s) is not in the cache", name.p, ip.p, ih.p);
+            char *obj = object_path(cache, ih.p);
             struct buf p;
             buf_init(&p);
-            buf_printf(&p, "%s/in%d", dir.p, i);
+            buf_printf(&p, "%s/in%d", dir.p, np);
             if (copy_file(obj, p.p) != 0)
                 die("%s:", p.p);
-            paths[i] = ins[i].path;
-            repl[i] = buf_detach(&p);
             free(obj);
+            paths[np] = buf_detach(&ip);
+            repl[np++] = buf_detach(&p);
+            buf_free(&ih);
         }
-        for (int i = 0; i < nout; i++) {
+        int nin = np;
+        for (int i = 0; i < recs[r].nout; i++) {
             struct buf p;
             buf_init(&p);
             buf_printf(&p, "%s/out%d", dir.p, i);
-            paths[nin + i] = outs[i].path;
-            repl[nin + i] = buf_detach(&p);
+            paths[np] = xstrdup(recs[r].outs[i].path);
+            repl[np++] = buf_detach(&p);
         }
-        struct json_iter it;
-        json_iter_init(&it, &cmdv);
         char *argv[1024];
         int argc = 0;
+        json_iter_init(&it, &cmdv);
         while (json_iter_next(&it) && argc < 1023) {
-            struct buf a, sub;
-            buf_init(&a);
+            struct buf sub;
             buf_init(&sub);
+            buf_reset(&a);
             json_str(&it.val, &a);
-            substitute(a.p ? a.p : "", paths, repl, nin + nout, &sub);
+            substitute(a.p ? a.p : "", paths, repl, np, &sub);
             argv[argc++] = buf_detach(&sub);
-            buf_free(&a);
         }
         argv[argc] = NULL;
         int rc = spawn(argv, NULL);
-        for (int i = 0; i < nout; i++) {
-            char got[65] = "(failed)";
-            uint8_t d[32];
-            if (rc == 0 && sha256_file(repl[nin + i], d, &err) == 0)
-                hex_encode(d, 32, got);
-            else if (rc == 0)
-                strcpy(got, "(missing)");
-            bool ok = strcmp(got, outs[i].sha) == 0;
-            bad += !ok;
-            char label[64];
-            snprintf(label, sizeof label, "%s%s%d", name.p, nout > 1 ? ":" : "", nout > 1 ? i : 0);
-            if (nout == 1)
-                snprintf(label, sizeof label, "%s", name.p);
-            printf("%-24s %-14.12s %-14.12s %s\n", label, outs[i].sha, got, ok ? "yes" : "NO");
+        for (int i = 0; i < recs[r].nout; i++) {
+            const struct out *o = &recs[r].outs[i];
+            if (o->kind == OUT_AUX)
+                continue;
+            // A directory must hold exactly the recorded files.
+            struct out got;
+            memset(&got, 0, sizeof got);
+            got.kind = o->kind;
+            struct stat st;
+            if (rc == 0 && o->kind == OUT_DIR && stat(repl[nin + i], &st) == 0 && S_ISDIR(st.st_mode))
+                list_tree(repl[nin + i], "", &got);
+            for (int f = 0; f < o->nfiles; f++) {
+                char *p = join(repl[nin + i], o->rel[f]);
+                char h[65] = "(missing)";
+                uint8_t d[32];
+                if (rc != 0)
+                    strcpy(h, "(failed)");
+                else if (sha256_file(p, d, &err) == 0)
+                    hex_encode(d, 32, h);
+                bool ok = strcmp(h, o->sha[f]) == 0;
+                bad += !ok;
+                compared++;
+                char label[256];
+                snprintf(label, sizeof label, "%s%s%s", name.p, *o->rel[f] ? ":" : "", o->rel[f]);
+                printf("%-32s %-12.12s %-12.12s %s\n", label, o->sha[f], h, ok ? "yes" : "NO");
+                free(p);
+            }
+            if (o->kind == OUT_DIR && rc == 0 && got.nfiles != o->nfiles) {
+                printf("%-32s %-12d %-12d %s\n", name.p, o->nfiles, got.nfiles,
+                       "NO (file count)");
+                bad++;
+            }
+            out_files_free(&got);
         }
         for (int i = 0; i < argc; i++)
             free(argv[i]);
-        for (int i = 0; i < nin + nout; i++)
+        for (int i = 0; i < np; i++) {
+            free((char *)paths[i]);
             free((char *)repl[i]);
-        for (int i = 0; i < nin; i++) {
-            free(ins[i].path);
-            free(ins[i].sha);
         }
-        for (int i = 0; i < nout; i++) {
-            free(outs[i].path);
-            free(outs[i].sha);
-        }
-        buf_free(&name);
-        buf_free(&dir);
-        line = nl ? nl + 1 : NULL;
     }
-    char *rm[] = {"rm", "-rf", scratch, NULL};
-    spawn(rm, NULL);
-    printf("audit: %d steps, %d mismatches\n", steps, bad);
+    remove_tree(scratch);
+    printf("audit: %d steps, %d outputs compared, %d mismatches\n", steps, compared, bad);
+    for (size_t r = 0; r < nrec; r++)
+        free_outs(recs[r].outs, recs[r].nout);
+    free(recs);
+    buf_free(&name);
+    buf_free(&a);
+    buf_free(&dir);
     buf_free(&text);
     return bad ? 1 : 0;
 }
@@ -873,18 +1165,24 @@ main(int argc, char **argv)
         if (!val)
             die_usage("%s needs a value", a);
         i++;
+        bool is_out = !strcmp(a, "--out") || !strcmp(a, "--out-dir") || !strcmp(a, "--aux");
+        if ((is_out && s.nout >= MAXF) || (!strcmp(a, "--in") && s.nin >= MAXF) ||
+            (!strcmp(a, "--dep") && s.ndep >= MAXF))
+            die_usage("too many %s (at most %d)", a, MAXF);
         if (!strcmp(a, "--cache"))
             s.cache = val;
         else if (!strcmp(a, "--log"))
             s.log = val;
         else if (!strcmp(a, "--name"))
             s.name = val;
-        else if (!strcmp(a, "--in") && s.nin < MAXF)
+        else if (!strcmp(a, "--in"))
             s.ins[s.nin++] = val;
-        else if (!strcmp(a, "--out") && s.nout < MAXF)
-            s.outs[s.nout++] = val;
-        else if (!strcmp(a, "--dep") && s.ndep < MAXF)
+        else if (!strcmp(a, "--dep"))
             s.deps[s.ndep++] = val;
+        else if (is_out)
+            s.outs[s.nout++] = (struct out){
+                .path = val,
+                .kind = !strcmp(a, "--out") ? OUT_FILE : !strcmp(a, "--aux") ? OUT_AUX : OUT_DIR};
         else if (!strcmp(a, "--max-age"))
             max_age = cli_parse_double("--max-age", val, 0, 1e6);
         else if (!strcmp(a, "--max-size"))
@@ -896,7 +1194,7 @@ main(int argc, char **argv)
         if (i >= argc)
             die_usage("run: no command after --");
         if (s.nout == 0)
-            die_usage("run: at least one --out is needed");
+            die_usage("run: at least one --out, --out-dir or --aux is needed");
         s.cmd = argv + i;
         s.ncmd = argc - i;
         return cmd_run(&s);

@@ -12,6 +12,9 @@
 #include "unicode.h"
 
 #include <errno.h>
+#ifdef __AVX512BW__
+#include <immintrin.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,6 +331,32 @@ ws_lower(const char *s, size_t n, struct buf *out, struct kerr *err)
     bool pending = false, any = false;
     size_t i = 0;
     while (i < n) {
+#ifdef __AVX512BW__
+        // 64 ASCII bytes whose whitespace bytes are all single (no two adjacent, none first
+        // when nothing was written yet or a space is pending): each whitespace byte becomes
+        // ' ', letters are lowercased, and a whitespace byte at the end becomes the pending
+        // space. Typical prose takes this path; anything else goes byte by byte below.
+        if (n - i >= 64 && !pending && any) {
+            __m512i v = _mm512_loadu_si512(s + i);
+            uint64_t nonascii = _mm512_movepi8_mask(v);
+            uint64_t ws = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(' ')) |
+                          _mm512_mask_cmple_epu8_mask(
+                              _mm512_cmpge_epu8_mask(v, _mm512_set1_epi8(0x09)), v,
+                              _mm512_set1_epi8(0x0d));
+            if (!nonascii && !(ws & (ws >> 1)) && !(ws & 1)) {
+                uint64_t upper = _mm512_mask_cmple_epu8_mask(
+                    _mm512_cmpge_epu8_mask(v, _mm512_set1_epi8('A')), v, _mm512_set1_epi8('Z'));
+                v = _mm512_mask_add_epi8(v, upper, v, _mm512_set1_epi8(0x20));
+                v = _mm512_mask_mov_epi8(v, ws, _mm512_set1_epi8(' '));
+                bool last_ws = ws >> 63;
+                _mm512_mask_storeu_epi8(o, last_ws ? ~(uint64_t)0 >> 1 : ~(uint64_t)0, v);
+                o += last_ws ? 63 : 64;
+                pending = last_ws;
+                i += 64;
+                continue;
+            }
+        }
+#endif
         unsigned char c = (unsigned char)s[i];
         if (c < 0x80) {
             i++;

@@ -11,12 +11,15 @@
 # measured on genrecords' records, where every text is distinct (the worst case).
 TOOLS=$KILN_ROOT/${KILN_BUILD:-build}/tests/tools
 bytes_target=${DEDUPE_BENCH_BYTES:-210000000}
-IN=$BENCH_WORK/dedupe-input.jsonl.zst
+IN=
+if [ -z "${DEDUPE_BENCH_BYTES:-}" ] && [ -x tests/bench/prepare-spam.sh ]; then
+    IN=$(tests/bench/prepare-spam.sh 200 | tail -n 1) || IN=
+    [ -s "$IN" ] && echo "dedupe: input $IN (SpamAssassin replicated)"
+fi
 if [ ! -s "$IN" ]; then
-    if [ -x tests/bench/prepare-spam.sh ] && tests/bench/prepare-spam.sh "$bytes_target" "$IN"; then
-        echo "dedupe: input from prepare-spam.sh"
-    else
-        echo "dedupe: SpamAssassin input not available; using genrecords (e-mail-like records)"
+    echo "dedupe: SpamAssassin input not available; using genrecords (e-mail-like records)"
+    IN=$BENCH_WORK/dedupe-input-$bytes_target.jsonl.zst
+    if [ ! -s "$IN" ]; then
         "$TOOLS/genrecords" --bytes "$bytes_target" | zstd -q -3 -o "$IN.part" && mv "$IN.part" "$IN"
     fi
 fi
@@ -58,7 +61,7 @@ dedupe_measure() { # NAME INPUT ARGS...
 }
 dedupe_measure "dedupe exact (cpu, memory)" "$IN" --mode exact
 dedupe_measure "dedupe near datatrove (cpu, memory)" "$IN" --mode near
-DISTINCT=$BENCH_WORK/dedupe-distinct.jsonl.zst
+DISTINCT=$BENCH_WORK/dedupe-distinct-$bytes_target.jsonl.zst
 if [ ! -s "$DISTINCT" ]; then
     "$TOOLS/genrecords" --bytes "$bytes_target" --seed 11 | zstd -q -3 -o "$DISTINCT.part" &&
         mv "$DISTINCT.part" "$DISTINCT"

@@ -118,7 +118,7 @@ B" ] || [ "$(tail -c 1 out.txt)" = B ]
     kiln-step run --log run.jsonl --name up2 --in out.txt --out out2.txt -- bin/upper out.txt out2.txt X
     run kiln-step audit run.jsonl
     expect_status 0
-    expect_output_contains "audit: 2 steps, 0 mismatches"
+    expect_output_contains "audit: 2 steps, 2 outputs compared, 0 mismatches"
     kiln-step run --log run.jsonl --name clock --out t.txt -- bin/clock t.txt
     run kiln-step audit run.jsonl
     expect_status 1
@@ -139,4 +139,33 @@ B" ] || [ "$(tail -c 1 out.txt)" = B ]
     expect_status 2
     run kiln-step frobnicate
     expect_status 2
+}
+
+@test "a directory output is stored file by file, restored on a hit and audited" {
+    printf '#!/bin/sh\necho run >>"$RUNS"\nmkdir -p "$2/sub" && tr a-z A-Z <"$1" >"$2/a.txt" && echo x >"$2/sub/b.txt"\n' >bin/mkdir-out
+    chmod +x bin/mkdir-out
+    kiln-step run --log run.jsonl --name ckpt --in in.txt --out-dir ck -- bin/mkdir-out in.txt ck
+    [ "$(cat ck/a.txt)" = HELLO ] && [ -f ck/sub/b.txt ]
+    rm -rf ck
+    run kiln-step run --log run.jsonl --name ckpt --in in.txt --out-dir ck -- bin/mkdir-out in.txt ck
+    expect_output_contains cached
+    [ "$(runs)" -eq 1 ]
+    [ "$(cat ck/a.txt)" = HELLO ] && [ -f ck/sub/b.txt ]
+    run kiln-step audit run.jsonl
+    expect_status 0
+    expect_output_contains "ckpt:sub/b.txt"
+    expect_output_contains "audit: 1 steps, 2 outputs compared, 0 mismatches"
+}
+
+@test "--aux outputs are cached but not compared by the audit" {
+    printf '#!/bin/sh\ncp "$1" "$2"\ndate +%%s%%N >"$3"\n' >bin/withstats
+    chmod +x bin/withstats
+    kiln-step run --log run.jsonl --name s --in in.txt --out o.txt --aux st.txt -- bin/withstats in.txt o.txt st.txt
+    first=$(cat st.txt)
+    rm st.txt
+    kiln-step run --log run.jsonl --name s --in in.txt --out o.txt --aux st.txt -- bin/withstats in.txt o.txt st.txt
+    [ "$(cat st.txt)" = "$first" ]     # restored from the cache
+    run kiln-step audit run.jsonl
+    expect_status 0
+    expect_output_contains "1 outputs compared, 0 mismatches"
 }

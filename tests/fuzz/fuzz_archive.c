@@ -15,7 +15,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 // That is virtual memory, not a leak or a crash: allow single mallocs up to 4 GiB while the
 // resident-memory limit of the run still applies.
 int
-LLVMFuzzerInitialize(int *argc, char ***argv) {
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
     static char *args[64];
     static char limit[] = "-malloc_limit_mb=4096";
     int n = *argc < 62 ? *argc : 62;
@@ -29,7 +30,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
     struct arc_limits lim = {
         .max_member = 1 << 20, .max_total = 4 << 20, .max_ratio = 1000, .min_ratio_bytes = 1 << 16};
     struct kerr err;

@@ -27,6 +27,7 @@
 #include "gguf_model.h"
 #include "kernels.h"
 #include "model.h"
+#include "tok.h"
 #include "quant.h"
 #include "util.h"
 
@@ -111,15 +112,16 @@ static const char *const vocab_merges[] = {"\xC4\xA0 t", "h e", "\xC4\xA0t he"};
 static void
 vocab_make(struct gguf_tokenizer_params *tp, char **tok, int32_t *ttype)
 {
-    struct buf b = {0};
     for (int i = 0; i < 256; i++) {
-        uint8_t byte = (uint8_t)i;
-        buf_reset(&b);
-        gguf_gpt2_bytes_to_unicode(&byte, 1, &b);
-        tok[i] = xstrdup(b.p);
+        uint32_t cp = tok_byte_to_cp((uint8_t)i); // below U+0800: one or two UTF-8 bytes
+        char s[3] = {(char)cp, 0, 0};
+        if (cp >= 0x80) {
+            s[0] = (char)(0xC0 | cp >> 6);
+            s[1] = (char)(0x80 | (cp & 0x3F));
+        }
+        tok[i] = xstrdup(s);
         ttype[i] = 1;
     }
-    buf_free(&b);
     tok[256] = xstrdup("\xC4\xA0t"); // "Ġt"
     tok[257] = xstrdup("he");
     tok[258] = xstrdup("\xC4\xA0the");

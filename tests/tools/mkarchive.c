@@ -18,13 +18,15 @@
 #include <string.h>
 
 static int
-fail(struct archive *a, const char *what) {
+fail(struct archive *a, const char *what)
+{
     fprintf(stderr, "mkarchive: %s: %s\n", what, archive_error_string(a));
     return 1;
 }
 
 int
-main(int argc, char **argv) {
+main(int argc, char **argv)
+{
     if (argc < 3) {
         fprintf(stderr, "usage: mkarchive FORMAT OUT ENTRY...\n");
         return 2;

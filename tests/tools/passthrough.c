@@ -17,18 +17,17 @@ enum { OPT_MAX_LINE = CLI_OPT_FIRST_STAGE };
 static void
 usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: passthrough [OPTIONS] [FILE...]\n"
-            "Copy JSON Lines records (zstd, gzip, xz, bzip2 or plain) to a zstd stream,\n"
-            "validating every record as a JSON object.\n\n"
-            "  -o, --output FILE   write FILE (atomically) instead of stdout\n"
-            "      --plain         write uncompressed JSON Lines\n"
-            "      --level N       zstd level 1-19 (default 3)\n"
-            "  -f, --force         write compressed data to a terminal\n"
-            "      --max-line N    longest accepted line in bytes (default 1 GiB)\n"
-            "      --stats FILE    write run statistics as JSON\n"
-            "  -q, --quiet         no progress or warnings\n"
-            "  -h, --help          this help\n");
+    fprintf(f, "Usage: passthrough [OPTIONS] [FILE...]\n"
+               "Copy JSON Lines records (zstd, gzip, xz, bzip2 or plain) to a zstd stream,\n"
+               "validating every record as a JSON object.\n\n"
+               "  -o, --output FILE   write FILE (atomically) instead of stdout\n"
+               "      --plain         write uncompressed JSON Lines\n"
+               "      --level N       zstd level 1-19 (default 3)\n"
+               "  -f, --force         write compressed data to a terminal\n"
+               "      --max-line N    longest accepted line in bytes (default 1 GiB)\n"
+               "      --stats FILE    write run statistics as JSON\n"
+               "  -q, --quiet         no progress or warnings\n"
+               "  -h, --help          this help\n");
 }
 
 static void

@@ -21,7 +21,8 @@ struct fx {
 
 // Builds an archive in memory: fmt "tar" / "zip" / "cpio" / "tar.gz".
 static void
-fx_build(const char *fmt, const struct fx *f, size_t n, struct buf *out) {
+fx_build(const char *fmt, const struct fx *f, size_t n, struct buf *out)
+{
     struct archive *a = archive_write_new();
     if (!strcmp(fmt, "zip"))
         archive_write_set_format_zip(a);
@@ -105,7 +106,8 @@ static const struct fx hostile[] = {
 };
 
 static void
-test_read_hostile(const char *fmt) {
+test_read_hostile(const char *fmt)
+{
     struct buf ar = {0}, data = {0};
     fx_build(fmt, hostile, KILN_ARRAY_LEN(hostile), &ar);
     struct kerr err = {0};
@@ -142,7 +144,8 @@ test_read_hostile(const char *fmt) {
 }
 
 static void
-test_limits(void) {
+test_limits(void)
+{
     struct buf ar = {0}, data = {0};
     struct kerr err = {0};
     struct arc_member m;
@@ -197,7 +200,8 @@ test_limits(void) {
 }
 
 static void
-test_corrupt(void) {
+test_corrupt(void)
+{
     struct kerr err = {0};
     struct arc_member m;
     struct buf ar = {0}, data = {0};
@@ -233,7 +237,8 @@ test_corrupt(void) {
 }
 
 static void
-test_path_safe(void) {
+test_path_safe(void)
+{
     CHECK(arc_path_safe("a/b/c"));
     CHECK(arc_path_safe("a..b"));
     CHECK(arc_path_safe(".hidden"));
@@ -246,7 +251,8 @@ test_path_safe(void) {
 
 // Writes a tar with entries added out of order; returns its bytes in out.
 static int
-write_tar(const char *path, bool zstd, struct buf *out, struct kerr *err) {
+write_tar(const char *path, bool zstd, struct buf *out, struct kerr *err)
+{
     struct arc_wopts o = {.zstd = zstd, .mtime = -1};
     struct arc_writer *w = arc_writer_open(path, &o, err);
     if (!w)
@@ -265,7 +271,8 @@ write_tar(const char *path, bool zstd, struct buf *out, struct kerr *err) {
 }
 
 static void
-test_writer(void) {
+test_writer(void)
+{
     char dir[] = "/tmp/kiln-test-archive-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
     struct buf p1 = {0}, p2 = {0}, a = {0}, b = {0}, data = {0};
@@ -350,7 +357,8 @@ test_writer(void) {
 }
 
 int
-main(void) {
+main(void)
+{
     test_path_safe();
     test_read_hostile("tar");
     test_read_hostile("tar.gz");

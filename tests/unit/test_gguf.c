@@ -522,34 +522,6 @@ test_malformed(void)
 static void
 test_metadata_helpers(void)
 {
-    // Byte-to-unicode: 256 distinct code points; the documented anchors.
-    struct buf b = {0};
-    uint8_t all[256];
-    for (int i = 0; i < 256; i++)
-        all[i] = (uint8_t)i;
-    gguf_gpt2_bytes_to_unicode(all, 256, &b);
-    int ascii = 0;
-    for (int i = 0; i < 256; i++)
-        ascii += (all[i] >= '!' && all[i] <= '~');
-    CHECK_EQ_INT(b.len, ascii + 2 * (256 - ascii));
-    buf_reset(&b);
-    uint8_t probe[] = {' ', '\n', 'a', 0xAD, 0x00, 0x7F, 0xA0, 0xFF};
-    gguf_gpt2_bytes_to_unicode(probe, sizeof probe, &b);
-    CHECK_EQ_STR(b.p, "\xC4\xA0" // U+0120 Ġ
-                      "\xC4\x8A" // U+010A Ċ
-                      "a"
-                      "\xC5\x83"   // U+0143
-                      "\xC4\x80"   // U+0100
-                      "\xC4\xA1"   // U+0121 (0x7F is the 34th unmapped byte)
-                      "\xC5\x82"   // U+0142 (0xA0, the 67th)
-                      "\xC3\xBF"); // ÿ
-    buf_free(&b);
-
-    CHECK_EQ_STR(gguf_tokenizer_pre_name("gpt2"), "gpt-2");
-    CHECK_EQ_STR(gguf_tokenizer_pre_name("llama3"), "llama-bpe");
-    CHECK_EQ_STR(gguf_tokenizer_pre_name("o200k_base"), "gpt-4o");
-    CHECK(gguf_tokenizer_pre_name("cl100k") == NULL && gguf_tokenizer_pre_name("x") == NULL);
-
     struct gguf_writer *w = gguf_writer_new();
     struct gguf_llama_params p = {.name = "tiny",
                                   .file_type = 7,

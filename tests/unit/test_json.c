@@ -688,7 +688,51 @@ test_corpus(void)
     buf_free(&dir);
 }
 
-// Every line of tests/tools/genrecords output parses and has the documented fields.
+// Rewrite properties on a parsed object: no edits give its bytes; for each field, deleting it,
+// replacing it, and adding a new key keep every other field byte-identical and in order.
+static bool
+check_rewrite_props(const struct json_obj *o)
+{
+    struct buf w = {0}, key = {0};
+    struct json_obj r = {0};
+    struct json_error e;
+    bool ok = true;
+    json_obj_rewrite(o, NULL, 0, &w);
+    ok &= w.len == o->len && memcmp(w.p, o->src, o->len) == 0;
+    for (size_t i = 0; i < o->n && ok; i++) {
+        buf_reset(&key);
+        json_unescape(o->fields[i].key, o->fields[i].key_len, &key);
+        for (int mode = 0; mode < 2 && ok; mode++) {
+            struct json_edit ed[2] = {{key.p, mode ? "[\"new\"]" : NULL, mode ? 7 : 0},
+                                      {"added_by_test", "-1.5e3", 6}};
+            buf_reset(&w);
+            json_obj_rewrite(o, ed, 2, &w);
+            ok &= json_obj_parse(&r, w.p, w.len, &e) == 0;
+            ok &= r.n == o->n + (mode ? 1 : 0);
+            size_t j = 0;
+            for (size_t k = 0; k < o->n && ok; k++) {
+                const struct json_field *f = &o->fields[k];
+                if (k == i && !mode)
+                    continue;
+                const struct json_field *g = &r.fields[j++];
+                ok &= g->key_len == f->key_len && memcmp(g->key, f->key, f->key_len) == 0;
+                if (k == i)
+                    ok &= g->val.raw_len == 7 && memcmp(g->val.raw, "[\"new\"]", 7) == 0;
+                else
+                    ok &= g->val.raw_len == f->val.raw_len &&
+                          memcmp(g->val.raw, f->val.raw, f->val.raw_len) == 0;
+            }
+            ok &= j < r.n && r.fields[j].key_len == 13 && r.fields[j].val.raw_len == 6;
+        }
+    }
+    json_obj_free(&r);
+    buf_free(&w);
+    buf_free(&key);
+    return ok;
+}
+
+// Every line of tests/tools/genrecords output parses, has the documented fields and passes the
+// rewrite properties.
 static void
 test_genrecords(void)
 {
@@ -718,6 +762,8 @@ test_genrecords(void)
         }
         const struct json_field *l = json_obj_get(&o, "label");
         spam += l && json_str_eq(&l->val, "spam", 4);
+        if (o.n == 5)
+            bad += check_rewrite_props(&o) ? 0 : 1;
         n++;
         buf_reset(&line);
     }

@@ -5,7 +5,8 @@
 #include "test.h"
 
 static void
-check(const char *s, size_t n, const char *hex) {
+check(const char *s, size_t n, const char *hex)
+{
     uint8_t d[16];
     char out[33];
     md5_buf(s, n, d);
@@ -14,7 +15,8 @@ check(const char *s, size_t n, const char *hex) {
 }
 
 int
-main(void) {
+main(void)
+{
     check("", 0, "d41d8cd98f00b204e9800998ecf8427e");
     check("a", 1, "0cc175b9c0f1b6a831c399e269772661");
     check("abc", 3, "900150983cd24fb0d6963f7d28e17f72");

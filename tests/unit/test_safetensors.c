@@ -250,10 +250,42 @@ test_checkpoint(void)
     CHECK(ckpt_load(dir, &m2, NULL, &err) == -1);
     CHECK_MSG(strstr(err.msg, "missing tensor 'model.layers.2.input_layernorm.weight'"), "%s",
               err.msg);
+    buf_reset(&text);
+    ckpt_config_format(&c, &text);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    CHECK(ckpt_write_file(path, text.p, text.len, &err) == 0);
     buf_free(&text);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     unlink(path);
     CHECK(ckpt_load(dir, &m2, NULL, &err) == -1 && strstr(err.msg, "no model.safetensors"));
+
+    // Sharded: two files named by model.safetensors.index.json (F16 in one of them).
+    struct st_out *t = xcalloc((size_t)m.n_tensors, sizeof *t);
+    struct buf index = {0};
+    buf_puts(&index, "{\"metadata\":{},\"weight_map\":{");
+    for (int i = 0; i < m.n_tensors; i++) {
+        t[i] = (struct st_out){m.tensors[i].name, m.tensors[i].ndim,
+                               {m.tensors[i].shape[0], m.tensors[i].shape[1]},
+                               m.params + m.tensors[i].offset};
+        buf_printf(&index, "%s\"%s\":\"model-0000%d-of-00002.safetensors\"", i ? "," : "",
+                   m.tensors[i].name, i < 7 ? 1 : 2);
+    }
+    buf_puts(&index, "}}");
+    snprintf(path, sizeof path, "%s/model-00001-of-00002.safetensors", dir);
+    CHECK(st_write(path, t, 7, ST_F32, NULL, &err) == 0);
+    snprintf(path, sizeof path, "%s/model-00002-of-00002.safetensors", dir);
+    CHECK(st_write(path, t + 7, (size_t)m.n_tensors - 7, ST_F16, NULL, &err) == 0);
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    CHECK(ckpt_write_file(path, index.p, index.len, &err) == 0);
+    CHECK_MSG(ckpt_load(dir, &m2, &dt, &err) == 0, "%s", err.msg);
+    if (m2.params) {
+        size_t last = m.tensors[m.n_tensors - 1].offset;
+        CHECK(memcmp(m.params, m2.params, sizeof(float) * m.tensors[7].offset) == 0);
+        CHECK(m2.params[last] == f16_to_f32(f32_to_f16(m.params[last])));
+        model_free(&m2);
+    }
+    buf_free(&index);
+    free(t);
     model_free(&m);
     snprintf(path, sizeof path, "rm -rf %s", dir);
     CHECK(system(path) == 0);

@@ -1,0 +1,862 @@
+// SPDX-License-Identifier: MIT
+// train: pretrains or fine-tunes a Llama-style model on tokenized record streams, on the CPU.
+//
+// The loop: each optimizer step takes batch × accum sequences from a seeded per-epoch
+// permutation of the training sequences, runs forward/backward per micro-batch with the
+// gradient scaled by 1 / (scored tokens in the whole step), clips by global norm, and applies
+// AdamW at the scheduled learning rate. Every --valid-every steps it measures the validation
+// loss, keeps the best checkpoint and stops early after --patience validations without
+// improvement. Checkpoints hold the full state (weights, AdamW moments, step, generator), so
+// --resume continues bit for bit; the results do not depend on --threads.
+//
+// Output directory (-o DIR): DIR/checkpoint-N/ every --save-every steps (newest --keep kept),
+// DIR/best/ (with --valid), and at the end the final model's files in DIR itself.
+#include "checkpoint.h"
+#include "cli.h"
+#include "json.h"
+#include "kernels.h"
+#include "model.h"
+#include "safetensors.h"
+#include "tok.h"
+#include "train.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct opts {
+    struct cli_common c;
+    const char *preset, *config, *init, *resume, *tokenizer, *valid, *log;
+    enum st_dtype save_dtype; // of the final model.safetensors
+    int mode; // -1 auto, 0 pretrain, 1 sft
+    int vocab, dim, layers, heads, kv_heads, ffn, max_seq, tie, eos;
+    int seq_len, batch, batch_tokens, accum, threads, keep;
+    int64_t steps, warmup, valid_every, patience, save_every;
+    double epochs, lr, min_lr_ratio, weight_decay, beta1, beta2, adam_eps, clip;
+    enum lr_sched sched;
+};
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+            "usage: train [OPTIONS] -o DIR [FILE...]\n"
+            "Train a Llama-style model on tokenized records (input_ids, optional loss_start).\n"
+            "\n"
+            "Model (new):  --model tiny|small|base  --config config.json  --vocab N --dim N\n"
+            "              --layers N --heads N --kv-heads N --ffn N --max-seq N --tie\n"
+            "Model (load): --init DIR (Hugging Face checkpoint)   --resume DIR (exact resume)\n"
+            "Data:         --mode auto|pretrain|sft  --seq-len T  --eos ID  --tokenizer FILE\n"
+            "              --valid FILE  --valid-every N  --patience N\n"
+            "Batch:        --batch N (sequences) | --batch-tokens N   --accum N\n"
+            "              --steps N | --epochs X\n"
+            "Optimizer:    --lr X  --schedule cosine|linear|constant  --warmup N\n"
+            "              --min-lr-ratio X  --weight-decay X  --beta1 X  --beta2 X\n"
+            "              --adam-eps X  --clip X (0 = off)\n"
+            "Output:       -o DIR  --save-every N  --keep N  --save-dtype f32|f16|bf16\n"
+            "              --log FILE  --stats FILE\n"
+            "Run:          --threads N  --seed N  -q  -v  --progress|--no-progress\n"
+            "See train(1).\n");
+}
+
+enum {
+    OPT_MODEL = CLI_OPT_FIRST_STAGE,
+    OPT_CONFIG,
+    OPT_INIT,
+    OPT_RESUME,
+    OPT_TOKENIZER,
+    OPT_VALID,
+    OPT_LOG,
+    OPT_MODE,
+    OPT_VOCAB,
+    OPT_DIM,
+    OPT_LAYERS,
+    OPT_HEADS,
+    OPT_KV_HEADS,
+    OPT_FFN,
+    OPT_MAX_SEQ,
+    OPT_TIE,
+    OPT_EOS,
+    OPT_SEQ_LEN,
+    OPT_BATCH,
+    OPT_BATCH_TOKENS,
+    OPT_ACCUM,
+    OPT_THREADS,
+    OPT_KEEP,
+    OPT_STEPS,
+    OPT_EPOCHS,
+    OPT_WARMUP,
+    OPT_VALID_EVERY,
+    OPT_PATIENCE,
+    OPT_SAVE_EVERY,
+    OPT_LR,
+    OPT_SCHEDULE,
+    OPT_MIN_LR,
+    OPT_WD,
+    OPT_BETA1,
+    OPT_BETA2,
+    OPT_ADAM_EPS,
+    OPT_CLIP,
+    OPT_SAVE_DTYPE,
+};
+
+static void
+parse_args(struct opts *o, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CLI_COMMON_LONGOPTS,
+        {"model", required_argument, 0, OPT_MODEL},
+        {"config", required_argument, 0, OPT_CONFIG},
+        {"init", required_argument, 0, OPT_INIT},
+        {"resume", required_argument, 0, OPT_RESUME},
+        {"tokenizer", required_argument, 0, OPT_TOKENIZER},
+        {"valid", required_argument, 0, OPT_VALID},
+        {"log", required_argument, 0, OPT_LOG},
+        {"mode", required_argument, 0, OPT_MODE},
+        {"vocab", required_argument, 0, OPT_VOCAB},
+        {"dim", required_argument, 0, OPT_DIM},
+        {"layers", required_argument, 0, OPT_LAYERS},
+        {"heads", required_argument, 0, OPT_HEADS},
+        {"kv-heads", required_argument, 0, OPT_KV_HEADS},
+        {"ffn", required_argument, 0, OPT_FFN},
+        {"max-seq", required_argument, 0, OPT_MAX_SEQ},
+        {"tie", no_argument, 0, OPT_TIE},
+        {"eos", required_argument, 0, OPT_EOS},
+        {"seq-len", required_argument, 0, OPT_SEQ_LEN},
+        {"batch", required_argument, 0, OPT_BATCH},
+        {"batch-tokens", required_argument, 0, OPT_BATCH_TOKENS},
+        {"accum", required_argument, 0, OPT_ACCUM},
+        {"threads", required_argument, 0, OPT_THREADS},
+        {"keep", required_argument, 0, OPT_KEEP},
+        {"steps", required_argument, 0, OPT_STEPS},
+        {"epochs", required_argument, 0, OPT_EPOCHS},
+        {"warmup", required_argument, 0, OPT_WARMUP},
+        {"valid-every", required_argument, 0, OPT_VALID_EVERY},
+        {"patience", required_argument, 0, OPT_PATIENCE},
+        {"save-every", required_argument, 0, OPT_SAVE_EVERY},
+        {"lr", required_argument, 0, OPT_LR},
+        {"schedule", required_argument, 0, OPT_SCHEDULE},
+        {"min-lr-ratio", required_argument, 0, OPT_MIN_LR},
+        {"weight-decay", required_argument, 0, OPT_WD},
+        {"beta1", required_argument, 0, OPT_BETA1},
+        {"beta2", required_argument, 0, OPT_BETA2},
+        {"adam-eps", required_argument, 0, OPT_ADAM_EPS},
+        {"clip", required_argument, 0, OPT_CLIP},
+        {"save-dtype", required_argument, 0, OPT_SAVE_DTYPE},
+        {0, 0, 0, 0},
+    };
+    cli_common_init(&o->c);
+    *o = (struct opts){.c = o->c, .mode = -1, .tie = -1, .eos = -1, .batch = 8, .accum = 1,
+                       .keep = 2, .epochs = 1, .lr = 3e-4, .min_lr_ratio = 0.1,
+                       .weight_decay = 0.1, .beta1 = 0.9, .beta2 = 0.95, .adam_eps = 1e-8,
+                       .clip = 1.0, .sched = LR_COSINE};
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    o->threads = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (int)ncpu;
+    int opt;
+    while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+        if (cli_common_opt(&o->c, opt, optarg, usage))
+            continue;
+        switch (opt) {
+        case OPT_MODEL: o->preset = optarg; break;
+        case OPT_CONFIG: o->config = optarg; break;
+        case OPT_INIT: o->init = optarg; break;
+        case OPT_RESUME: o->resume = optarg; break;
+        case OPT_TOKENIZER: o->tokenizer = optarg; break;
+        case OPT_VALID: o->valid = optarg; break;
+        case OPT_LOG: o->log = optarg; break;
+        case OPT_MODE:
+            if (strcmp(optarg, "auto") == 0)
+                o->mode = -1;
+            else if (strcmp(optarg, "pretrain") == 0)
+                o->mode = 0;
+            else if (strcmp(optarg, "sft") == 0)
+                o->mode = 1;
+            else
+                die_usage("--mode: '%s' is not auto, pretrain or sft", optarg);
+            break;
+        case OPT_VOCAB: o->vocab = (int)cli_parse_int("--vocab", optarg, 1, 1 << 24); break;
+        case OPT_DIM: o->dim = (int)cli_parse_int("--dim", optarg, 1, 65536); break;
+        case OPT_LAYERS: o->layers = (int)cli_parse_int("--layers", optarg, 1, 1024); break;
+        case OPT_HEADS: o->heads = (int)cli_parse_int("--heads", optarg, 1, 1024); break;
+        case OPT_KV_HEADS:
+            o->kv_heads = (int)cli_parse_int("--kv-heads", optarg, 1, 1024);
+            break;
+        case OPT_FFN: o->ffn = (int)cli_parse_int("--ffn", optarg, 1, 262144); break;
+        case OPT_MAX_SEQ:
+            o->max_seq = (int)cli_parse_int("--max-seq", optarg, 1, MODEL_MAX_CONTEXT);
+            break;
+        case OPT_TIE: o->tie = 1; break;
+        case OPT_EOS: o->eos = (int)cli_parse_int("--eos", optarg, 0, 1 << 24); break;
+        case OPT_SEQ_LEN:
+            o->seq_len = (int)cli_parse_int("--seq-len", optarg, 1, MODEL_MAX_CONTEXT);
+            break;
+        case OPT_BATCH: o->batch = (int)cli_parse_int("--batch", optarg, 1, 1 << 16); break;
+        case OPT_BATCH_TOKENS:
+            o->batch_tokens = (int)cli_parse_int("--batch-tokens", optarg, 1, 1 << 24);
+            break;
+        case OPT_ACCUM: o->accum = (int)cli_parse_int("--accum", optarg, 1, 1 << 16); break;
+        case OPT_THREADS: o->threads = (int)cli_parse_int("--threads", optarg, 1, 256); break;
+        case OPT_KEEP: o->keep = (int)cli_parse_int("--keep", optarg, 1, 1 << 20); break;
+        case OPT_STEPS: o->steps = cli_parse_int("--steps", optarg, 1, INT64_MAX / 2); break;
+        case OPT_EPOCHS: o->epochs = cli_parse_double("--epochs", optarg, 1e-9, 1e9); break;
+        case OPT_WARMUP: o->warmup = cli_parse_int("--warmup", optarg, 0, INT64_MAX / 2); break;
+        case OPT_VALID_EVERY:
+            o->valid_every = cli_parse_int("--valid-every", optarg, 0, INT64_MAX / 2);
+            break;
+        case OPT_PATIENCE:
+            o->patience = cli_parse_int("--patience", optarg, 0, INT64_MAX / 2);
+            break;
+        case OPT_SAVE_EVERY:
+            o->save_every = cli_parse_int("--save-every", optarg, 0, INT64_MAX / 2);
+            break;
+        case OPT_LR: o->lr = cli_parse_double("--lr", optarg, 0, 1e6); break;
+        case OPT_SCHEDULE:
+            if (strcmp(optarg, "cosine") == 0)
+                o->sched = LR_COSINE;
+            else if (strcmp(optarg, "linear") == 0)
+                o->sched = LR_LINEAR;
+            else if (strcmp(optarg, "constant") == 0)
+                o->sched = LR_CONSTANT;
+            else
+                die_usage("--schedule: '%s' is not cosine, linear or constant", optarg);
+            break;
+        case OPT_MIN_LR: o->min_lr_ratio = cli_parse_double("--min-lr-ratio", optarg, 0, 1); break;
+        case OPT_WD: o->weight_decay = cli_parse_double("--weight-decay", optarg, 0, 1e3); break;
+        case OPT_BETA1: o->beta1 = cli_parse_double("--beta1", optarg, 0, 0.999999); break;
+        case OPT_BETA2: o->beta2 = cli_parse_double("--beta2", optarg, 0, 0.999999999); break;
+        case OPT_ADAM_EPS: o->adam_eps = cli_parse_double("--adam-eps", optarg, 0, 1); break;
+        case OPT_CLIP: o->clip = cli_parse_double("--clip", optarg, 0, 1e9); break;
+        case OPT_SAVE_DTYPE:
+            if (strcmp(optarg, "f32") == 0)
+                o->save_dtype = ST_F32;
+            else if (strcmp(optarg, "f16") == 0)
+                o->save_dtype = ST_F16;
+            else if (strcmp(optarg, "bf16") == 0)
+                o->save_dtype = ST_BF16;
+            else
+                die_usage("--save-dtype: '%s' is not f32, f16 or bf16", optarg);
+            break;
+        default: die_usage("unexpected option");
+        }
+    }
+    if (!o->c.output)
+        die_usage("-o DIR is required (the output directory)");
+    if ((o->init || o->resume) && (o->preset || o->config))
+        die_usage("--init/--resume take the model from the checkpoint, not --model/--config");
+    if (o->init && o->resume)
+        die_usage("--init and --resume exclude each other");
+    if (o->preset && o->config)
+        die_usage("--model and --config exclude each other");
+    if (o->patience && !o->valid_every)
+        die_usage("--patience needs --valid-every");
+    if (o->valid_every && !o->valid)
+        die_usage("--valid-every needs --valid FILE");
+}
+
+// ---- model setup ---------------------------------------------------------------------------
+
+static const char *const eos_names[] = {"<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>"};
+static const char *const bos_names[] = {"<|begin_of_text|>", "<s>", "<bos>"};
+
+static int
+special_of(const struct tok *t, const char *const *names, size_t n)
+{
+    for (size_t i = 0; t && i < n; i++) {
+        int32_t id = tok_special_id(t, names[i]);
+        if (id >= 0)
+            return id;
+    }
+    return -1;
+}
+
+// Builds, loads or resumes the model. *tok_src gets the tokenizer.json to copy (or NULL);
+// *resume_dir the checkpoint to resume from.
+static void
+setup_model(struct opts *o, struct model *m, const char **tok_src, struct buf *resume_dir)
+{
+    struct kerr err;
+    struct tok *tk = NULL;
+    static struct buf src;
+    *tok_src = o->tokenizer;
+    if (o->tokenizer) {
+        tk = tok_load_file(o->tokenizer, NULL, &err);
+        if (!tk)
+            die_kerr(&err);
+    }
+    const char *from = o->resume ? NULL : o->init;
+    if (o->resume) {
+        if (state_find(o->resume, resume_dir, &err) < 0)
+            die_kerr(&err);
+        from = resume_dir->p;
+    }
+    if (from) {
+        enum st_dtype dt = ST_F32;
+        if (ckpt_load(from, m, &dt, &err) < 0)
+            die_kerr(&err);
+        info("%s %s (%s weights)", o->resume ? "resuming from" : "initialized from", from,
+             st_dtype_name(dt));
+        // Size options repeated with --init/--resume must agree with the checkpoint.
+        const struct model_config *c = &m->cfg;
+        const struct {
+            const char *name;
+            int given, have;
+        } sizes[] = {{"--vocab", o->vocab, c->vocab},     {"--dim", o->dim, c->dim},
+                     {"--layers", o->layers, c->n_layers}, {"--heads", o->heads, c->n_heads},
+                     {"--kv-heads", o->kv_heads, c->n_kv_heads}, {"--ffn", o->ffn, c->ffn},
+                     {"--max-seq", o->max_seq, c->max_seq},
+                     {"--tie", o->tie == 1, o->tie == 1 ? c->tie_embeddings : 1}};
+        for (size_t i = 0; i < KILN_ARRAY_LEN(sizes); i++)
+            if (sizes[i].given && sizes[i].given != sizes[i].have)
+                die("%s %d differs from the checkpoint's %d (%s)", sizes[i].name,
+                    sizes[i].given, sizes[i].have, from);
+        if (!o->tokenizer) {
+            buf_reset(&src);
+            buf_printf(&src, "%s/tokenizer.json", from);
+            if (access(src.p, R_OK) == 0)
+                *tok_src = src.p;
+        }
+    } else {
+        struct model_config c = {0};
+        if (o->config) {
+            struct buf text = {0};
+            if (read_file(o->config, 1u << 20, &text, &err) < 0 ||
+                ckpt_config_parse(&c, text.p, text.len, o->config, &err) < 0)
+                die_kerr(&err);
+            buf_free(&text);
+        } else if (model_config_preset(&c, o->preset ? o->preset : "tiny") < 0) {
+            die_usage("--model: '%s' is not tiny, small or base", o->preset);
+        }
+        if (o->vocab)
+            c.vocab = o->vocab;
+        else if (tk && !o->config)
+            c.vocab = (int)tok_vocab_size(tk);
+        if (o->dim) c.dim = o->dim;
+        if (o->layers) c.n_layers = o->layers;
+        if (o->heads) c.n_heads = c.n_kv_heads = o->heads;
+        if (o->kv_heads) c.n_kv_heads = o->kv_heads;
+        if (o->ffn) c.ffn = o->ffn;
+        if (o->max_seq) c.max_seq = o->max_seq;
+        if (o->tie == 1) c.tie_embeddings = true;
+        if (c.vocab <= 0)
+            die_usage("a new model needs --vocab N or --tokenizer FILE for its vocabulary size");
+        if (c.eos_id < 0)
+            c.eos_id = o->eos >= 0 ? o->eos : special_of(tk, eos_names, KILN_ARRAY_LEN(eos_names));
+        if (c.bos_id < 0)
+            c.bos_id = special_of(tk, bos_names, KILN_ARRAY_LEN(bos_names));
+        if (model_init(m, &c, &err) < 0)
+            die_kerr(&err);
+        model_init_random(m, o->c.seed);
+    }
+    if (tk && tok_vocab_size(tk) > (size_t)m->cfg.vocab)
+        die("%s: the tokenizer has %zu tokens but the model's vocabulary is %d", o->tokenizer,
+            tok_vocab_size(tk), m->cfg.vocab);
+    if (o->eos < 0)
+        o->eos = m->cfg.eos_id >= 0 ? m->cfg.eos_id
+                                    : special_of(tk, eos_names, KILN_ARRAY_LEN(eos_names));
+    if (o->eos >= m->cfg.vocab)
+        die("--eos %d is outside the vocabulary (0..%d)", o->eos, m->cfg.vocab - 1);
+    tok_del(tk);
+}
+
+// ---- helpers -------------------------------------------------------------------------------
+
+static void
+make_perm(size_t *perm, size_t n, struct model_rng *r)
+{
+    for (size_t i = 0; i < n; i++)
+        perm[i] = i;
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)(model_rng_next(r) % i);
+        size_t t = perm[i - 1];
+        perm[i - 1] = perm[j];
+        perm[j] = t;
+    }
+}
+
+// The options an exact resume depends on, as a JSON object.
+static void
+args_json(const struct opts *o, const struct dataset *d, int batch, int64_t total,
+          struct buf *out)
+{
+    static const char *const sched[] = {"cosine", "linear", "constant"};
+    struct json_writer w;
+    json_writer_init(&w, out);
+    jw_obj_begin(&w);
+    jw_key(&w, "mode");
+    jw_str(&w, d->sft ? "sft" : "pretrain");
+    jw_key(&w, "sequences");
+    jw_uint(&w, d->n_seq);
+    jw_key(&w, "seq_len");
+    jw_int(&w, d->t);
+    jw_key(&w, "batch");
+    jw_int(&w, batch);
+    jw_key(&w, "accum");
+    jw_int(&w, o->accum);
+    jw_key(&w, "total_steps");
+    jw_int(&w, total);
+    jw_key(&w, "lr");
+    jw_double(&w, o->lr);
+    jw_key(&w, "schedule");
+    jw_str(&w, sched[o->sched]);
+    jw_key(&w, "warmup");
+    jw_int(&w, o->warmup);
+    jw_key(&w, "min_lr_ratio");
+    jw_double(&w, o->min_lr_ratio);
+    jw_key(&w, "weight_decay");
+    jw_double(&w, o->weight_decay);
+    jw_key(&w, "beta1");
+    jw_double(&w, o->beta1);
+    jw_key(&w, "beta2");
+    jw_double(&w, o->beta2);
+    jw_key(&w, "adam_eps");
+    jw_double(&w, o->adam_eps);
+    jw_key(&w, "clip");
+    jw_double(&w, o->clip);
+    jw_key(&w, "eos");
+    jw_int(&w, o->eos);
+    jw_key(&w, "valid_every");
+    jw_int(&w, o->valid_every);
+    jw_key(&w, "patience");
+    jw_int(&w, o->patience);
+    jw_key(&w, "seed");
+    jw_uint(&w, o->c.seed);
+    jw_obj_end(&w);
+}
+
+// Removes all but the newest keep checkpoint-N directories of dir.
+static void
+prune_checkpoints(const char *dir, int keep)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    long *ns = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        if (strncmp(e->d_name, "checkpoint-", 11) != 0)
+            continue;
+        long k = strtol(e->d_name + 11, &end, 10);
+        if (*end || end == e->d_name + 11)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            ns = xrealloc(ns, cap * sizeof *ns);
+        }
+        ns[n++] = k;
+    }
+    closedir(d);
+    for (size_t i = 0; i < n; i++) {
+        size_t newer = 0;
+        for (size_t j = 0; j < n; j++)
+            newer += ns[j] > ns[i];
+        if (newer >= (size_t)keep) {
+            struct buf p = {0};
+            struct kerr err;
+            buf_printf(&p, "%s/checkpoint-%ld", dir, ns[i]);
+            if (state_remove_tree(p.p, &err) < 0)
+                warnx_("%s", err.msg);
+            buf_free(&p);
+        }
+    }
+    free(ns);
+}
+
+// Removes .tmp-* directories a killed run left in dir.
+static void
+remove_stale_tmp(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, ".tmp-", 5) != 0)
+            continue;
+        struct buf p = {0};
+        struct kerr err;
+        buf_printf(&p, "%s/%s", dir, e->d_name);
+        if (state_remove_tree(p.p, &err) < 0)
+            warnx_("%s", err.msg);
+        buf_free(&p);
+    }
+    closedir(d);
+}
+
+// On resume: drops the log lines of steps after the checkpoint (a killed run logged them
+// already; the resumed run logs them again).
+static void
+log_trim(const char *path, int64_t step)
+{
+    struct buf in = {0}, out = {0};
+    struct kerr err;
+    if (read_file(path, 0, &in, &err) < 0) {
+        buf_free(&in);
+        return; // no log yet
+    }
+    struct json_obj o;
+    json_obj_init(&o);
+    for (char *p = in.p, *end = in.p + in.len; p < end;) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        struct json_error je;
+        const struct json_field *f;
+        int64_t s = 0;
+        if (json_obj_parse(&o, p, n, &je) == 0 && (f = json_obj_get(&o, "step")) &&
+            json_int(&f->val, &s) == 0 && s <= step) {
+            buf_append(&out, p, n);
+            buf_putc(&out, '\n');
+        }
+        p += n + 1;
+    }
+    json_obj_free(&o);
+    if (ckpt_write_file(path, out.p ? out.p : "", out.len, &err) < 0)
+        die_kerr(&err);
+    buf_free(&in);
+    buf_free(&out);
+}
+
+static double
+mib(size_t bytes)
+{
+    return (double)bytes / (1024.0 * 1024.0);
+}
+
+// The loss a unigram model of the training targets (add-one smoothed) gets on the validation
+// targets: the baseline a trained model must clearly beat.
+static double
+unigram_loss(const struct dataset *tr, const struct dataset *va, int vocab)
+{
+    uint64_t *cnt = xcalloc((size_t)vocab, sizeof *cnt), total = 0;
+    int *tok = xmalloc(sizeof(int) * (size_t)tr->t), *tgt = xmalloc(sizeof(int) * (size_t)tr->t);
+    for (size_t i = 0; i < tr->n_seq; i++) {
+        int scored = 0;
+        data_seq(tr, i, tok, tgt, &scored);
+        for (int k = 0; k < tr->t; k++)
+            if (tgt[k] >= 0)
+                cnt[tgt[k]]++, total++;
+    }
+    double sum = 0;
+    uint64_t n = 0;
+    for (size_t i = 0; i < va->n_seq; i++) {
+        int scored = 0;
+        data_seq(va, i, tok, tgt, &scored);
+        for (int k = 0; k < va->t; k++)
+            if (tgt[k] >= 0)
+                sum -= log((double)(cnt[tgt[k]] + 1) / (double)(total + (uint64_t)vocab)), n++;
+    }
+    free(cnt);
+    free(tok);
+    free(tgt);
+    return n ? sum / (double)n : NAN;
+}
+
+// Mean loss per scored token over the whole validation set (forward only).
+static double
+validate(struct model *m, struct model_acts *a, struct kpool *p, const struct dataset *v,
+         int *tok, int *tgt)
+{
+    double sum = 0;
+    uint64_t cnt = 0;
+    int t = v->t;
+    for (size_t i = 0; i < v->n_seq; i += (size_t)a->b) {
+        int b = v->n_seq - i < (size_t)a->b ? (int)(v->n_seq - i) : a->b, scored = 0;
+        for (int j = 0; j < b; j++)
+            data_seq(v, i + (size_t)j, tok + (size_t)j * t, tgt + (size_t)j * t, &scored);
+        model_forward(m, a, p, tok, b, t);
+        model_logprobs(m, a, p, tgt, a->loss);
+        for (int r = 0; r < b * t; r++)
+            sum -= a->loss[r];
+        cnt += (uint64_t)scored;
+    }
+    return sum / (double)cnt;
+}
+
+// ---- main ----------------------------------------------------------------------------------
+
+int
+main(int argc, char **argv)
+{
+    cli_init("train");
+    struct opts o;
+    parse_args(&o, argc, argv);
+    char *stdin_only[] = {"-", NULL};
+    char **files = optind < argc ? argv + optind : stdin_only;
+    struct kerr err;
+    double t_start = now_seconds();
+
+    struct kpool *pool = kpool_new(o.threads);
+    info("%d threads, BLAS %s", kpool_threads(pool), kern_blas_desc());
+
+    struct model m;
+    const char *tok_src = NULL;
+    struct buf resume_dir = {0};
+    setup_model(&o, &m, &tok_src, &resume_dir);
+    int t = o.seq_len ? o.seq_len : (m.max_t < 256 ? m.max_t : 256);
+    if (t > m.max_t)
+        die("--seq-len %d exceeds the model's context of %d positions", t, m.max_t);
+
+    struct dataset train, valid = {0};
+    if (data_load(&train, files, o.mode, m.cfg.vocab, o.eos, t, &err) < 0)
+        die_kerr(&err);
+    if (o.valid) {
+        char *vf[] = {(char *)o.valid, NULL};
+        if (data_load(&valid, vf, train.sft, m.cfg.vocab, o.eos, t, &err) < 0)
+            die_kerr(&err);
+    }
+    int batch = o.batch_tokens ? (o.batch_tokens / t > 0 ? o.batch_tokens / t : 1) : o.batch;
+    int64_t per_step = (int64_t)batch * o.accum;
+    int64_t total = o.steps ? o.steps : (int64_t)(o.epochs * (double)train.n_seq / per_step);
+    if (total < 1)
+        total = 1;
+
+    const struct model_config *c = &m.cfg;
+    info("model: %.3fM parameters (vocab %d, dim %d, %d layers, %d/%d heads, ffn %d, %s)",
+         (double)m.n_params / 1e6, c->vocab, c->dim, c->n_layers, c->n_heads, c->n_kv_heads,
+         c->ffn, c->tie_embeddings ? "tied embeddings" : "untied");
+    info("data: %llu records, %zu %s sequences of %d tokens%s; %d x %d sequences per step, "
+         "%lld steps (%.2f epochs)",
+         (unsigned long long)train.records, train.n_seq, train.sft ? "supervised" : "packed", t,
+         valid.n_seq ? ", validation set loaded" : "", batch, o.accum, (long long)total,
+         (double)total * per_step / (double)train.n_seq);
+    double unigram = valid.n_seq ? unigram_loss(&train, &valid, m.cfg.vocab) : NAN;
+    if (valid.n_seq)
+        info("validation: %zu sequences; unigram baseline loss %.4f (perplexity %.2f)",
+             valid.n_seq, unigram, exp(unigram));
+    if (train.truncated || train.skipped)
+        warnx_("%llu examples cut to %d tokens, %llu with nothing to score skipped",
+               (unsigned long long)train.truncated, t + 1, (unsigned long long)train.skipped);
+
+    struct model_acts acts;
+    if (model_acts_init(&acts, &m, batch, t, true, kpool_threads(pool), &err) < 0)
+        die_kerr(&err);
+    model_grads_alloc(&m);
+    struct adamw opt;
+    adamw_init(&opt, &m, (float)o.beta1, (float)o.beta2, (float)o.adam_eps,
+               (float)o.weight_decay);
+    size_t pbytes = m.n_params * sizeof(float);
+    size_t abytes = model_acts_bytes(c, batch, t, true, kpool_threads(pool));
+    info("memory: parameters %.1f MiB, gradients %.1f MiB, AdamW %.1f MiB, activations %.1f "
+         "MiB, total %.1f MiB",
+         mib(pbytes), mib(pbytes), mib(2 * pbytes), mib(abytes), mib(4 * pbytes + abytes));
+
+    struct buf args = {0};
+    args_json(&o, &train, batch, total, &args);
+    struct train_state st = {.total_steps = total, .seed = o.c.seed, .best_loss = NAN};
+    model_rng_seed(&st.rng_epoch, o.c.seed ^ 0x747261696e000000ull); // "train"
+    if (o.resume) {
+        if (state_load(resume_dir.p, &m, &opt, &st, args.p, &err) < 0)
+            die_kerr(&err);
+        info("resuming at step %lld of %lld", (long long)st.step, (long long)total);
+    }
+    size_t *perm = xmalloc(train.n_seq * sizeof *perm);
+    struct model_rng rng = st.rng_epoch;
+    make_perm(perm, train.n_seq, &rng);
+
+    if (mkdir(o.c.output, 0777) < 0 && errno != EEXIST)
+        die("%s: cannot create:", o.c.output);
+    remove_stale_tmp(o.c.output);
+    FILE *logf = NULL;
+    if (o.log && o.resume)
+        log_trim(o.log, st.step);
+    if (o.log && !(logf = fopen(o.log, o.resume ? "a" : "w")))
+        die("%s:", o.log);
+
+    int *tok = xmalloc(sizeof(int) * (size_t)per_step * t);
+    int *tgt = xmalloc(sizeof(int) * (size_t)per_step * t);
+    int *lens = xmalloc(sizeof(int) * (size_t)per_step);
+    bool progress = o.c.progress == 1 || (o.c.progress < 0 && isatty(2) && cli_verbosity > 0);
+    double t_loop = now_seconds(), last_draw = 0, loss = NAN;
+    int64_t start_step = st.step;
+    struct buf last_saved = {0};
+    buf_puts(&last_saved, o.resume ? resume_dir.p : "none");
+    const char *kill_at = getenv("KILN_TRAIN_KILL_AFTER_STEP"); // test hook: SIGKILL after N
+    struct buf line = {0};
+    bool stopped_early = false;
+    for (int64_t step = st.step + 1; step <= total; step++) {
+        double ts = now_seconds();
+        model_grads_zero(&m);
+        int scored = 0;
+        int64_t g0 = (step - 1) * per_step;
+        for (int64_t k = 0; k < per_step; k++) {
+            int64_t g = g0 + k, ep = g / (int64_t)train.n_seq;
+            while (st.epoch < ep) { // next epoch: a new permutation from the running generator
+                st.epoch++;
+                st.rng_epoch = rng;
+                make_perm(perm, train.n_seq, &rng);
+            }
+            size_t seq = perm[g % (int64_t)train.n_seq];
+            lens[k] = data_seq(&train, seq, tok + k * t, tgt + k * t, &scored);
+        }
+        double loss_sum = 0;
+        uint64_t step_tokens = 0;
+        for (int a = 0; a < o.accum; a++) {
+            int *bt = tok + (size_t)a * batch * t, *bg = tgt + (size_t)a * batch * t;
+            int te = t;
+            if (train.sft) { // supervised: run only up to the longest example of the batch
+                te = 1;
+                for (int j = 0; j < batch; j++)
+                    te = lens[a * batch + j] > te ? lens[a * batch + j] : te;
+                for (int j = 1; j < batch && te < t; j++) {
+                    memmove(bt + (size_t)j * te, bt + (size_t)j * t, sizeof(int) * te);
+                    memmove(bg + (size_t)j * te, bg + (size_t)j * t, sizeof(int) * te);
+                }
+            }
+            loss_sum += model_forward_backward(&m, &acts, pool, bt, bg, batch, te,
+                                               1.0f / (float)scored, NULL);
+            step_tokens += (uint64_t)batch * te;
+        }
+        loss = loss_sum / scored;
+        double norm = o.clip > 0 ? model_grad_clip(&m, pool, o.clip) : model_grad_norm(&m, pool);
+        if (!isfinite(loss) || !isfinite(norm)) { // nothing is written: checkpoints stay good
+            if (progress)
+                fputs("\r\033[K", stderr);
+            die("step %lld: the %s is %s; stopping (last good checkpoint: %s)", (long long)step,
+                isfinite(loss) ? "gradient norm" : "loss",
+                isnan(isfinite(loss) ? norm : loss) ? "NaN" : "infinite", last_saved.p);
+        }
+        float lr = lr_at(o.sched, (float)o.lr, step, o.warmup, total, (float)o.min_lr_ratio);
+        adamw_update(&opt, &m, pool, lr);
+        st.step = step;
+        st.tokens_seen += step_tokens;
+        double now = now_seconds(), elapsed = st.elapsed + (now - t_loop);
+        if (logf) {
+            buf_reset(&line);
+            struct json_writer w;
+            json_writer_init(&w, &line);
+            jw_obj_begin(&w);
+            jw_key(&w, "step");
+            jw_int(&w, step);
+            jw_key(&w, "loss");
+            jw_double(&w, loss);
+            jw_key(&w, "lr");
+            jw_double(&w, lr);
+            jw_key(&w, "grad_norm");
+            jw_double(&w, norm);
+            jw_key(&w, "tokens");
+            jw_uint(&w, step_tokens);
+            jw_key(&w, "scored_tokens");
+            jw_int(&w, scored);
+            jw_key(&w, "tokens_per_s");
+            jw_double(&w, (double)step_tokens / (now - ts));
+            jw_key(&w, "elapsed");
+            jw_double(&w, elapsed);
+            jw_obj_end(&w);
+            fprintf(logf, "%s\n", line.p);
+            fflush(logf);
+        }
+        if (progress && (now - last_draw > 0.16 || step == total)) {
+            double rate = (double)(st.tokens_seen) / (elapsed > 0 ? elapsed : 1);
+            double eta = (now - t_loop) / (double)(step - start_step) * (double)(total - step);
+            fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %.0fs",
+                    (long long)step, (long long)total, loss, lr, rate, eta);
+            last_draw = now;
+        }
+        if (valid.n_seq && ((o.valid_every && step % o.valid_every == 0) || step == total)) {
+            double vl = validate(&m, &acts, pool, &valid, tok, tgt);
+            if (progress)
+                fputs("\r\033[K", stderr);
+            bool better = isnan(st.best_loss) || vl < st.best_loss;
+            info("step %lld: valid loss %.4f, perplexity %.3f%s", (long long)step, vl, exp(vl),
+                 better ? " (best)" : "");
+            if (logf) {
+                buf_reset(&line);
+                struct json_writer w;
+                json_writer_init(&w, &line);
+                jw_obj_begin(&w);
+                jw_key(&w, "step");
+                jw_int(&w, step);
+                jw_key(&w, "valid_loss");
+                jw_double(&w, vl);
+                jw_key(&w, "valid_ppl");
+                jw_double(&w, exp(vl));
+                jw_obj_end(&w);
+                fprintf(logf, "%s\n", line.p);
+                fflush(logf);
+            }
+            if (!isfinite(vl))
+                die("step %lld: the validation loss is not finite; stopping", (long long)step);
+            if (better) {
+                st.best_loss = vl;
+                st.best_step = step;
+                st.bad_validations = 0;
+                st.elapsed = elapsed;
+                if (state_save_dir(o.c.output, "best", &m, &opt, &st, args.p, tok_src, &err) < 0)
+                    die_kerr(&err);
+            } else if (o.patience && ++st.bad_validations >= o.patience) {
+                stopped_early = true;
+            }
+        }
+        if (o.save_every && step % o.save_every == 0 && step != total && !stopped_early) {
+            char name[64];
+            snprintf(name, sizeof name, "checkpoint-%lld", (long long)step);
+            st.elapsed = elapsed;
+            if (state_save_dir(o.c.output, name, &m, &opt, &st, args.p, tok_src, &err) < 0)
+                die_kerr(&err);
+            prune_checkpoints(o.c.output, o.keep);
+            buf_reset(&last_saved);
+            buf_printf(&last_saved, "%s/%s", o.c.output, name);
+        }
+        if (kill_at && atoll(kill_at) == step)
+            raise(SIGKILL);
+        if (stopped_early) {
+            if (progress)
+                fputs("\r\033[K", stderr);
+            info("step %lld: no improvement in %lld validations; stopping early (best: step "
+                 "%lld, loss %.4f)",
+                 (long long)step, (long long)o.patience, (long long)st.best_step, st.best_loss);
+            break;
+        }
+    }
+    if (progress)
+        fputs("\r\033[K", stderr);
+    double secs = now_seconds() - t_loop;
+    st.elapsed += secs;
+    if (state_save_files(o.c.output, &m, &opt, &st, args.p, tok_src, o.save_dtype, &err) < 0)
+        die_kerr(&err);
+    if (logf && fclose(logf) != 0)
+        die("%s: write failed:", o.log);
+    info("done: %lld steps, loss %.4f, %.0f tokens/s, %.1f s, model in %s", (long long)st.step,
+         loss, secs > 0 ? (double)st.tokens_seen / secs : 0, now_seconds() - t_start,
+         o.c.output);
+
+    struct stats stats;
+    stats_init(&stats, "train");
+    stats.records_in = train.records;
+    stats_u64(&stats, "steps", (uint64_t)st.step);
+    stats_u64(&stats, "tokens", st.tokens_seen);
+    stats_u64(&stats, "parameters", m.n_params);
+    stats_u64(&stats, "threads", (uint64_t)kpool_threads(pool));
+    stats_f64(&stats, "final_loss", loss);
+    if (!isnan(st.best_loss)) {
+        stats_f64(&stats, "best_valid_loss", st.best_loss);
+        stats_f64(&stats, "unigram_valid_loss", unigram);
+    }
+    if (stats_write(&stats, o.c.stats, &err) < 0)
+        die_kerr(&err);
+    stats_free(&stats);
+
+    free(tok);
+    free(tgt);
+    free(lens);
+    free(perm);
+    buf_free(&line);
+    buf_free(&last_saved);
+    buf_free(&args);
+    buf_free(&resume_dir);
+    adamw_free(&opt);
+    model_acts_free(&acts);
+    data_free(&train);
+    data_free(&valid);
+    model_free(&m);
+    kpool_del(pool);
+    cli_finish_stdout();
+    return 0;
+}
