@@ -4,9 +4,12 @@
 // names and adapter_config.json fields (tests/data/peft/adapter_config.json is a config as
 // PEFT writes it), save/load round trip, errors for an adapter of another base / a missing
 // target / unsupported features, and a short training run that leaves every base tensor
-// byte-identical while the loss falls.
+// byte-identical while the loss falls. Then peft.h: --freeze patterns and learning-rate
+// multipliers, HFT rounds (never touching a frozen byte), DPO loss and gradient against the
+// formula and finite differences, DPO record errors.
 #include "json.h"
 #include "lora.h"
+#include "peft.h"
 #include "safetensors.h"
 #include "test.h"
 
@@ -421,6 +424,232 @@ test_train(void)
     model_free(&m);
 }
 
+
+// Runs `steps` full-model AdamW steps on a fixed batch with the current frozen flags.
+static void
+train_steps(struct model *m, struct kpool *p, int steps, const float *mult)
+{
+    struct kerr err;
+    struct adamw opt;
+    adamw_init(&opt, m, 0.9f, 0.999f, 1e-8f, 0.1f);
+    model_grads_alloc(m);
+    int b = 2, t = 6, tok[12], tgt[12];
+    make_batch(b * t, m->cfg.vocab, 4, tok, tgt);
+    struct model_acts a;
+    CHECK(model_acts_init(&a, m, b, t, true, 1, &err) == 0);
+    for (int s = 0; s < steps; s++) {
+        model_grads_zero(m);
+        model_forward_backward(m, &a, p, tok, tgt, b, t, 1.0f / (b * t), NULL);
+        peft_adamw_update(&opt, m, p, 1e-2f, mult);
+    }
+    CHECK_EQ_INT(opt.step, steps);
+    model_acts_free(&a);
+    adamw_free(&opt);
+}
+
+static bool
+tensor_same(const struct model *m, const float *before, int i)
+{
+    const struct model_tensor *t = &m->tensors[i];
+    return memcmp(before + t->offset, m->params + t->offset, t->numel * sizeof(float)) == 0;
+}
+
+static void
+test_freeze(void)
+{
+    struct kerr err;
+    struct model m;
+    struct model_config c = tiny_cfg();
+    CHECK(model_init(&m, &c, &err) == 0);
+    model_init_random(&m, 2);
+    bool *sel = xcalloc((size_t)m.n_tensors, sizeof(bool));
+    CHECK(peft_select(&m, "embed,layers.1.mlp,norm", sel, &err) == 0);
+    int n_sel = 0;
+    for (int i = 0; i < m.n_tensors; i++)
+        n_sel += sel[i];
+    CHECK_EQ_INT(n_sel, 5);
+    CHECK(sel[0] && sel[model_layer_tensor(&m, 1, 6)] && sel[model_layer_tensor(&m, 1, 8)]);
+    CHECK(sel[1 + 9 * 2] && !sel[model_layer_tensor(&m, 0, 6)]);
+    memset(sel, 0, (size_t)m.n_tensors);
+    CHECK(peft_select(&m, "layers.0-1,q_proj", sel, &err) == 0);
+    CHECK(sel[model_layer_tensor(&m, 1, 0)] && !sel[0]);
+    CHECK(peft_select(&m, "layers.2", sel, &err) == -1);
+    CHECK(strstr(err.msg, "layers 2-2 outside 0-1") != NULL);
+    CHECK(peft_select(&m, "embed,qproj", sel, &err) == -1);
+    CHECK(strstr(err.msg, "'qproj' matches no tensor") != NULL);
+    CHECK(peft_select(&m, "layers.x", sel, &err) == -1);
+
+    // --freeze embed,layers.0 with full training: frozen bytes stay, the rest moves; a
+    // multiplier 0 acts as a freeze too.
+    memset(sel, 0, (size_t)m.n_tensors);
+    CHECK(peft_select(&m, "embed,layers.0", sel, &err) == 0);
+    memcpy(m.frozen, sel, (size_t)m.n_tensors);
+    float *before = xmalloc(m.n_params * sizeof(float));
+    memcpy(before, m.params, m.n_params * sizeof(float));
+    float *mult = xmalloc(sizeof(float) * (size_t)m.n_tensors);
+    for (int i = 0; i < m.n_tensors; i++)
+        mult[i] = 1.0f;
+    int down1 = model_layer_tensor(&m, 1, 8);
+    mult[down1] = 0.0f;
+    struct kpool *p = kpool_new(2);
+    train_steps(&m, p, 3, mult);
+    for (int i = 0; i < m.n_tensors; i++)
+        CHECK_MSG(tensor_same(&m, before, i) == (sel[i] || i == down1), "%s", m.tensors[i].name);
+
+    // A multiplier scales the first Adam step (≈ lr · sign(g)) per tensor.
+    model_init_random(&m, 2);
+    memset(m.frozen, 0, (size_t)m.n_tensors);
+    memcpy(before, m.params, m.n_params * sizeof(float));
+    for (int i = 0; i < m.n_tensors; i++)
+        mult[i] = i % 2 ? 0.25f : 1.0f;
+    train_steps(&m, p, 1, mult);
+    for (int i = 2; i < 4; i++) {
+        const struct model_tensor *t = &m.tensors[i];
+        double mx = 0;
+        for (size_t j = 0; j < t->numel; j++) { // decay is lr·mult·wd·w, tiny here
+            double d = fabs(m.params[t->offset + j] - before[t->offset + j]);
+            mx = d > mx ? d : mx;
+        }
+        CHECK_MSG(fabs(mx - 1e-2 * mult[i]) < 0.05 * 1e-2 * mult[i], "%s moved %.4g",
+                  t->name, mx);
+    }
+
+    // HFT: per layer 2 of 4 attention matrices, 1-2 of 3 MLP matrices, 1 of 2 norms; seeded;
+    // rounds differ; frozen tensors keep their bytes through training.
+    size_t n0 = peft_hft_round(&m, 42, 0);
+    struct buf d0 = {0}, d1 = {0}, d0b = {0};
+    peft_hft_describe(&m, &d0);
+    for (int l = 0; l < 2; l++) {
+        int t0 = model_layer_tensor(&m, l, 0), attn = 0, mlp = 0;
+        for (int k = 1; k <= 4; k++)
+            attn += !m.frozen[t0 + k];
+        for (int k = 6; k <= 8; k++)
+            mlp += !m.frozen[t0 + k];
+        CHECK_EQ_INT(attn, 2);
+        CHECK(mlp == 1 || mlp == 2);
+        CHECK_EQ_INT(!m.frozen[t0] + !m.frozen[t0 + 5], 1);
+    }
+    CHECK(m.frozen[0] != m.frozen[2 + 9 * 2]); // embed xor lm_head
+    CHECK(n0 > 0 && n0 < m.n_params);
+    peft_hft_round(&m, 42, 1);
+    peft_hft_describe(&m, &d1);
+    peft_hft_round(&m, 42, 0);
+    peft_hft_describe(&m, &d0b);
+    CHECK(strcmp(d0.p, d0b.p) == 0);
+    CHECK(strcmp(d0.p, d1.p) != 0);
+    CHECK(strstr(d0.p, "L1:") != NULL);
+    memcpy(before, m.params, m.n_params * sizeof(float));
+    memcpy(sel, m.frozen, (size_t)m.n_tensors);
+    train_steps(&m, p, 2, NULL);
+    for (int i = 0; i < m.n_tensors; i++)
+        CHECK_MSG(tensor_same(&m, before, i) == sel[i], "HFT %s", m.tensors[i].name);
+    buf_free(&d0);
+    buf_free(&d1);
+    buf_free(&d0b);
+    free(before);
+    free(mult);
+    free(sel);
+    kpool_del(p);
+    model_free(&m);
+}
+
+static double
+dpo_only(struct model *m, struct model_acts *e, struct kpool *p, const int *tok, const int *tgt,
+         int t, const double ref[2], double beta)
+{
+    double lp[2];
+    struct dpo_result r;
+    dpo_logps(m, e, p, tok, tgt, t, lp);
+    dpo_loss(lp[0], lp[1], ref[0], ref[1], beta, &r);
+    return r.loss;
+}
+
+static void
+test_dpo(void)
+{
+    struct kerr err;
+    struct dpo_result r;
+    // The formula: z = beta((pc - rc) - (pr - rr)), loss = -log sigmoid(z).
+    dpo_loss(-10, -12, -11, -11.5, 0.1, &r);
+    double z = 0.1 * ((-10 + 11) - (-12 + 11.5));
+    CHECK_NEAR(r.margin, z, 1e-12);
+    CHECK_NEAR(r.loss, -log(1 / (1 + exp(-z))), 1e-12);
+    CHECK_NEAR(r.dlogp_chosen, -0.1 * (1 - 1 / (1 + exp(-z))), 1e-12);
+    CHECK_NEAR(r.reward_chosen, 0.1, 1e-12);
+    CHECK(r.correct);
+    dpo_loss(-1000, 0, 0, 0, 1, &r); // stable far out
+    CHECK(isfinite(r.loss) && fabs(r.loss - 1000) < 1e-9 && !r.correct);
+
+    struct model m;
+    struct model_config c = tiny_cfg();
+    CHECK(model_init(&m, &c, &err) == 0);
+    model_init_random(&m, 9);
+    for (size_t i = 0; i < m.n_params; i++)
+        m.params[i] *= 3.0f;
+    model_grads_alloc(&m);
+    int prompt[3] = {1, 5, 7}, chosen[4] = {2, 3, 4, 18}, rejected[2] = {9, 10};
+    int t = 8, tok[16], tgt[16];
+    CHECK_EQ_INT(dpo_pair_batch(prompt, 3, chosen, 4, rejected, 2, t, tok, tgt), 6);
+    CHECK(tgt[1] == -1 && tgt[2] == 2 && tgt[5] == 18 && tgt[6] == -1);
+    CHECK(tgt[8 + 2] == 9 && tgt[8 + 3] == 10 && tgt[8 + 4] == -1);
+    CHECK_EQ_INT(dpo_pair_batch(prompt, 3, chosen, 4, rejected, 2, 2, tok, tgt), 0);
+    CHECK_EQ_INT(dpo_pair_batch(prompt, 3, chosen, 4, rejected, 2, t, tok, tgt), 6);
+    struct kpool *p = kpool_new(1);
+    struct model_acts a, e;
+    CHECK(model_acts_init(&a, &m, 2, t, true, 1, &err) == 0);
+    CHECK(model_acts_init(&e, &m, 2, t, false, 1, &err) == 0);
+    double ref[2] = {-9.5, -5.0}, beta = 0.5;
+    double lp[2];
+    dpo_logps(&m, &e, p, tok, tgt, t, lp);
+    // The log-probs are sums over the response tokens only.
+    model_forward(&m, &e, p, tok, 2, t);
+    float lps[16];
+    model_logprobs(&m, &e, p, tgt, lps);
+    CHECK_NEAR(lp[0], lps[2] + lps[3] + lps[4] + lps[5], 1e-6);
+    CHECK_NEAR(lp[1], lps[10] + lps[11], 1e-6);
+    dpo_forward_backward(&m, &a, p, tok, tgt, t, ref, beta, 1.0f, &r);
+    double zz = beta * ((lp[0] - ref[0]) - (lp[1] - ref[1]));
+    CHECK_NEAR(r.loss, log1p(exp(-zz)), 1e-6);
+    // Gradients of a few tensors (all elements) against central differences.
+    const int check[3] = {model_layer_tensor(&m, 0, 0), model_layer_tensor(&m, 1, 3),
+                          2 + 9 * 2};
+    for (int ci = 0; ci < 3; ci++) {
+        const struct model_tensor *tt = &m.tensors[check[ci]];
+        double err2 = 0, ref2 = 0;
+        size_t stride = tt->numel > 64 ? tt->numel / 64 : 1;
+        for (size_t j = 0; j < tt->numel; j += stride) {
+            float *w = &m.params[tt->offset + j], w0 = *w, h = 4e-3f;
+            *w = w0 + h;
+            double fp = dpo_only(&m, &e, p, tok, tgt, t, ref, beta);
+            *w = w0 - h;
+            double fm = dpo_only(&m, &e, p, tok, tgt, t, ref, beta);
+            *w = w0;
+            double fd = (fp - fm) / (2 * h), an = m.grads[tt->offset + j];
+            err2 += (an - fd) * (an - fd);
+            ref2 += fd * fd;
+        }
+        double rel = sqrt(err2) / (sqrt(ref2) + 1e-12);
+        CHECK_MSG(rel < 2e-2 && ref2 > 0, "DPO gradient of %s: relative error %.2e", tt->name,
+                  rel);
+    }
+    model_acts_free(&a);
+    model_acts_free(&e);
+    kpool_del(p);
+    model_free(&m);
+
+    int *pp, *cc, *rr, np, nc, nr;
+    const char *good = "{\"prompt_ids\":[1,2],\"chosen_ids\":[3],\"rejected_ids\":[4,5],\"x\":1}";
+    CHECK(dpo_record_parse(good, strlen(good), 10, &pp, &np, &cc, &nc, &rr, &nr, &err) == 0);
+    CHECK(np == 2 && nc == 1 && nr == 2 && rr[1] == 5);
+    free(pp), free(cc), free(rr);
+    const char *missing = "{\"prompt_ids\":[1,2],\"chosen_ids\":[3]}";
+    CHECK(dpo_record_parse(missing, strlen(missing), 10, &pp, &np, &cc, &nc, &rr, &nr, &err) == -1);
+    CHECK(strstr(err.msg, "missing field 'rejected_ids'") != NULL);
+    const char *range = "{\"prompt_ids\":[1,2],\"chosen_ids\":[3,10],\"rejected_ids\":[4]}";
+    CHECK(dpo_record_parse(range, strlen(range), 10, &pp, &np, &cc, &nc, &rr, &nr, &err) == -1);
+    CHECK(strstr(err.msg, "chosen_ids[1]: id 10 outside the vocabulary (10)") != NULL);
+}
+
 int
 main(void)
 {
@@ -430,5 +659,7 @@ main(void)
     test_merge();
     test_files();
     test_train();
+    test_freeze();
+    test_dpo();
     return test_summary();
 }
