@@ -91,7 +91,8 @@ void minhash_init(struct minhash *m, const struct minhash_params *p);
 void minhash_free(struct minhash *m);
 
 // sig (nperm) = per permutation k, min over shingles h of (a_k · (h mod P) + b_k) mod P.
-// An empty set gives every entry = P (no shingle can produce it).
+// An empty set gives every entry = P (no shingle can produce it). Uses m's scratch buffer:
+// one struct minhash per thread.
 void minhash_sign(const struct minhash *m, const uint64_t *sh, size_t n, uint64_t *sig);
 // The same computed one multiplication at a time with 128-bit arithmetic (the reference
 // that tests compare minhash_sign against).

@@ -8,6 +8,11 @@
 // gradient buffers; dx is the gradient of the residual stream and is updated in place.
 #include "model.h"
 
+// Run-time trip counts (AdamW, embedding gradient): see kernels.c.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
+#endif
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,0 +1,62 @@
+# SPDX-License-Identifier: MIT
+# bench_tokenize: tokenizer speed and memory (sourced by tests/bench/run.sh).
+#  - cl100k_base encoding, 1 thread: tokenize vs the npm tiktoken 1.0.22 WASM encoder on the same
+#    records in the same run (target ≥ 10×);
+#  - 2 threads vs 1 thread (target ≥ 1.8×);
+#  - a 1 MB run of one character and 1 MB of random bytes (must stay roughly linear);
+#  - training a vocabulary of 8,192 on 30, 60 and 120 MB of text: time and peak RSS.
+# Text: tests/tools/tok_gentext (deterministic English-like records). Needs node and the
+# vocabulary cache (tests/tools/tiktoken_cache.sh); without them the comparisons are skipped.
+# CPU seconds (user + sys) of a command: on a shared, loaded machine wall time can be several
+# times the CPU time, so the encode comparison is also reported in CPU time.
+tok_cpu() {
+    /usr/bin/time -f '%U %S' -o "$tok_work/cpu" bash -c "$1" >/dev/null 2>&1 || return 1
+    awk '{print $1 + $2}' "$tok_work/cpu"
+}
+tok_tools=$KILN_ROOT/${KILN_BUILD:-build}/tests/tools
+tok_work=$BENCH_WORK/tokenize
+mkdir -p "$tok_work"
+[ -f "$tok_work/text20.jsonl" ] || "$tok_tools/tok_gentext" 20000000 3 --records >"$tok_work/text20.jsonl"
+tok_bytes=$(stat -c %s "$tok_work/text20.jsonl")
+tok_vocab=$("$KILN_ROOT/tests/tools/tiktoken_cache.sh" 2>"$tok_work/cache.err") || tok_vocab=
+if [ -z "$tok_vocab" ]; then
+    echo "bench_tokenize: SKIPPED the cl100k comparisons: $(cat "$tok_work/cache.err")"
+else
+    tok_pkg=$tok_work/node
+    if [ ! -f "$tok_pkg/package/tiktoken.js" ]; then
+        mkdir -p "$tok_pkg"
+        tar -xzf "$KILN_ROOT/build/cache/tiktoken-1.0.22.tgz" -C "$tok_pkg"
+    fi
+    # Load time alone (a tiny input), so the encode throughput can be read net of it.
+    printf '{"text":"x"}\n' >"$tok_work/one.jsonl"
+    bench_one "tokenize load cl100k_base.json" 1090747 \
+        "tokenize encode --tokenizer $tok_vocab/cl100k_base.json --plain -o /dev/null $tok_work/one.jsonl"
+    if command -v node >/dev/null; then
+        tok_node="node $KILN_ROOT/tests/tools/tiktoken_encode.js $tok_pkg/package cl100k_base $tok_work/text20.jsonl"
+        tok_ours="tokenize encode --tokenizer $tok_vocab/cl100k_base.json --threads 1 --plain -o /dev/null $tok_work/text20.jsonl"
+        bench_pair "encode cl100k 1 thread (20 MB)" "$tok_bytes" "tiktoken-wasm" "$tok_node" "$tok_ours"
+        cb=$(tok_cpu "$tok_node") && co=$(tok_cpu "$tok_ours") &&
+            awk -v b="$tok_bytes" -v cb="$cb" -v co="$co" 'BEGIN {
+                printf "%-40s ours %8.3fs %9.1f MB/s CPU | tiktoken-wasm %8.3fs %9.1f MB/s CPU | ratio %.1fx\n",
+                    "encode cl100k 1 thread, CPU time", co, b/co/1e6, cb, b/cb/1e6, cb/co }' &&
+            bench_record "encode cl100k cpu" bytes "$tok_bytes" ours_cpu_s "$co" baseline_cpu_s "$cb"
+    else
+        echo "bench_tokenize: SKIPPED tiktoken-wasm baseline: node not installed"
+    fi
+    bench_pair "encode cl100k 2 threads vs 1" "$tok_bytes" "1 thread" \
+        "tokenize encode --tokenizer $tok_vocab/cl100k_base.json --threads 1 --plain -o /dev/null $tok_work/text20.jsonl" \
+        "tokenize encode --tokenizer $tok_vocab/cl100k_base.json --threads 2 --plain -o /dev/null $tok_work/text20.jsonl"
+    head -c 1000000 /dev/zero | tr '\0' 'a' >"$tok_work/run.bin"
+    head -c 1000000 /dev/urandom >"$tok_work/random.bin"
+    bench_one "encode cl100k 1 MB run of 'a'" 1000000 \
+        "tokenize encode --raw --tokenizer $tok_vocab/cl100k_base.json --plain -o /dev/null $tok_work/run.bin"
+    bench_one "encode cl100k 1 MB random bytes" 1000000 \
+        "tokenize encode --raw --tokenizer $tok_vocab/cl100k_base.json --plain -o /dev/null $tok_work/random.bin"
+fi
+# Training: 30, 60, 120 MB (one run each: they are long).
+for mb in 30 60 120; do
+    f=$tok_work/train$mb.jsonl
+    [ -f "$f" ] || "$tok_tools/tok_gentext" $((mb * 1000000)) 11 --records >"$f"
+    REPS=1 bench_one "train 8192 on $mb MB" "$(stat -c %s "$f")" \
+        "tokenize train --vocab-size 8192 -o $tok_work/trained$mb.json $f"
+done
