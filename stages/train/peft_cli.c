@@ -6,6 +6,7 @@
 
 #include "checkpoint.h"
 #include "peft.h"
+#include "rec.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -178,4 +179,136 @@ peft_run_free(struct peft_run *r)
     if (r->method == METHOD_LORA)
         lora_free(&r->lo);
     free(r->mult);
+}
+
+// ---- DPO -----------------------------------------------------------------------------------
+
+int
+dpo_set_load(struct dpo_set *d, char *const *files, int vocab, int t, struct kerr *err)
+{
+    memset(d, 0, sizeof *d);
+    int rc = 0;
+    for (int i = 0; files[i] && rc == 0; i++) {
+        struct rec_reader *rr = rec_reader_open(files[i], err);
+        if (!rr)
+            return dpo_set_free(d), -1;
+        struct rec_line line;
+        int got;
+        while ((got = rec_reader_next(rr, &line, err)) == 1) {
+            int *p, *c, *r, np, nc, nr;
+            if (dpo_record_parse(line.p, line.n, vocab, &p, &np, &c, &nc, &r, &nr, err) < 0) {
+                kerr_prefix(err, "%s:%llu", rec_reader_name(rr), (unsigned long long)line.lineno);
+                got = -1;
+                break;
+            }
+            if (np >= t) {
+                kerr_set(err, "%s:%llu: prompt_ids has %d tokens, no room for a response in "
+                         "--seq-len %d", rec_reader_name(rr), (unsigned long long)line.lineno,
+                         np, t);
+                free(p), free(c), free(r);
+                got = -1;
+                break;
+            }
+            if (np + nc > t + 1 || np + nr > t + 1)
+                d->cut++;
+            if (d->n == d->pcap) {
+                d->pcap = d->pcap ? 2 * d->pcap : 256;
+                d->off = xrealloc(d->off, d->pcap * sizeof *d->off);
+                d->np = xrealloc(d->np, d->pcap * sizeof(int));
+                d->nc = xrealloc(d->nc, d->pcap * sizeof(int));
+                d->nr = xrealloc(d->nr, d->pcap * sizeof(int));
+            }
+            size_t need = d->n_ids + (size_t)np + nc + nr;
+            if (need > d->cap) {
+                d->cap = need * 2;
+                d->ids = xrealloc(d->ids, d->cap * sizeof(int));
+            }
+            d->off[d->n] = d->n_ids;
+            d->np[d->n] = np, d->nc[d->n] = nc, d->nr[d->n] = nr;
+            memcpy(d->ids + d->n_ids, p, sizeof(int) * np);
+            memcpy(d->ids + d->n_ids + np, c, sizeof(int) * nc);
+            memcpy(d->ids + d->n_ids + np + nc, r, sizeof(int) * nr);
+            d->n_ids = need;
+            d->n++;
+            free(p), free(c), free(r);
+        }
+        if (got < 0)
+            rc = -1;
+        rec_reader_close(rr);
+    }
+    if (rc == 0 && d->n == 0)
+        rc = kerr_set(err, "%s: no preference pairs", files[0] && strcmp(files[0], "-") ? files[0]
+                                                                                    : "<stdin>");
+    if (rc < 0)
+        dpo_set_free(d);
+    return rc;
+}
+
+void
+dpo_set_free(struct dpo_set *d)
+{
+    free(d->ids);
+    free(d->off);
+    free(d->np);
+    free(d->nc);
+    free(d->nr);
+    free(d->ref);
+    memset(d, 0, sizeof *d);
+}
+
+static int
+pair_batch(const struct dpo_set *d, size_t i, int t, int *tok, int *tgt)
+{
+    const int *p = d->ids + d->off[i];
+    return dpo_pair_batch(p, d->np[i], p + d->np[i], d->nc[i], p + d->np[i] + d->nc[i],
+                          d->nr[i], t, tok, tgt);
+}
+
+void
+dpo_set_reference(struct dpo_set *d, struct model *m, struct kpool *pool, int t)
+{
+    struct model_acts e;
+    struct kerr err;
+    if (model_acts_init(&e, m, 2, t, false, kpool_threads(pool), &err) < 0)
+        die_kerr(&err);
+    int *tok = xmalloc(sizeof(int) * 2 * (size_t)t), *tgt = xmalloc(sizeof(int) * 2 * (size_t)t);
+    d->ref = xmalloc(sizeof(double) * 2 * d->n);
+    for (size_t i = 0; i < d->n; i++) {
+        int te = pair_batch(d, i, t, tok, tgt);
+        for (int j = 0; j < te; j++) { // both rows packed to te positions
+            tok[te + j] = tok[t + j];
+            tgt[te + j] = tgt[t + j];
+        }
+        dpo_logps(m, &e, pool, tok, tgt, te, d->ref + 2 * i);
+    }
+    free(tok);
+    free(tgt);
+    model_acts_free(&e);
+}
+
+double
+dpo_set_step(const struct dpo_set *d, struct model *m, struct model_acts *a, struct kpool *pool,
+             int t, const size_t *idx, int k, double beta, double *margin, double *acc)
+{
+    int *tok = xmalloc(sizeof(int) * 2 * (size_t)t), *tgt = xmalloc(sizeof(int) * 2 * (size_t)t);
+    double loss = 0, mg = 0, ac = 0;
+    for (int j = 0; j < k; j++) {
+        size_t i = idx[j];
+        int te = pair_batch(d, i, t, tok, tgt);
+        for (int q = 0; q < te; q++) {
+            tok[te + q] = tok[t + q];
+            tgt[te + q] = tgt[t + q];
+        }
+        struct dpo_result res;
+        dpo_forward_backward(m, a, pool, tok, tgt, te, d->ref + 2 * i, beta, 1.0f / (float)k,
+                             &res);
+        loss += res.loss;
+        mg += res.margin;
+        ac += res.correct;
+    }
+    free(tok);
+    free(tgt);
+    *margin = mg / k;
+    *acc = ac / k;
+    return loss / k;
 }

@@ -80,3 +80,27 @@ bool peft_run_save(struct peft_run *r, struct model *m, struct kpool *pool, cons
 void peft_run_free(struct peft_run *r);
 
 #endif
+
+// ---- DPO (--objective dpo) -----------------------------------------------------------------
+
+// Preference pairs from tokenized records with prompt_ids, chosen_ids, rejected_ids, and the
+// reference log-probs of each pair under the initial model (filled by dpo_set_reference).
+struct dpo_set {
+    int *ids;          // prompt, chosen, rejected of pair i at off[i] (lengths np, nc, nr)
+    size_t n_ids, cap;
+    size_t *off;
+    int *np, *nc, *nr;
+    size_t n, pcap;
+    double *ref;       // [2n]: log π_ref(chosen), log π_ref(rejected)
+    int cut;           // pairs whose responses were cut to fit the sequence length
+};
+// Loads files (NULL-terminated; "-" stdin). Errors name file:line and the field. 0 or -1.
+int dpo_set_load(struct dpo_set *d, char *const *files, int vocab, int t, struct kerr *err);
+void dpo_set_free(struct dpo_set *d);
+// Reference log-probs of every pair with the model as it is now (cached for the run).
+void dpo_set_reference(struct dpo_set *d, struct model *m, struct kpool *pool, int t);
+// One optimizer step's forward/backward over pairs idx[0..k): gradients scaled by 1/k.
+// Returns the mean loss; *margin and *acc get the mean reward margin and preference accuracy.
+double dpo_set_step(const struct dpo_set *d, struct model *m, struct model_acts *a,
+                    struct kpool *pool, int t, const size_t *idx, int k, double beta,
+                    double *margin, double *acc);
