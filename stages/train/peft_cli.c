@@ -16,6 +16,7 @@ peft_run_defaults(struct peft_run *r)
 {
     memset(r, 0, sizeof *r);
     lora_config_default(&r->lc);
+    r->hft_round = -1;
 }
 
 bool
@@ -132,7 +133,7 @@ peft_run_step(struct peft_run *r, struct model *m, int64_t step, int64_t steps_p
         return;
     int64_t every = r->hft_every ? r->hft_every : (steps_per_epoch > 0 ? steps_per_epoch : 1);
     int64_t round = (step - 1) / every;
-    if (step > 1 && round == r->hft_round)
+    if (round == r->hft_round)
         return;
     r->hft_round = round;
     size_t n = peft_hft_round(m, seed, round);

@@ -131,8 +131,10 @@ test_init(void)
     CHECK_EQ_INT(mask, 1u << LORA_Q | 1u << LORA_GATE);
     CHECK(lora_targets_parse("q,lm_head", &mask, &err) == -1);
     CHECK(strstr(err.msg, "'lm_head'") != NULL);
+    lora_free(&lo2);
     lc.r = 0;
-    CHECK(lora_init(&lo2 /* freed below anyway */, &m, &lc, 1, &err) == -1);
+    CHECK(lora_init(&lo2, &m, &lc, 1, &err) == -1);
+    CHECK(strstr(err.msg, "rank r 0") != NULL);
     lora_free(&lo);
     lora_free(&lo3);
     model_free(&m);
