@@ -122,6 +122,15 @@ adapter_name(char *out, size_t cap, int layer, enum lora_target t, char ab)
 
 // ---- hooks -------------------------------------------------------------------------------
 
+// The dropout mask of (batch, layer, target): element i is dropped when
+// hash_mix64(key + i) / 2^64 < p.
+static uint64_t
+mask_key(const struct lora *lo, int layer, enum lora_target t)
+{
+    return hash_mix64(lo->seed ^
+                      hash_mix64(lo->batch * 4096u + (uint64_t)layer * 8u + (uint64_t)t));
+}
+
 // x with dropout applied into lo->xd (or x itself when there is none).
 static const float *
 dropped_input(struct lora *lo, int layer, enum lora_target t, const float *x, int n, int in)
@@ -129,8 +138,7 @@ dropped_input(struct lora *lo, int layer, enum lora_target t, const float *x, in
     double p = lo->cfg.dropout;
     if (!lo->training || p <= 0)
         return x;
-    uint64_t key = hash_mix64(lo->seed ^ hash_mix64(lo->batch * 4096u + (uint64_t)layer * 8u +
-                                                    (uint64_t)t));
+    uint64_t key = mask_key(lo, layer, t);
     float keep_scale = (float)(1.0 / (1.0 - p));
     size_t total = (size_t)n * in;
     for (size_t i = 0; i < total; i++) {
@@ -206,13 +214,11 @@ hook_bwd(void *ctx, int layer, enum model_linear which, const float *x, const fl
                       g.in);
             continue;
         }
-        // dx += (du A) ⊙ mask / (1-p): the masked input is zero exactly where dropped, so
-        // recompute the product into xd and keep the entries the mask kept.
+        // dx += (du A) ⊙ mask / (1-p), the mask regenerated from its key.
         float *tmp = xmalloc(sizeof(float) * (size_t)n * g.in);
         kern_gemm(lo->pool, false, false, n, g.in, r, 1.0f, lo->du, r, A, g.in, 0.0f, tmp, g.in);
         float keep_scale = (float)(1.0 / (1.0 - lo->cfg.dropout));
-        uint64_t key = hash_mix64(lo->seed ^ hash_mix64(lo->batch * 4096u +
-                                                        (uint64_t)layer * 8u + (uint64_t)t));
+        uint64_t key = mask_key(lo, layer, t);
         for (size_t i = 0; i < (size_t)n * g.in; i++) {
             double u = (double)(hash_mix64(key + i) >> 11) * 0x1.0p-53;
             if (u >= lo->cfg.dropout)
