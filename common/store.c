@@ -149,6 +149,12 @@ store_open(const char *path, struct kerr *err)
 }
 
 void
+store_busy_timeout(struct store *s, int ms)
+{
+    sqlite3_busy_timeout(s->db, ms);
+}
+
+void
 store_close(struct store *s)
 {
     if (!s)

@@ -26,6 +26,8 @@ struct store;
 // Opens (creating if missing) the database at path. Returns NULL with err.
 struct store *store_open(const char *path, struct kerr *err);
 void store_close(struct store *s);
+// How long a statement waits for another connection's lock before failing (default 30 s).
+void store_busy_timeout(struct store *s, int ms);
 const char *store_sqlite_version(void);
 
 // Transactions (BEGIN IMMEDIATE: takes the write lock at once, waiting up to the timeout).

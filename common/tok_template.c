@@ -31,8 +31,9 @@ tok_tpl_new(const char *text, struct kerr *err)
     struct buf lit = {0};
     for (size_t i = 0; text[i];) {
         char c = text[i];
-        if (c == '\\' && (text[i + 1] == 'n' || text[i + 1] == 't' || text[i + 1] == '\\')) {
-            buf_putc(&lit, text[i + 1] == 'n' ? '\n' : text[i + 1] == 't' ? '\t' : '\\');
+        if (c == '\\' && text[i + 1]) {
+            char e = text[i + 1];
+            buf_putc(&lit, e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e);
             i += 2;
         } else if ((c == '{' && text[i + 1] == '{') || (c == '}' && text[i + 1] == '}')) {
             buf_putc(&lit, c);

@@ -4,9 +4,10 @@
 //
 // Syntax: {name} is replaced by the record's field name (a dotted path such as metadata.url
 // reaches nested objects): a string gives its unescaped text, a number or boolean its JSON
-// text; null, arrays and objects are errors. Escapes: \n newline, \t tab, \\ backslash,
-// {{ and }} literal braces; a backslash before any other character stays as it is. A lone
-// '}', an unclosed '{' or an empty {} is a template error.
+// text; null, arrays and objects are errors. Escapes: \n newline, \t tab, \r carriage
+// return, a backslash before any other character gives that character (\\ a backslash, \{ a
+// brace), {{ and }} literal braces. A lone '}', an unclosed '{' or an empty {} is a template
+// error. (The same rules as tokenize encode's --prompt/--completion.)
 #ifndef KILN_TOK_TEMPLATE_H
 #define KILN_TOK_TEMPLATE_H
 

@@ -13,6 +13,11 @@
 #   pretrain-en + split/train text ─tokenize encode→ pretrain.tok ─train→ base/
 #   train-bal, split/valid, split/test ─tokenize encode (prompt → label)→ *.sft
 #   train-bal.sft ─train --init base/→ finetuned/
+#   finetuned/ ─quantize-export gguf→ model-{q8_0,q4_0}.gguf
+#   {base, finetuned, GGUFs} × split/test ─evaluate classify→ eval-*.jsonl (deterministic)
+#   split/test ─evaluate lm→ lm-*.jsonl (perplexity, bits per byte)
+#   everything ─evaluate import→ kiln.db ─evaluate report→ report.html, report.md
+#   GGUFs + tokenizer + config + card ─quantize-export bundle→ bundle.tar.zst
 PIPELINE ?= default
 P ?= build/pipeline/$(PIPELINE)
 KB := $(B)/bin
@@ -34,6 +39,8 @@ space := $(empty) $(empty)
 PROMPT := {text}\nLabel:
 COMPLETION := $(space){label}
 CHOICES := spam,ham
+# What the fine-tuning step reads from the base checkpoint (hashed into its cache key).
+BASE_FILES := config.json model.safetensors tokenizer.json generation_config.json
 
 .PHONY: pipeline pipeline-run audit
 .SECONDARY:
@@ -42,8 +49,12 @@ pipeline: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@$(MAKE) --no-print-directory pipeline-run
 
-pipeline-run: $(P)/finetuned/model.safetensors $(P)/split/test.sft.jsonl.zst
-	@echo "pipeline $(PIPELINE): done — $(P)/"
+EVALS := base finetuned q8_0 q4_0
+pipeline-run: $(P)/report.html $(P)/bundle.tar.zst
+	@echo "pipeline $(PIPELINE): report $(P)/report.html (and report.md), bundle $(P)/bundle.tar.zst"
+	@for e in $(EVALS); do tail -n 1 $(P)/eval-$$e.jsonl | \
+	  sed -E 's/.*"acc":([0-9.eE+-]+).*"macro_f1":([0-9.eE+-]+).*"majority_acc":([0-9.eE+-]+).*/\1 \2 \3/' | \
+	  awk -v m=$$e '{ printf "  %-10s test accuracy %.3f  macro-F1 %.3f  (majority-class baseline accuracy %.3f)\n", m, $$1, $$2, $$3 }'; done
 
 audit:
 	@test -f $(P)/steps.jsonl || { echo "audit: no recorded run in $(P) (run make pipeline first)"; exit 1; }
@@ -117,8 +128,68 @@ $(P)/base/model.safetensors: $(P)/pretrain.tok.jsonl.zst $(P)/tokenizer.json $(K
 $(P)/finetuned/model.safetensors: $(P)/train-bal.sft.jsonl.zst $(P)/split/valid.sft.jsonl.zst \
                                   $(P)/base/model.safetensors $(KB)/train
 	$(STEP) --name finetune --in $< --in $(P)/split/valid.sft.jsonl.zst \
-	  $(foreach f,$(wildcard $(P)/base/*.json $(P)/base/*.safetensors),--in $(f)) \
+	  $(foreach f,$(BASE_FILES),--in $(P)/base/$(f)) \
 	  --out-dir $(P)/finetuned --aux $(P)/finetune.log.jsonl -- \
 	  $(KB)/train -q --init $(P)/base --mode sft --batch 16 --steps $(FT_STEPS) --lr 1e-3 \
 	  --warmup 15 --threads $(THREADS) --seed $(SEED) --valid $(P)/split/valid.sft.jsonl.zst \
 	  --valid-every 50 --log $(P)/finetune.log.jsonl -o $(P)/finetuned $<
+
+# ---- export and evaluation -----------------------------------------------------------------
+
+$(P)/model-%.gguf: $(P)/finetuned/model.safetensors $(KB)/quantize-export
+	$(STEP) --name gguf-$* $(foreach f,$(BASE_FILES),--in $(P)/finetuned/$(f)) --out $@ \
+	  --out $(P)/model-$*.report.json -- \
+	  $(KB)/quantize-export gguf -q --model $(P)/finetuned --type $* --name kiln-spam \
+	  --report $(P)/model-$*.report.json -o $@
+
+# The model a name evaluates: a checkpoint directory or a GGUF file.
+eval_model = $(if $(filter base finetuned,$(1)),$(P)/$(1),$(P)/model-$(1).gguf)
+eval_dep = $(if $(filter base finetuned,$(1)),$(P)/$(1)/model.safetensors,$(P)/model-$(1).gguf)
+eval_inputs = $(if $(filter base finetuned,$(1)),$(foreach f,$(BASE_FILES),$(P)/$(1)/$(f)),$(P)/model-$(1).gguf)
+
+$(P)/eval-%.jsonl: $(P)/split/test.jsonl.zst $$(call eval_dep,$$*) $(KB)/evaluate
+	$(STEP) --name eval-$* --in $< $(foreach f,$(call eval_inputs,$*),--in $(f)) \
+	  --in $(P)/tokenizer.json --out $@ -- \
+	  $(KB)/evaluate classify -q --model $(call eval_model,$*) \
+	  --tokenizer $(P)/tokenizer.json --choices $(CHOICES) --prompt '$(PROMPT)' \
+	  --completion '$(COMPLETION)' --max-len $(MAX_LEN) --threads $(THREADS) -o $@ $<
+
+$(P)/lm-%.jsonl: $(P)/split/test.jsonl.zst $$(call eval_dep,$$*) $(KB)/evaluate
+	$(STEP) --name lm-$* --in $< $(foreach f,$(call eval_inputs,$*),--in $(f)) \
+	  --in $(P)/tokenizer.json --out $@ -- \
+	  $(KB)/evaluate lm -q --model $(call eval_model,$*) --tokenizer $(P)/tokenizer.json \
+	  --threads $(THREADS) -o $@ $<
+
+# The database and the report are rebuilt from the (cached, deterministic) step outputs on
+# every change; they hold timestamps, so they are not kiln-step outputs.
+STATS := ingest dedupe filter split balance
+$(P)/kiln.db: $(EVALS:%=$(P)/eval-%.jsonl) $(P)/lm-base.jsonl $(P)/lm-finetuned.jsonl \
+              $(P)/lm-q8_0.jsonl $(P)/pretrain.log.jsonl $(P)/finetune.log.jsonl
+	@rm -f $@ $@-wal $@-shm
+	@$(KB)/evaluate import -q --db $@ --pipeline $(PIPELINE) --run-name data --kind data \
+	  $(STATS:%=$(P)/%.stats.json)
+	@$(KB)/evaluate import -q --db $@ --pipeline $(PIPELINE) --run-name pretrain --kind train \
+	  $(P)/pretrain.log.jsonl
+	@$(KB)/evaluate import -q --db $@ --pipeline $(PIPELINE) --run-name finetune --kind train \
+	  $(P)/finetune.log.jsonl
+	@for e in $(EVALS); do $(KB)/evaluate import -q --db $@ --pipeline $(PIPELINE) \
+	  --run-name $$e --kind evaluate $(P)/eval-$$e.jsonl \
+	  $$( [ -f $(P)/lm-$$e.jsonl ] && echo $(P)/lm-$$e.jsonl ); done
+
+$(P)/report.html $(P)/report.md &: $(P)/kiln.db $(KB)/evaluate
+	@$(KB)/evaluate report -q --db $< -o $(P)/report.html --md $(P)/report.md
+
+# Provenance: how every current output was made (deterministic; the bundle step itself and
+# this file are left out so the record converges).
+$(P)/provenance.jsonl: $(EVALS:%=$(P)/eval-%.jsonl) $(P)/lm-q8_0.jsonl
+	@$(KB)/kiln-step provenance --exclude bundle -o $@ $(P)/steps.jsonl
+
+$(P)/bundle.tar.zst: $(P)/model-q8_0.gguf $(P)/model-q4_0.gguf $(P)/provenance.jsonl \
+                     $(KB)/quantize-export
+	$(STEP) --name bundle --in $(P)/model-q8_0.gguf --in $(P)/model-q4_0.gguf \
+	  --in $(P)/tokenizer.json --in $(P)/finetuned/config.json --in $(P)/provenance.jsonl \
+	  --in $(P)/eval-finetuned.jsonl --out $@ -- env SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
+	  $(KB)/quantize-export bundle -q --provenance $(P)/provenance.jsonl -o $@ \
+	  $(P)/model-q8_0.gguf $(P)/model-q4_0.gguf $(P)/tokenizer.json \
+	  $(P)/finetuned/config.json $(P)/eval-finetuned.jsonl
+SOURCE_DATE_EPOCH ?= 1700000000

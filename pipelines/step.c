@@ -4,6 +4,7 @@
 //   kiln-step run   [--cache DIR] [--log FILE] [--name NAME] [--in F]... [--dep F]...
 //                   [--out F]... [--out-dir D]... [--aux F]... -- COMMAND [ARG...]
 //   kiln-step audit [--cache DIR] LOG
+//   kiln-step provenance [--exclude NAME]... -o FILE LOG
 //   kiln-step gc    [--cache DIR] [--max-age DAYS] [--max-size BYTES]
 //
 // run: the step's key is the SHA-256 of a canonical description: the command line with every
@@ -27,6 +28,9 @@
 // audit: re-executes every step recorded in LOG from scratch in a scratch directory, with the
 // recorded inputs restored from the object store, and compares each output's SHA-256 with the
 // record. Prints a table; exit 1 on any mismatch.
+//
+// provenance: the latest record per output of LOG without timings, sorted by step name — a
+// deterministic account of how the current outputs were made (bundles carry it).
 //
 // gc: removes cache entries and objects not used for --max-age days, then the least recently
 // used until the store is under --max-size bytes.
@@ -87,6 +91,7 @@ usage(FILE *f)
                "                     [--dep FILE]... [--out FILE]... [--out-dir DIR]...\n"
                "                     [--aux FILE]... -- COMMAND [ARG...]\n"
                "       kiln-step audit [--cache DIR] LOG\n"
+               "       kiln-step provenance [--exclude NAME]... -o FILE LOG\n"
                "       kiln-step gc [--cache DIR] [--max-age DAYS] [--max-size BYTES]\n"
                "Content-hashed caching of pipeline steps; see pipelines/README.md.\n");
 }
@@ -1042,6 +1047,102 @@ cmd_audit(const char *cache, const char *log)
     return bad ? 1 : 0;
 }
 
+// ---- provenance ---------------------------------------------------------------------------
+
+// Writes the latest record per output path of LOG, without the volatile fields (seconds,
+// hit), sorted by step name, skipping steps named in exclude: a deterministic summary of how
+// the current outputs were made, for bundles.
+static int
+cmd_provenance(const char *log, const char *out, const char *const *exclude, int nexclude)
+{
+    struct buf text, o, name;
+    buf_init(&text);
+    buf_init(&o);
+    buf_init(&name);
+    struct kerr err;
+    if (read_file(log, 0, &text, &err))
+        die_kerr(&err);
+    struct prov {
+        struct json_val v;
+        char *name, *first_out;
+    } *recs = NULL;
+    size_t n = 0;
+    char *line = text.p;
+    for (size_t lineno = 1; line && *line; lineno++) {
+        char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        struct json_error je;
+        struct json_val v, outv;
+        struct out outs[MAXF];
+        int nout;
+        if (json_parse_value(line, len, &v, &je) != 0 || v.type != JSON_OBJECT ||
+            !member_str(&v, "name", &name) || !json_val_member(&v, "out", 3, &outv) ||
+            (nout = read_outs(&outv, outs, MAXF)) < 1)
+            die("%s:%zu: invalid step record", log, lineno);
+        bool skip = false;
+        for (int i = 0; i < nexclude; i++)
+            skip |= !strcmp(name.p, exclude[i]);
+        if (!skip) {
+            recs = xrealloc(recs, (n + 1) * sizeof *recs);
+            recs[n++] = (struct prov){v, xstrdup(name.p), xstrdup(outs[0].path)};
+        }
+        free_outs(outs, nout);
+        line = nl ? nl + 1 : NULL;
+    }
+    // Keep the last record per first output, then order by name (stable on log order).
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool later = false;
+        for (size_t j = i + 1; j < n && !later; j++)
+            later = !strcmp(recs[i].first_out, recs[j].first_out);
+        if (later) {
+            free(recs[i].name);
+            free(recs[i].first_out);
+        } else {
+            recs[kept++] = recs[i];
+        }
+    }
+    for (size_t i = 1; i < kept; i++) // insertion sort: stable, small n
+        for (size_t j = i; j > 0 && strcmp(recs[j - 1].name, recs[j].name) > 0; j--) {
+            struct prov t = recs[j];
+            recs[j] = recs[j - 1];
+            recs[j - 1] = t;
+        }
+    static const char *const keep_keys[] = {"name", "key", "cmd", "bin", "in", "dep", "out"};
+    for (size_t i = 0; i < kept; i++) {
+        buf_putc(&o, '{');
+        for (size_t k = 0; k < KILN_ARRAY_LEN(keep_keys); k++) {
+            struct json_val m;
+            if (!json_val_member(&recs[i].v, keep_keys[k], strlen(keep_keys[k]), &m))
+                continue;
+            if (o.p[o.len - 1] != '{')
+                buf_putc(&o, ',');
+            json_write_str(&o, keep_keys[k], strlen(keep_keys[k]));
+            buf_putc(&o, ':');
+            buf_append(&o, m.raw, m.raw_len);
+        }
+        buf_puts(&o, "}\n");
+        free(recs[i].name);
+        free(recs[i].first_out);
+    }
+    free(recs);
+    struct buf tmp;
+    buf_init(&tmp);
+    buf_printf(&tmp, "%s.tmp", out);
+    int slot = cli_tmp_register(tmp.p);
+    FILE *f = fopen(tmp.p, "w");
+    if (!f || fwrite(o.p ? o.p : "", 1, o.len, f) != o.len || fclose(f) != 0)
+        die("%s:", tmp.p);
+    if (rename(tmp.p, out) != 0)
+        die("%s:", out);
+    cli_tmp_forget(slot);
+    buf_free(&tmp);
+    buf_free(&o);
+    buf_free(&name);
+    buf_free(&text);
+    return 0;
+}
+
 // ---- gc ---------------------------------------------------------------------------------
 
 struct gc_obj {
@@ -1147,6 +1248,8 @@ main(int argc, char **argv)
     memset(&s, 0, sizeof s);
     s.cache = getenv("KILN_CACHE_DIR") ? getenv("KILN_CACHE_DIR") : "build/cache/steps";
     double max_age = 0;
+    const char *exclude[MAXF], *prov_out = NULL;
+    int nexclude = 0;
     uint64_t max_size = 0;
     int i = 2;
     for (; i < argc; i++) {
@@ -1160,7 +1263,7 @@ main(int argc, char **argv)
             cli_verbosity = 0;
             continue;
         }
-        if (a[0] != '-' || a[1] != '-')
+        if (a[0] != '-' || (a[1] != '-' && strcmp(a, "-o")))
             break;
         if (!val)
             die_usage("%s needs a value", a);
@@ -1183,6 +1286,10 @@ main(int argc, char **argv)
             s.outs[s.nout++] = (struct out){
                 .path = val,
                 .kind = !strcmp(a, "--out") ? OUT_FILE : !strcmp(a, "--aux") ? OUT_AUX : OUT_DIR};
+        else if (!strcmp(a, "--exclude") && nexclude < MAXF)
+            exclude[nexclude++] = val;
+        else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
+            prov_out = val;
         else if (!strcmp(a, "--max-age"))
             max_age = cli_parse_double("--max-age", val, 0, 1e6);
         else if (!strcmp(a, "--max-size"))
@@ -1205,6 +1312,11 @@ main(int argc, char **argv)
         int rc = cmd_audit(s.cache, argv[i]);
         cli_finish_stdout();
         return rc;
+    }
+    if (!strcmp(sub, "provenance")) {
+        if (i != argc - 1 || !prov_out)
+            die_usage("provenance: LOG and -o FILE expected");
+        return cmd_provenance(argv[i], prov_out, exclude, nexclude);
     }
     if (!strcmp(sub, "gc")) {
         int rc = cmd_gc(s.cache, max_age, max_size);

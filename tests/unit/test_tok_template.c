@@ -35,7 +35,7 @@ main(void)
     expand_eq("{text}\\nLabel:", "{\"text\":\"hi \\\"you\\\"\"}", NULL, NULL, "hi \"you\"\nLabel:");
     expand_eq(" {label}", "{\"label\":\"spam\"}", "label", "ham", " ham");
     expand_eq("{{x}} \\t\\\\ \\q {n}/{b}", "{\"n\":1.5e3,\"b\":true}", NULL, NULL,
-              "{x} \t\\ \\q 1.5e3/true");
+              "{x} \t\\ q 1.5e3/true");
     expand_eq("{m.u}", "{\"m\":{\"u\":\"deep\"}}", NULL, NULL, "deep");
     expand_eq("{missing}", "{\"text\":\"a\"}", NULL, NULL, NULL);
     expand_eq("{a}", "{\"a\":[1]}", NULL, NULL, NULL);
