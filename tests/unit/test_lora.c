@@ -408,7 +408,6 @@ test_train(void)
         double l = model_forward_backward(&m, &a, p, tok, tgt, b, t, 1.0f / (b * t), NULL);
         model_grad_clip(&lo.view, p, 1.0);
         adamw_update(&opt, &lo.view, p, 5e-2f);
-        if (getenv("LORA_VERBOSE")) fprintf(stderr, "step %d loss %.4f\n", s, l);
         if (s == 0)
             first = l;
         last = l;
