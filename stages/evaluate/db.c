@@ -66,8 +66,50 @@ val_text(const struct json_val *v, struct buf *out)
 }
 
 static int
+found_cb(void *ctx, int ncol, const char *const *names, const char *const *values)
+{
+    (void)ncol, (void)names, (void)values;
+    *(bool *)ctx = true;
+    return 1;
+}
+
+// True when run_id already has a row named name in results (table "results") or params.
+static bool
+run_has(struct store *s, int64_t run_id, bool result, const char *name)
+{
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long)run_id);
+    const char *params[4] = {id, name, NULL, NULL};
+    bool found = false;
+    struct kerr err;
+    store_query(s,
+                result ? "SELECT 1 FROM results WHERE run_id = CAST(?1 AS INTEGER) AND metric = ?2"
+                       : "SELECT 1 FROM params WHERE run_id = CAST(?1 AS INTEGER) AND key = ?2",
+                params, found_cb, &found, &err);
+    return found;
+}
+
+// Several results files may go into one run (classify and lm of the same model): a name the
+// run already has gets the file's task as a prefix ("lm-rolling/n").
+static void
+unique_name(struct store *s, int64_t run_id, bool result, const char *task, const char *name,
+            struct buf *out)
+{
+    buf_reset(out);
+    if (run_has(s, run_id, result, name))
+        buf_printf(out, "%s/", task);
+    buf_puts(out, name);
+}
+
+static int
 load_summary(struct store *s, int64_t run_id, const struct json_val *sum, struct kerr *err)
 {
+    struct json_val tv;
+    struct buf task = {0}, uname = {0};
+    if (json_val_member(sum, "task", 4, &tv) && tv.type == JSON_STRING)
+        json_str(&tv, &task);
+    else
+        buf_puts(&task, "results");
     struct json_val se_obj, v;
     bool has_se = json_val_member(sum, "stderr", 6, &se_obj) && se_obj.type == JSON_OBJECT;
     struct json_iter it;
@@ -87,7 +129,8 @@ load_summary(struct store *s, int64_t run_id, const struct json_val *sum, struct
             json_double(&it.val, &x);
             if (has_se && json_val_member(&se_obj, key.p, key.len, &v) && v.type == JSON_NUMBER)
                 json_double(&v, &se);
-            rc = store_result(s, run_id, key.p, x, se, err);
+            unique_name(s, run_id, true, task.p, key.p, &uname);
+            rc = store_result(s, run_id, uname.p, x, se, err);
         } else if (!strcmp(key.p, "per_class") && it.val.type == JSON_OBJECT) {
             struct json_iter ci;
             json_iter_init(&ci, &it.val);
@@ -102,7 +145,8 @@ load_summary(struct store *s, int64_t run_id, const struct json_val *sum, struct
                         continue;
                     buf_reset(&name);
                     buf_printf(&name, "%s/%s", sc[j], lab.p ? lab.p : "");
-                    rc = store_result(s, run_id, name.p, x, NAN, err);
+                    unique_name(s, run_id, true, task.p, name.p, &uname);
+                    rc = store_result(s, run_id, uname.p, x, NAN, err);
                 }
                 buf_free(&lab);
             }
@@ -111,11 +155,14 @@ load_summary(struct store *s, int64_t run_id, const struct json_val *sum, struct
     if (rc == 0) {
         struct buf text = {0};
         buf_append(&text, sum->raw, sum->raw_len);
-        rc = store_param(s, run_id, "summary", text.p, err);
+        unique_name(s, run_id, false, task.p, "summary", &uname);
+        rc = store_param(s, run_id, uname.p, text.p, err);
         buf_free(&text);
     }
     buf_free(&key);
     buf_free(&name);
+    buf_free(&task);
+    buf_free(&uname);
     return rc;
 }
 

@@ -775,6 +775,7 @@ main(int argc, char **argv)
     bool progress = o.c.progress == 1 || (o.c.progress < 0 && isatty(2) && cli_verbosity > 0);
     double t_loop = now_seconds(), last_draw = 0, loss = NAN;
     int64_t start_step = st.step;
+    uint64_t start_tokens = st.tokens_seen;
     struct buf last_saved = {0};
     buf_puts(&last_saved, o.resume ? resume_dir.p : "none");
     const char *kill_at = getenv("KILN_TRAIN_KILL_AFTER_STEP"); // test hook: SIGKILL after N
@@ -839,7 +840,7 @@ main(int argc, char **argv)
         peft_run_update(&o.pr, &opt, pool, lr);
         st.step = step;
         st.tokens_seen += step_tokens;
-        double now = now_seconds(), elapsed = st.elapsed + (now - t_loop);
+        double now = now_seconds(), elapsed = now - t_loop;
         if (logf) {
             buf_reset(&line);
             struct json_writer w;
@@ -872,7 +873,8 @@ main(int argc, char **argv)
             fflush(logf);
         }
         if (progress && (now - last_draw > 0.16 || step == total)) {
-            double rate = (double)(st.tokens_seen) / (elapsed > 0 ? elapsed : 1);
+            double rate = (double)(st.tokens_seen - start_tokens) /
+                          (elapsed > 0 ? elapsed : 1);
             double eta = (now - t_loop) / (double)(step - start_step) * (double)(total - step);
             fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %.0fs",
                     (long long)step, (long long)total, loss, lr, rate, eta);
@@ -921,7 +923,6 @@ main(int argc, char **argv)
                 st.best_loss = vl;
                 st.best_step = step;
                 st.bad_validations = 0;
-                st.elapsed = elapsed;
                 if (save_named(&o, "best", &m, &opt, &st, args.p, tok_src, &err) < 0)
                     die_kerr(&err);
             } else if (o.patience && ++st.bad_validations >= o.patience) {
@@ -931,7 +932,6 @@ main(int argc, char **argv)
         if (o.save_every && step % o.save_every == 0 && step != total && !stopped_early) {
             char name[64];
             snprintf(name, sizeof name, "checkpoint-%lld", (long long)step);
-            st.elapsed = elapsed;
             if (save_named(&o, name, &m, &opt, &st, args.p, tok_src, &err) < 0)
                 die_kerr(&err);
             prune_checkpoints(o.c.output, o.keep);
@@ -952,14 +952,14 @@ main(int argc, char **argv)
     if (progress)
         fputs("\r\033[K", stderr);
     double secs = now_seconds() - t_loop;
-    st.elapsed += secs;
     if (!peft_run_save(&o.pr, &m, pool, o.c.output, o.save_dtype) &&
         state_save_files(o.c.output, &m, &opt, &st, args.p, tok_src, o.save_dtype, &err) < 0)
         die_kerr(&err);
     if (logf && fclose(logf) != 0)
         die("%s: write failed:", o.log);
     info("done: %lld steps, loss %.4f, %.0f tokens/s, %.1f s, model in %s", (long long)st.step,
-         loss, secs > 0 ? (double)st.tokens_seen / secs : 0, now_seconds() - t_start,
+         loss, secs > 0 ? (double)(st.tokens_seen - start_tokens) / secs : 0,
+         now_seconds() - t_start,
          o.c.output);
 
     struct stats stats;

@@ -81,8 +81,6 @@ state_json(const struct train_state *s, const char *args_json, struct buf *out)
     jw_int(&w, s->bad_validations);
     jw_key(&w, "tokens_seen");
     jw_uint(&w, s->tokens_seen);
-    jw_key(&w, "elapsed_seconds");
-    jw_double(&w, s->elapsed);
     jw_key(&w, "args");
     jw_raw(&w, args_json, strlen(args_json));
     jw_obj_end(&w);
@@ -309,10 +307,6 @@ state_load(const char *dir, const struct model *m, struct adamw *o, struct train
     s->best_loss = NAN;
     if (f && f->val.type == JSON_NUMBER)
         json_double(&f->val, &s->best_loss);
-    f = json_obj_get(&j, "elapsed_seconds");
-    s->elapsed = 0;
-    if (f)
-        json_double(&f->val, &s->elapsed);
     f = json_obj_get(&j, "rng_state");
     int k = 0;
     if (f && f->val.type == JSON_ARRAY) {

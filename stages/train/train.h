@@ -55,9 +55,9 @@ struct train_state {
     int64_t best_step;
     int64_t bad_validations;  // validations since the last improvement
     uint64_t tokens_seen;
-    double elapsed;           // seconds trained before this process (for the log)
 };
 
+// Nothing time-dependent is saved, so a checkpoint's bytes depend only on the inputs and options.
 // Checkpoint directory contents: config.json, generation_config.json, model.safetensors,
 // optimizer.safetensors (exp_avg.NAME, exp_avg_sq.NAME), trainer_state.json ({state, "args":
 // args_json}) and tokenizer.json (copied from tokenizer, when given).

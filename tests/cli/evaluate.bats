@@ -187,6 +187,11 @@ TINY=$KILN_ROOT/build/tests/tools/eval_tiny_model
     [ "$(sqlite3 x.db 'select count(*) from runs')" -eq 1 ]
     run evaluate import --db x.db notes.txt
     expect_status 1
+    # classify and lm results of one model in one run: clashing names get the task prefix
+    evaluate lm --model m -q -o l.jsonl "$E/docs.jsonl"
+    run evaluate import --db x.db --run-name both r.jsonl l.jsonl
+    expect_status 0
+    [ "$(sqlite3 x.db "select count(*) from results r join runs u on u.id = r.run_id where u.name = 'both' and metric in ('n', 'lm-rolling/n', 'loss', 'macro_f1')")" -eq 4 ]
 }
 
 @test "evaluate compare: diff with standard errors; the gate exits 3 on a regression" {
@@ -220,4 +225,64 @@ TINY=$KILN_ROOT/build/tests/tools/eval_tiny_model
     expect_output_contains "--model"
     run evaluate compare onlyone.jsonl
     expect_status 2
+}
+
+@test "evaluate report: self-contained HTML opens in headless Chromium without console errors; charts drawn" {
+    if ! command -v chromium > /dev/null; then
+        echo "# SKIPPED LOUDLY: chromium is not installed (apt-get install chromium)" >&3
+        skip "chromium is not installed"
+    fi
+    "$TINY" m 1
+    evaluate classify --model m --db x.db --run-name A -q -o /dev/null "$E/sms.jsonl"
+    evaluate classify --model m --db x.db --run-name B --choices ham,spam -q -o /dev/null "$E/sms.jsonl"
+    printf '{"stage":"filter","version":"0.1.0","records_in":10,"bytes_in":100,"records_out":8,"bytes_out":80,"seconds":0.1}\n' > st.json
+    printf '{"step":1,"loss":3.5}\n{"step":2,"loss":3.1}\n{"step":2,"valid_loss":3.2}\n' > log.jsonl
+    evaluate import --db x.db --pipeline p -q st.json log.jsonl
+    run evaluate report --db x.db -o report.html --md report.md
+    expect_status 0
+    grep -q '<svg' report.html
+    ! grep -Eq 'https?://|<script|<link|src=' report.html
+    grep -q '^## Data funnel' report.md
+    grep -q '^| ham | ' report.md
+    # the same database renders the same bytes
+    evaluate report --db x.db -o again.html
+    cmp report.html again.html
+    printf '<!DOCTYPE html><html><body></body></html>\n' > blank.html
+    shoot() {
+        local dir
+        dir=$(mktemp -d "$BATS_TEST_TMPDIR/chrome.XXXXXX")
+        timeout 90 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+            --disable-background-networking --disable-component-update --disable-sync \
+            --user-data-dir="$dir" --enable-logging=stderr --v=0 --window-size=1000,2000 \
+            --screenshot="$2" "file://$PWD/$1" 2> "$2.log"
+    }
+    shoot report.html report.png
+    shoot blank.html blank.png
+    [ -s report.png ] && [ -s blank.png ]
+    if grep -E 'CONSOLE|Uncaught|Failed to load' report.png.log; then
+        echo "console errors above" >&2
+        return 1
+    fi
+    # a page of charts compresses far worse than a blank page of the same size
+    big=$(stat -c %s report.png) small=$(stat -c %s blank.png)
+    [ "$big" -gt $((small * 5)) ]
+    run evaluate report --db missing.db -o r.html
+    expect_status 1
+    [ ! -e r.html ]
+}
+
+@test "evaluate: an F32 GGUF export scores byte-identically to its checkpoint; Q8_0 close" {
+    "$TINY" m 1
+    quantize-export gguf -q --model m --type f32 -o m.gguf
+    quantize-export gguf -q --model m --type q8_0 -o q.gguf
+    evaluate classify --model m -q -o c.jsonl "$E/sms.jsonl"
+    run evaluate classify --model m.gguf --tokenizer m/tokenizer.json -o g.jsonl "$E/sms.jsonl"
+    expect_status 0
+    cmp c.jsonl g.jsonl
+    # no tokenizer beside the GGUF and none given
+    run evaluate classify --model q.gguf -o x.jsonl "$E/sms.jsonl"
+    expect_status 1
+    expect_output_contains "no tokenizer"
+    run evaluate compare --gate acc --k 2 c.jsonl <(evaluate classify --model q.gguf --tokenizer m/tokenizer.json -q -o - "$E/sms.jsonl")
+    expect_status 0
 }

@@ -67,15 +67,15 @@ gen_tokenizer() {
     expect_output_contains "memory: parameters"
 }
 
-@test "final weights are byte-identical for 1, 2 and 4 threads" {
+@test "output directories are byte-identical for 1, 2 and 4 threads" {
     gen_pretrain > pre.jsonl
     for t in 1 2 4; do
         run train $TINY --seq-len 60 --batch 3 --accum 2 --steps 5 --threads $t -o o$t pre.jsonl
         expect_status 0
     done
     cmp o1/model.safetensors o2/model.safetensors
-    cmp o1/model.safetensors o4/model.safetensors
-    cmp o1/optimizer.safetensors o4/optimizer.safetensors
+    diff -r o1 o2
+    diff -r o1 o4
 }
 
 @test "SIGKILL after a step, then --resume: byte-identical to an uninterrupted run" {

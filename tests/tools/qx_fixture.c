@@ -2,10 +2,11 @@
 // qx_fixture: tiny checkpoints, PEFT adapters and reference computations for the
 // quantize-export tests, independent of the stage's own code.
 //
-//   qx_fixture model DIR [SEED [STEPS [DIM]]]   HF checkpoint dir: a BPE tokenizer trained on a
-//                        built-in English text (tokenizer.json, vocab 300), a Llama with
-//                        DIM (64) hidden, 2 layers, 4 heads (2 KV), FFN 256, context 128,
-//                        random init then STEPS (0) AdamW steps on that text
+//   qx_fixture model DIR [SEED [STEPS [DIM [LAYERS [FFN]]]]]
+//                        HF checkpoint dir: a BPE tokenizer trained on a built-in English
+//                        text (tokenizer.json, vocab 300), a Llama with DIM (64) hidden,
+//                        LAYERS (2) layers, 4 heads (2 KV), FFN (256), context 128, random
+//                        init then STEPS (0) AdamW steps on that text
 //   qx_fixture adapter DIR MODEL_DIR R ALPHA [SEED]
 //                        PEFT LoRA adapter for MODEL_DIR's shapes on q_proj and v_proj of
 //                        every layer (random A and B)
@@ -16,8 +17,10 @@
 //                        reads the GGUF back (gguf_model_read) and checks every tensor's RMSE
 //                        and max error against the model equal the report's (rel. 1e-4)
 //   qx_fixture ids MODEL_DIR TEXT          token ids of TEXT, space-separated
-//   qx_fixture logits MODEL_DIR ID...      next-token log-probs (model_forward on the
-//                                          checkpoint), JSON as tests/tools/llama_logits.mjs
+//   qx_fixture text                        the built-in training text
+//   qx_fixture logits MODEL ID...          next-token log-probs (model_forward on the
+//                                          checkpoint dir, or on a .gguf read back with
+//                                          gguf_model_read), JSON as llama_logits.mjs
 //   qx_fixture generate MODEL_DIR N ID...  N greedy tokens (KV-cache forward), same JSON
 //   qx_fixture meta FILE.gguf              general.* and tokenizer.ggml.* facts, one per line
 //   qx_fixture card-db DB NAME             a store.h database with a run NAME (params with a
@@ -115,7 +118,7 @@ train_steps(struct model *m, const struct tok *t, int steps)
 }
 
 static int
-cmd_model(const char *dir, uint64_t seed, int steps, int dim)
+cmd_model(const char *dir, uint64_t seed, int steps, int dim, int layers, int ffn)
 {
     struct kerr err;
     static const char *const specials[] = {"<|endoftext|>"};
@@ -128,8 +131,8 @@ cmd_model(const char *dir, uint64_t seed, int steps, int dim)
     if (!t)
         fail("tokenizer training", &err);
     tok_trainer_del(tr);
-    struct model_config c = {.vocab = (int)tok_vocab_size(t), .dim = dim, .n_layers = 2,
-                             .n_heads = 4, .n_kv_heads = 2, .ffn = 256, .max_seq = 128,
+    struct model_config c = {.vocab = (int)tok_vocab_size(t), .dim = dim, .n_layers = layers,
+                             .n_heads = 4, .n_kv_heads = 2, .ffn = ffn, .max_seq = 128,
                              .norm_eps = 1e-5, .rope_theta = 10000, .tie_embeddings = false,
                              .bos_id = -1, .eos_id = tok_special_id(t, "<|endoftext|>")};
     struct model m;
@@ -153,12 +156,20 @@ cmd_model(const char *dir, uint64_t seed, int steps, int dim)
     return 0;
 }
 
+// A checkpoint directory, or a GGUF file (read as evaluate reads one) when path ends in .gguf.
 static void
-load(const char *dir, struct model *m)
+load(const char *path, struct model *m)
 {
     struct kerr err;
-    if (ckpt_load(dir, m, NULL, &err))
-        fail(dir, &err);
+    size_t n = strlen(path);
+    if (n > 5 && !strcmp(path + n - 5, ".gguf")) {
+        struct gguf_file g;
+        if (gguf_open(&g, path, &err) || gguf_model_read(&g, m, &err))
+            fail(path, &err);
+        gguf_close(&g);
+    } else if (ckpt_load(path, m, NULL, &err)) {
+        fail(path, &err);
+    }
 }
 
 static int
@@ -473,13 +484,16 @@ cmd_card_db(const char *path, const char *name)
 int
 main(int argc, char **argv)
 {
+    if (argc == 2 && !strcmp(argv[1], "text"))
+        return fputs(TEXT, stdout) < 0;
     if (argc == 3 && !strcmp(argv[1], "meta"))
         return cmd_meta(argv[2]);
     if (argc == 4 && !strcmp(argv[1], "card-db"))
         return cmd_card_db(argv[2], argv[3]);
     if (argc >= 3 && !strcmp(argv[1], "model"))
         return cmd_model(argv[2], argc > 3 ? strtoull(argv[3], NULL, 10) : 1,
-                         argc > 4 ? atoi(argv[4]) : 0, argc > 5 ? atoi(argv[5]) : 64);
+                         argc > 4 ? atoi(argv[4]) : 0, argc > 5 ? atoi(argv[5]) : 64,
+                         argc > 6 ? atoi(argv[6]) : 2, argc > 7 ? atoi(argv[7]) : 256);
     if (argc >= 6 && !strcmp(argv[1], "adapter"))
         return cmd_adapter(argv[2], argv[3], atoi(argv[4]), atof(argv[5]),
                            argc > 6 ? strtoull(argv[6], NULL, 10) : 7);

@@ -1,0 +1,33 @@
+# bench_evaluate.sh (sourced by tests/bench/run.sh): forward-only scoring throughput of
+# `evaluate lm --packed` against the trainer's tokens/s on the same model, data, sequence
+# length and batch (config B of bench_train: V 4096, d 256, 6 layers, T 256, B 8), alternating,
+# EVAL_REPS times; medians and ratio. Target: ≥ 3x the trainer.
+: "${EVAL_REPS:=3}"
+work=$BENCH_WORK/evaluate
+mkdir -p "$work"
+awk 'BEGIN { srand(11); for (i = 0; i < 40; i++) { s = "{\"input_ids\":["
+    for (j = 0; j < 2000; j++) s = s (j ? "," : "") int(rand() * 4095) + 1
+    print s "]}" } }' > "$work/rand.jsonl"
+"$KILN_ROOT/build/tests/tools/eval_tiny_model" "$work/tok" 1 # only its tokenizer.json is used
+median_of() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+for th in 1 2; do
+    tr=() ev=()
+    for ((r = 0; r < EVAL_REPS; r++)); do
+        train --vocab 4096 --eos 0 --dim 256 --layers 6 --heads 8 --ffn 688 --max-seq 256 \
+            --seq-len 256 --batch 8 --steps 6 --threads "$th" --log "$work/log.jsonl" \
+            -o "$work/model" "$work/rand.jsonl" 2> "$work/train.err" || { cat "$work/train.err" >&2; return 1; }
+        tr+=("$(tail -n +3 "$work/log.jsonl" | sed -n 's/.*"tokens_per_s":\([0-9.e+]*\).*/\1/p' | median_of)")
+        cp "$work/tok/tokenizer.json" "$work/model/"
+        evaluate lm --model "$work/model" --packed --seq-len 256 --batch 8 --threads "$th" \
+            --bootstrap-iters 0 --stats "$work/st.json" -o /dev/null "$work/rand.jsonl" 2> "$work/ev.err" \
+            || { cat "$work/ev.err" >&2; return 1; }
+        ev+=("$(sed 's/.*"tokens_per_s":\([0-9.e+]*\).*/\1/' "$work/st.json")")
+    done
+    mt=$(printf '%s\n' "${tr[@]}" | median_of)
+    me=$(printf '%s\n' "${ev[@]}" | median_of)
+    ratio=$(echo "$me / $mt" | bc -l)
+    printf '%-46s evaluate %8.0f tok/s | train %7.0f tok/s | ratio %.2fx (target >= 3x)\n' \
+        "evaluate lm forward-only (V4096 d256 L6 T256 B8) ${th}t" "$me" "$mt" "$ratio"
+    bench_record "evaluate_forward_${th}t" threads "$th" evaluate_tokens_per_s "$me" \
+        train_tokens_per_s "$mt" ratio "$ratio"
+done
