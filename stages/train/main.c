@@ -16,6 +16,9 @@
 #include "json.h"
 #include "kernels.h"
 #include "model.h"
+#include "peft.h"
+#include "peft_cli.h"
+#include "rec.h"
 #include "safetensors.h"
 #include "tok.h"
 #include "train.h"
@@ -40,6 +43,11 @@ struct opts {
     int64_t steps, warmup, valid_every, patience, save_every;
     double epochs, lr, min_lr_ratio, weight_decay, beta1, beta2, adam_eps, clip;
     enum lr_sched sched;
+    struct peft_run pr;     // --method and its options (peft_cli.h)
+    bool dpo;               // --objective dpo
+    double beta;            // DPO beta
+    const char *retain;     // --retain FILE: a language-model stream watched for forgetting
+    int64_t retain_every;
 };
 
 static void
@@ -59,6 +67,11 @@ usage(FILE *f)
             "Optimizer:    --lr X  --schedule cosine|linear|constant  --warmup N\n"
             "              --min-lr-ratio X  --weight-decay X  --beta1 X  --beta2 X\n"
             "              --adam-eps X  --clip X (0 = off)\n"
+            "Fine-tuning:  --method full|lora|hft  --lora-r N  --lora-alpha X  --rslora\n"
+            "              --lora-targets q,k,v,o,gate,up,down  --lora-dropout X\n"
+            "              --adapter DIR  --merge  --freeze PATTERN  --lr-mult PATTERN=X\n"
+            "              --hft-every N  --objective lm|dpo  --beta X\n"
+            "              --retain FILE  --retain-every N   (see PEFT.md)\n"
             "Output:       -o DIR  --save-every N  --keep N  --save-dtype f32|f16|bf16\n"
             "              --log FILE  --stats FILE\n"
             "Run:          --threads N  --seed N  -q  -v  --progress|--no-progress\n"
@@ -104,6 +117,10 @@ enum {
     OPT_ADAM_EPS,
     OPT_CLIP,
     OPT_SAVE_DTYPE,
+    OPT_OBJECTIVE,
+    OPT_BETA,
+    OPT_RETAIN,
+    OPT_RETAIN_EVERY,
 };
 
 static void
@@ -149,20 +166,37 @@ parse_args(struct opts *o, int argc, char **argv)
         {"adam-eps", required_argument, 0, OPT_ADAM_EPS},
         {"clip", required_argument, 0, OPT_CLIP},
         {"save-dtype", required_argument, 0, OPT_SAVE_DTYPE},
+        {"objective", required_argument, 0, OPT_OBJECTIVE},
+        {"beta", required_argument, 0, OPT_BETA},
+        {"retain", required_argument, 0, OPT_RETAIN},
+        {"retain-every", required_argument, 0, OPT_RETAIN_EVERY},
+        PEFT_LONGOPTS,
         {0, 0, 0, 0},
     };
     cli_common_init(&o->c);
     *o = (struct opts){.c = o->c, .mode = -1, .tie = -1, .eos = -1, .batch = 8, .accum = 1,
                        .keep = 2, .epochs = 1, .lr = 3e-4, .min_lr_ratio = 0.1,
                        .weight_decay = 0.1, .beta1 = 0.9, .beta2 = 0.95, .adam_eps = 1e-8,
-                       .clip = 1.0, .sched = LR_COSINE};
+                       .clip = 1.0, .sched = LR_COSINE, .beta = 0.1};
+    peft_run_defaults(&o->pr);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     o->threads = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (int)ncpu;
     int opt;
     while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
-        if (cli_common_opt(&o->c, opt, optarg, usage))
+        if (cli_common_opt(&o->c, opt, optarg, usage) || peft_run_opt(&o->pr, opt, optarg))
             continue;
         switch (opt) {
+        case OPT_OBJECTIVE:
+            if (strcmp(optarg, "lm") == 0 || strcmp(optarg, "dpo") == 0)
+                o->dpo = optarg[0] == 'd';
+            else
+                die_usage("--objective: '%s' is not lm or dpo", optarg);
+            break;
+        case OPT_BETA: o->beta = cli_parse_double("--beta", optarg, 1e-9, 1e6); break;
+        case OPT_RETAIN: o->retain = optarg; break;
+        case OPT_RETAIN_EVERY:
+            o->retain_every = cli_parse_int("--retain-every", optarg, 1, INT64_MAX / 2);
+            break;
         case OPT_MODEL: o->preset = optarg; break;
         case OPT_CONFIG: o->config = optarg; break;
         case OPT_INIT: o->init = optarg; break;
@@ -257,6 +291,12 @@ parse_args(struct opts *o, int argc, char **argv)
         die_usage("--patience needs --valid-every");
     if (o->valid_every && !o->valid)
         die_usage("--valid-every needs --valid FILE");
+    if (o->resume && o->pr.method == METHOD_LORA)
+        die_usage("--resume with --method lora: continue an adapter with --init BASE --adapter DIR");
+    if (o->dpo && o->valid)
+        die_usage("--valid takes language-model records; with --objective dpo use --retain FILE");
+    if (o->retain_every && !o->retain)
+        die_usage("--retain-every needs --retain FILE");
 }
 
 // ---- model setup ---------------------------------------------------------------------------
@@ -566,6 +606,10 @@ validate(struct model *m, struct model_acts *a, struct kpool *p, const struct da
     double sum = 0;
     uint64_t cnt = 0;
     int t = v->t;
+    struct lora *lo = m->hooks ? m->hooks->ctx : NULL; // LoRA: no dropout while measuring
+    bool was_training = lo && lo->training;
+    if (lo)
+        lo->training = false;
     for (size_t i = 0; i < v->n_seq; i += (size_t)a->b) {
         int b = v->n_seq - i < (size_t)a->b ? (int)(v->n_seq - i) : a->b, scored = 0;
         for (int j = 0; j < b; j++)
@@ -576,7 +620,28 @@ validate(struct model *m, struct model_acts *a, struct kpool *p, const struct da
             sum -= a->loss[r];
         cnt += (uint64_t)scored;
     }
+    if (lo)
+        lo->training = was_training;
     return sum / (double)cnt;
+}
+
+// A named checkpoint (best, checkpoint-N) in the output directory: the full trainer state,
+// or for LoRA the adapter files.
+static int
+save_named(const struct opts *o, const char *name, const struct model *m, const struct adamw *opt,
+           const struct train_state *st, const char *args, const char *tok_src, struct kerr *err)
+{
+    if (o->pr.method != METHOD_LORA)
+        return state_save_dir(o->c.output, name, m, opt, st, args, tok_src, err);
+    struct buf dir = {0};
+    buf_printf(&dir, "%s/%s", o->c.output, name);
+    int rc = 0;
+    if (mkdir(dir.p, 0777) < 0 && errno != EEXIST)
+        rc = kerr_set(err, "%s: %s", dir.p, strerror(errno));
+    else
+        rc = lora_save(dir.p, &o->pr.lo, err);
+    buf_free(&dir);
+    return rc;
 }
 
 // ---- main ----------------------------------------------------------------------------------
@@ -603,9 +668,24 @@ main(int argc, char **argv)
     if (t > m.max_t)
         die("--seq-len %d exceeds the model's context of %d positions", t, m.max_t);
 
-    struct dataset train, valid = {0};
-    if (data_load(&train, files, o.mode, m.cfg.vocab, o.eos, t, &err) < 0)
+    struct dataset train = {0}, valid = {0}, retain = {0};
+    struct dpo_set pairs = {0};
+    if (o.dpo) { // preference pairs: the permutation runs over pairs
+        if (dpo_set_load(&pairs, files, m.cfg.vocab, t, &err) < 0)
+            die_kerr(&err);
+        train.t = t;
+        train.n_seq = pairs.n;
+        train.records = pairs.n;
+        if (pairs.cut)
+            warnx_("%d pairs cut to %d tokens", pairs.cut, t + 1);
+    } else if (data_load(&train, files, o.mode, m.cfg.vocab, o.eos, t, &err) < 0) {
         die_kerr(&err);
+    }
+    if (o.retain) {
+        char *rf[] = {(char *)o.retain, NULL};
+        if (data_load(&retain, rf, -1, m.cfg.vocab, o.eos, t, &err) < 0)
+            die_kerr(&err);
+    }
     if (o.valid) {
         char *vf[] = {(char *)o.valid, NULL};
         if (data_load(&valid, vf, train.sft, m.cfg.vocab, o.eos, t, &err) < 0)
@@ -634,18 +714,34 @@ main(int argc, char **argv)
         warnx_("%llu examples cut to %d tokens, %llu with nothing to score skipped",
                (unsigned long long)train.truncated, t + 1, (unsigned long long)train.skipped);
 
+    peft_run_setup(&o.pr, &m, pool, o.c.seed);
+    struct model *om = o.pr.om; // what the optimizer updates (the adapter's slab for LoRA)
+    int acts_b = o.dpo ? 2 : batch; // DPO: one pair (two rows) at a time
     struct model_acts acts;
-    if (model_acts_init(&acts, &m, batch, t, true, kpool_threads(pool), &err) < 0)
+    if (model_acts_init(&acts, &m, acts_b, t, true, kpool_threads(pool), &err) < 0)
         die_kerr(&err);
-    model_grads_alloc(&m);
+    model_grads_alloc(om);
     struct adamw opt;
-    adamw_init(&opt, &m, (float)o.beta1, (float)o.beta2, (float)o.adam_eps,
+    adamw_init(&opt, om, (float)o.beta1, (float)o.beta2, (float)o.adam_eps,
                (float)o.weight_decay);
-    size_t pbytes = m.n_params * sizeof(float);
-    size_t abytes = model_acts_bytes(c, batch, t, true, kpool_threads(pool));
+    size_t pbytes = m.n_params * sizeof(float), obytes = om->n_params * sizeof(float);
+    size_t abytes = model_acts_bytes(c, acts_b, t, true, kpool_threads(pool));
+    if (om != &m)
+        pbytes += obytes;
     info("memory: parameters %.1f MiB, gradients %.1f MiB, AdamW %.1f MiB, activations %.1f "
          "MiB, total %.1f MiB",
-         mib(pbytes), mib(pbytes), mib(2 * pbytes), mib(abytes), mib(4 * pbytes + abytes));
+         mib(pbytes), mib(obytes), mib(2 * obytes), mib(abytes),
+         mib(pbytes + 3 * obytes + abytes));
+    if (o.dpo) {
+        bool lora_on = o.pr.method == METHOD_LORA;
+        if (lora_on)
+            o.pr.lo.training = false;
+        dpo_set_reference(&pairs, &m, pool, t);
+        if (lora_on)
+            o.pr.lo.training = true;
+        info("DPO: %zu pairs, beta %g, reference log-probs of the initial model cached",
+             pairs.n, o.beta);
+    }
 
     struct buf args = {0};
     args_json(&o, &train, batch, total, &args);
@@ -669,8 +765,12 @@ main(int argc, char **argv)
     if (o.log && !(logf = fopen(o.log, o.resume ? "a" : "w")))
         die("%s:", o.log);
 
-    int *tok = xmalloc(sizeof(int) * (size_t)per_step * t);
-    int *tgt = xmalloc(sizeof(int) * (size_t)per_step * t);
+    size_t rows = (size_t)(per_step > 2 ? per_step : 2);
+    int *tok = xmalloc(sizeof(int) * rows * t);
+    int *tgt = xmalloc(sizeof(int) * rows * t);
+    size_t *pair_idx = xmalloc(sizeof(size_t) * (size_t)per_step);
+    double dpo_margin = 0, dpo_acc = 0;
+    int64_t retain_every = o.retain_every ? o.retain_every : o.valid_every ? o.valid_every : 10;
     int *lens = xmalloc(sizeof(int) * (size_t)per_step);
     bool progress = o.c.progress == 1 || (o.c.progress < 0 && isatty(2) && cli_verbosity > 0);
     double t_loop = now_seconds(), last_draw = 0, loss = NAN;
@@ -683,7 +783,8 @@ main(int argc, char **argv)
     bool stopped_early = false;
     for (int64_t step = st.step + 1; step <= total; step++) {
         double ts = now_seconds();
-        model_grads_zero(&m);
+        peft_run_step(&o.pr, &m, step, (int64_t)train.n_seq / per_step, o.c.seed);
+        model_grads_zero(om);
         int scored = 0;
         int64_t g0 = (step - 1) * per_step;
         for (int64_t k = 0; k < per_step; k++) {
@@ -694,11 +795,23 @@ main(int argc, char **argv)
                 make_perm(perm, train.n_seq, &rng);
             }
             size_t seq = perm[g % (int64_t)train.n_seq];
-            lens[k] = data_seq(&train, seq, tok + k * t, tgt + k * t, &scored);
+            if (o.dpo)
+                pair_idx[k] = seq;
+            else
+                lens[k] = data_seq(&train, seq, tok + k * t, tgt + k * t, &scored);
         }
         double loss_sum = 0;
         uint64_t step_tokens = 0;
-        for (int a = 0; a < o.accum; a++) {
+        if (o.dpo) {
+            loss_sum = dpo_set_step(&pairs, &m, &acts, pool, t, pair_idx, (int)per_step, o.beta,
+                                    &dpo_margin, &dpo_acc) * (double)per_step;
+            scored = (int)per_step;
+            for (int64_t k = 0; k < per_step; k++) {
+                size_t i = pair_idx[k];
+                step_tokens += (uint64_t)(2 * pairs.np[i] + pairs.nc[i] + pairs.nr[i]);
+            }
+        }
+        for (int a = 0; a < (o.dpo ? 0 : o.accum); a++) {
             int *bt = tok + (size_t)a * batch * t, *bg = tgt + (size_t)a * batch * t;
             int te = t;
             if (train.sft) { // supervised: run only up to the longest example of the batch
@@ -715,7 +828,7 @@ main(int argc, char **argv)
             step_tokens += (uint64_t)batch * te;
         }
         loss = loss_sum / scored;
-        double norm = o.clip > 0 ? model_grad_clip(&m, pool, o.clip) : model_grad_norm(&m, pool);
+        double norm = o.clip > 0 ? model_grad_clip(om, pool, o.clip) : model_grad_norm(om, pool);
         if (!isfinite(loss) || !isfinite(norm)) { // nothing is written: checkpoints stay good
             if (progress)
                 fputs("\r\033[K", stderr);
@@ -724,7 +837,7 @@ main(int argc, char **argv)
                 isnan(isfinite(loss) ? norm : loss) ? "NaN" : "infinite", last_saved.p);
         }
         float lr = lr_at(o.sched, (float)o.lr, step, o.warmup, total, (float)o.min_lr_ratio);
-        adamw_update(&opt, &m, pool, lr);
+        peft_run_update(&o.pr, &opt, pool, lr);
         st.step = step;
         st.tokens_seen += step_tokens;
         double now = now_seconds(), elapsed = now - t_loop;
@@ -749,6 +862,12 @@ main(int argc, char **argv)
             jw_double(&w, (double)step_tokens / (now - ts));
             jw_key(&w, "elapsed");
             jw_double(&w, elapsed);
+            if (o.dpo) {
+                jw_key(&w, "reward_margin");
+                jw_double(&w, dpo_margin);
+                jw_key(&w, "accuracy");
+                jw_double(&w, dpo_acc);
+            }
             jw_obj_end(&w);
             fprintf(logf, "%s\n", line.p);
             fflush(logf);
@@ -760,6 +879,21 @@ main(int argc, char **argv)
             fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %.0fs",
                     (long long)step, (long long)total, loss, lr, rate, eta);
             last_draw = now;
+        }
+        if (retain.n_seq && (step % retain_every == 0 || step == total)) {
+            double rl = validate(&m, &acts, pool, &retain, tok, tgt);
+            if (progress)
+                fputs("\r\033[K", stderr);
+            info("step %lld: task loss %.4f, retain loss %.4f", (long long)step, loss, rl);
+            if (logf) {
+                fprintf(logf, "{\"step\":%lld,\"loss\":", (long long)step);
+                buf_reset(&line);
+                json_write_double(&line, loss);
+                buf_puts(&line, ",\"retain_loss\":");
+                json_write_double(&line, rl);
+                fprintf(logf, "%s}\n", line.p);
+                fflush(logf);
+            }
         }
         if (valid.n_seq && ((o.valid_every && step % o.valid_every == 0) || step == total)) {
             double vl = validate(&m, &acts, pool, &valid, tok, tgt);
@@ -789,7 +923,7 @@ main(int argc, char **argv)
                 st.best_loss = vl;
                 st.best_step = step;
                 st.bad_validations = 0;
-                if (state_save_dir(o.c.output, "best", &m, &opt, &st, args.p, tok_src, &err) < 0)
+                if (save_named(&o, "best", &m, &opt, &st, args.p, tok_src, &err) < 0)
                     die_kerr(&err);
             } else if (o.patience && ++st.bad_validations >= o.patience) {
                 stopped_early = true;
@@ -798,7 +932,7 @@ main(int argc, char **argv)
         if (o.save_every && step % o.save_every == 0 && step != total && !stopped_early) {
             char name[64];
             snprintf(name, sizeof name, "checkpoint-%lld", (long long)step);
-            if (state_save_dir(o.c.output, name, &m, &opt, &st, args.p, tok_src, &err) < 0)
+            if (save_named(&o, name, &m, &opt, &st, args.p, tok_src, &err) < 0)
                 die_kerr(&err);
             prune_checkpoints(o.c.output, o.keep);
             buf_reset(&last_saved);
@@ -818,7 +952,8 @@ main(int argc, char **argv)
     if (progress)
         fputs("\r\033[K", stderr);
     double secs = now_seconds() - t_loop;
-    if (state_save_files(o.c.output, &m, &opt, &st, args.p, tok_src, o.save_dtype, &err) < 0)
+    if (!peft_run_save(&o.pr, &m, pool, o.c.output, o.save_dtype) &&
+        state_save_files(o.c.output, &m, &opt, &st, args.p, tok_src, o.save_dtype, &err) < 0)
         die_kerr(&err);
     if (logf && fclose(logf) != 0)
         die("%s: write failed:", o.log);
@@ -846,7 +981,11 @@ main(int argc, char **argv)
     free(tok);
     free(tgt);
     free(lens);
+    free(pair_idx);
     free(perm);
+    peft_run_free(&o.pr);
+    dpo_set_free(&pairs);
+    data_free(&retain);
     buf_free(&line);
     buf_free(&last_saved);
     buf_free(&args);
