@@ -193,3 +193,7 @@ $(P)/bundle.tar.zst: $(P)/model-q8_0.gguf $(P)/model-q4_0.gguf $(P)/provenance.j
 	  $(P)/model-q8_0.gguf $(P)/model-q4_0.gguf $(P)/tokenizer.json \
 	  $(P)/finetuned/config.json $(P)/eval-finetuned.jsonl
 SOURCE_DATE_EPOCH ?= 1700000000
+
+# Training logs are written by their steps (--aux); naming them as targets tells make so.
+$(P)/pretrain.log.jsonl: $(P)/base/model.safetensors ;
+$(P)/finetune.log.jsonl: $(P)/finetuned/model.safetensors ;
