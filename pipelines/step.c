@@ -963,9 +963,13 @@ cmd_audit(const char *cache, const char *log)
             if (!object_verify(cache, ih.p))
                 die("%s: input %s (%.12s) is not in the cache", name.p, ip.p, ih.p);
             char *obj = object_path(cache, ih.p);
+            // Same base name as the original: some commands record names (bundles, logs).
             struct buf p;
             buf_init(&p);
             buf_printf(&p, "%s/in%d", dir.p, np);
+            mkdirs(p.p);
+            const char *base = strrchr(ip.p, '/');
+            buf_printf(&p, "/%s", base ? base + 1 : ip.p);
             if (copy_file(obj, p.p) != 0)
                 die("%s:", p.p);
             free(obj);
@@ -978,6 +982,9 @@ cmd_audit(const char *cache, const char *log)
             struct buf p;
             buf_init(&p);
             buf_printf(&p, "%s/out%d", dir.p, i);
+            mkdirs(p.p);
+            const char *base = strrchr(recs[r].outs[i].path, '/');
+            buf_printf(&p, "/%s", base ? base + 1 : recs[r].outs[i].path);
             paths[np] = xstrdup(recs[r].outs[i].path);
             repl[np++] = buf_detach(&p);
         }

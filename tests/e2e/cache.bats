@@ -169,3 +169,12 @@ B" ] || [ "$(tail -c 1 out.txt)" = B ]
     expect_status 0
     expect_output_contains "1 outputs compared, 0 mismatches"
 }
+
+@test "audit restores inputs under their own base names (commands that record names)" {
+    printf '#!/bin/sh\nbasename "$1" >"$2"\n' >bin/nm
+    chmod +x bin/nm
+    kiln-step run --log run.jsonl --name nm --in in.txt --out o.txt -- bin/nm in.txt o.txt
+    run kiln-step audit run.jsonl
+    expect_status 0
+    expect_output_contains "0 mismatches"
+}
