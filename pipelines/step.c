@@ -13,7 +13,7 @@
 // paths, same contents) therefore share a key. On a hit, each output is verified against its
 // recorded hash (a corrupt object is discarded and the step rebuilt) and linked into place; the
 // command does not run. On a miss the command runs with each output path replaced by a
-// temporary (OUT.kiln-tmp) that is renamed into place only when the command succeeds: a failed
+// temporary (DIR/.kiln-tmp-NAME) that is renamed into place only when the command succeeds: a failed
 // or killed step leaves no output and no cache entry. Outputs and inputs are stored in the
 // content-addressed object store (DIR/objects/xx/sha256, read-only, hard-linked when possible);
 // --out-dir names a directory output (e.g. a checkpoint), stored file by file; --aux names a
@@ -813,9 +813,16 @@ cmd_run(struct step *s)
     for (int i = 0; i < s->nin; i++)
         object_put(s->cache, s->ins[i], s->in_sha[i]);
     for (int i = 0; i < s->nout; i++) {
+        // The temporary keeps the output's name as its suffix (DIR/.kiln-tmp-NAME), so
+        // commands that choose a format by extension (.zst, .gguf) behave the same.
         struct buf t;
         buf_init(&t);
-        buf_printf(&t, "%s.kiln-tmp", s->outs[i].path);
+        const char *slash = strrchr(s->outs[i].path, '/');
+        if (slash)
+            buf_printf(&t, "%.*s/.kiln-tmp-%s", (int)(slash - s->outs[i].path), s->outs[i].path,
+                       slash + 1);
+        else
+            buf_printf(&t, ".kiln-tmp-%s", s->outs[i].path);
         s->outs[i].tmp = buf_detach(&t);
         parent_dirs(s->outs[i].path);
         remove_tree(s->outs[i].tmp); // left over from a killed run

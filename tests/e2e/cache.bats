@@ -70,7 +70,7 @@ B" ] || [ "$(tail -c 1 out.txt)" = B ]
     run kiln-step run --in in.txt --out out.txt -- bin/upper fail in.txt out.txt
     [ "$status" -eq 3 ]
     [ ! -e out.txt ]
-    [ ! -e out.txt.kiln-tmp ]
+    [ ! -e .kiln-tmp-out.txt ]
     [ -z "$(find cache -path '*steps*' -name '*.json' 2>/dev/null)" ]
 }
 
@@ -97,7 +97,7 @@ B" ] || [ "$(tail -c 1 out.txt)" = B ]
     kill -INT $pid
     wait $pid || true
     [ ! -e out.txt ]
-    [ ! -e out.txt.kiln-tmp ]
+    [ ! -e .kiln-tmp-out.txt ]
     kiln-step run --in in.txt --out mid.txt -- bin/upper in.txt mid.txt
     [ "$(grep -c run "$RUNS")" -eq 2 ]   # upper once, slow once; upper was cached
 }
