@@ -124,6 +124,24 @@ fail:
     return -1;
 }
 
+// Switching a database to WAL takes an exclusive lock without consulting the busy handler, so
+// two processes creating the same database at once can see SQLITE_BUSY here however long the
+// timeout. The mode is persistent: once any opener has set it, the others find it set. Retry
+// for as long as the busy timeout would have waited.
+static int
+set_wal(struct store *s, struct kerr *err)
+{
+    for (int waited_ms = 0;; waited_ms += 20) {
+        int rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            return 0;
+        if ((rc & 0xff) != SQLITE_BUSY || waited_ms >= 30000)
+            return kerr_set(err, "%s: setting WAL journal mode: %s", s->path,
+                            sqlite3_errmsg(s->db));
+        sqlite3_sleep(20);
+    }
+}
+
 struct store *
 store_open(const char *path, struct kerr *err)
 {
@@ -139,8 +157,7 @@ store_open(const char *path, struct kerr *err)
         return NULL;
     }
     sqlite3_busy_timeout(s->db, 30000);
-    if (exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
-             err) ||
+    if (set_wal(s, err) || exec(s, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", err) ||
         migrate(s, err)) {
         store_close(s);
         return NULL;

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char dbpath[256];
@@ -156,17 +157,55 @@ test_errors(void)
     unlink(bad);
 }
 
+static void
+unlink_db(const char *path)
+{
+    char p[320];
+    unlink(path);
+    snprintf(p, sizeof p, "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", path);
+    unlink(p);
+}
+
+// Several processes creating the same database at once (two kiln-step runs on a fresh cache)
+// must all open it: switching to WAL ignores the busy handler, so store_open retries.
+static void
+test_concurrent_create(void)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s.conc", dbpath);
+    int failed = 0;
+    for (int trial = 0; trial < 100; trial++) {
+        unlink_db(path);
+        for (int c = 0; c < 8; c++) {
+            pid_t pid = fork();
+            if (pid == 0) {
+                struct kerr e;
+                struct store *s = store_open(path, &e);
+                if (!s) {
+                    fprintf(stderr, "child: %s\n", e.msg);
+                    _exit(1);
+                }
+                store_close(s);
+                _exit(0);
+            }
+        }
+        int st;
+        while (wait(&st) > 0)
+            failed += !WIFEXITED(st) || WEXITSTATUS(st) != 0;
+    }
+    CHECK_EQ_INT(failed, 0);
+    unlink_db(path);
+}
+
 int
 main(void)
 {
     snprintf(dbpath, sizeof dbpath, "/tmp/kiln-test-store-%d.db", (int)getpid());
     test_roundtrip();
     test_errors();
-    char p[300];
-    unlink(dbpath);
-    snprintf(p, sizeof p, "%s-wal", dbpath);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", dbpath);
-    unlink(p);
+    test_concurrent_create();
+    unlink_db(dbpath);
     return test_summary();
 }
