@@ -113,19 +113,3 @@ shard_seq_strip(const char *p, size_t n, uint64_t *seq, struct buf *out,
     buf_append(out, p + e, n - e);
     return 0;
 }
-
-int
-shard_parse_part(const char *s, uint32_t max, uint32_t *i, uint32_t *n)
-{
-    char *end;
-    unsigned long a = strtoul(s, &end, 10);
-    if (end == s || *end != '/' || s[0] == '-')
-        return -1;
-    const char *t = end + 1;
-    unsigned long b = strtoul(t, &end, 10);
-    if (end == t || *end || t[0] == '-' || b == 0 || b > max || a >= b)
-        return -1;
-    *i = (uint32_t)a;
-    *n = (uint32_t)b;
-    return 0;
-}

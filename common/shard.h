@@ -45,7 +45,4 @@ int shard_seq_get(const struct json_obj *o, uint64_t *seq, struct kerr *err);
 int shard_seq_strip(const char *p, size_t n, uint64_t *seq, struct buf *out,
                     struct json_obj *scratch, struct kerr *err);
 
-// Parses "I/N" (0 ≤ I < N ≤ max) as used by --shard and --range. -1 when malformed.
-int shard_parse_part(const char *s, uint32_t max, uint32_t *i, uint32_t *n);
-
 #endif
