@@ -71,6 +71,41 @@ sharded() {
     done
 }
 
+# balance OPTS (--split-dir) on the keys of N shards, routed and merged, against one run.
+balance_sharded() {
+    local n=$1
+    shift
+    sharded "$n" 'shard keys -o parts/keys-{}.zst parts/in-{}.jsonl.zst'
+    rm -rf plan out && mkdir out
+    shard merge --keep-seq parts/keys-*.zst | balance -q "$@" --split-dir plan
+    local plans=()
+    for f in plan/*.jsonl.zst; do plans+=(--plan "$f"); done
+    for ((i = 0; i < n; i++)); do
+        shard route "${plans[@]}" -o "parts/out-$i-{}.zst" "parts/in-$i.jsonl.zst"
+    done
+    for f in ref/*.jsonl.zst; do
+        s=$(basename "$f" .jsonl.zst)
+        shard merge -q -o "out/$s.zst" parts/out-*-"$s".zst
+        cmp "$f" "out/$s.zst"
+    done
+}
+
+@test "shard: balance's stratified splits on shards equal one balance run" {
+    IN=$BATS_TEST_TMPDIR/lab.jsonl
+    awk '{ l = (NR % 3 == 0) ? "spam" : "ham"; sub(/^\{/, "{\"label\":\"" l "\","); print }' \
+        "$BATS_FILE_TMPDIR/in.jsonl" | grep '"id"' >"$IN"
+    balance -q --seed 3 --split train=0.8,valid=0.1,test=0.1 --split-dir ref "$IN"
+    [ "$(zstd -dc ref/valid.jsonl.zst | grep -c spam)" -gt 3 ]
+    for n in 1 3 8; do
+        balance_sharded "$n" --seed 3 --split train=0.8,valid=0.1,test=0.1
+    done
+    # Copies (oversampling) cannot be routed: refused, not silently wrong.
+    shard merge --keep-seq parts/keys-*.zst | balance -q --strategy oversample -o over.zst
+    run shard route --plan over.zst -o 'x-{}.zst' parts/in-0.jsonl.zst
+    expect_status 1
+    expect_output_contains "copies cannot be routed"
+}
+
 # dedupe OPTS across N shards with R bucket ranges; compares output and rejects.
 dedupe_sharded() {
     local n=$1 r=$2
