@@ -11,7 +11,8 @@
 #   ─dedupe --phase bucket (×RANGES)→ dd/pairs-J ─then dedupe --phase cluster→ dd/decide-I
 #   ─dedupe --phase apply + filter (×SHARDS, kiln-step each)→ parts/clean-I
 #   ─then shard merge→ clean.jsonl.zst, dedupe.rejects.jsonl.zst, filter.rejects.jsonl.zst
-# Nothing here depends on ENGINE: shard-array reads it (and JOBS, SSHLOGIN, SBATCH_ARGS).
+# Nothing here depends on ENGINE: shard-array reads it (and JOBS, SSHLOGIN, SBATCH_ARGS from
+# the environment or make's command line).
 SHARDS ?= 3
 RANGES ?= $(SHARDS)
 ENGINE ?= local
@@ -19,10 +20,9 @@ SP ?= build/pipeline/shard
 SHARD_IN ?= $(P)/raw.jsonl.zst
 SHARD_DEDUPE ?= --mode near --threshold 0.8
 SHARD_FILTER ?= --transform email,html,whitespace --rules pipelines/default.rules --redact all
-export ENGINE
 
 SHARD_IDX = $(shell seq 0 $$(( $(SHARDS) - 1 )))
-SHARD_ARRAY = pipelines/shard-array
+SHARD_ARRAY = ENGINE=$(ENGINE) pipelines/shard-array
 SHARD_STEP = $(abspath $(KB))/kiln-step run --log $(SP)/steps.jsonl --cache $(STEP_CACHE)
 SHARD_DD = $(KB)/dedupe -q $(SHARD_DEDUPE) --work $(SP)/dd --shards $(SHARDS) --ranges $(RANGES)
 shard_parts = $(foreach i,$(SHARD_IDX),$(SP)/parts/$(1)-$(i).jsonl.zst)
