@@ -724,7 +724,7 @@ main(int argc, char **argv)
     struct adamw opt;
     adamw_init(&opt, om, (float)o.beta1, (float)o.beta2, (float)o.adam_eps,
                (float)o.weight_decay);
-    size_t pbytes = m.n_params * sizeof(float), obytes = om->n_params * sizeof(float);
+    size_t pbytes = peft_run_base_bytes(&o.pr, &m), obytes = om->n_params * sizeof(float);
     size_t abytes = model_acts_bytes(c, acts_b, t, true, kpool_threads(pool));
     if (om != &m)
         pbytes += obytes;
@@ -970,6 +970,9 @@ main(int argc, char **argv)
     stats_u64(&stats, "parameters", m.n_params);
     stats_u64(&stats, "threads", (uint64_t)kpool_threads(pool));
     stats_f64(&stats, "final_loss", loss);
+    stats_f64(&stats, "tokens_per_s",
+              secs > 0 ? (double)(st.tokens_seen - start_tokens) / secs : 0);
+    stats_u64(&stats, "peak_rss_bytes", peak_rss_bytes());
     if (!isnan(st.best_loss)) {
         stats_f64(&stats, "best_valid_loss", st.best_loss);
         stats_f64(&stats, "unigram_valid_loss", unigram);
