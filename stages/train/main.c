@@ -972,7 +972,6 @@ main(int argc, char **argv)
     stats_f64(&stats, "final_loss", loss);
     stats_f64(&stats, "tokens_per_s",
               secs > 0 ? (double)(st.tokens_seen - start_tokens) / secs : 0);
-    stats_u64(&stats, "peak_rss_bytes", peak_rss_bytes());
     if (!isnan(st.best_loss)) {
         stats_f64(&stats, "best_valid_loss", st.best_loss);
         stats_f64(&stats, "unigram_valid_loss", unigram);
