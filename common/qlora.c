@@ -238,20 +238,45 @@ is_linear(const struct model *m, int ti)
     return k != 0 && k != 5;
 }
 
+static void
+alloc_tables(struct qlora *q, const struct model *m)
+{
+    if (q->w)
+        return;
+    q->n_layers = m->cfg.n_layers;
+    q->w = xcalloc((size_t)q->n_layers * QLORA_N_LINEAR, sizeof *q->w);
+    q->taken = xcalloc((size_t)q->n_layers * QLORA_N_LINEAR, sizeof *q->taken);
+}
+
+bool
+qlora_divert(void *ctx, const struct model *m, int i, const float *data)
+{
+    if (!is_linear(m, i))
+        return false;
+    if (data) {
+        struct qlora *q = ctx;
+        alloc_tables(q, m);
+        int l = (i - 1) / 9, k = (i - 1) % 9; // ln1 q k v o ln2 gate up down
+        int j = l * QLORA_N_LINEAR + (k < 5 ? k - 1 : k - 2);
+        qlora_tensor_quantize(&q->w[j], data, m->tensors[i].shape[0], m->tensors[i].shape[1]);
+        q->taken[j] = true;
+    }
+    return true;
+}
+
 void
 qlora_attach(struct qlora *q, struct model *m)
 {
-    memset(q, 0, sizeof *q);
+    alloc_tables(q, m);
     int L = m->cfg.n_layers;
-    q->n_layers = L;
     q->n_params = m->n_params;
-    q->w = xcalloc((size_t)L * QLORA_N_LINEAR, sizeof *q->w);
     for (int l = 0; l < L; l++)
         for (int k = 0; k < QLORA_N_LINEAR; k++) {
             int ti = linear_tensor(m, l, k);
             const struct model_tensor *t = &m->tensors[ti];
-            qlora_tensor_quantize(&q->w[l * QLORA_N_LINEAR + k], m->params + t->offset,
-                                  t->shape[0], t->shape[1]);
+            if (!q->taken[l * QLORA_N_LINEAR + k])
+                qlora_tensor_quantize(&q->w[l * QLORA_N_LINEAR + k], m->params + t->offset,
+                                      t->shape[0], t->shape[1]);
             m->frozen[ti] = true;
         }
     q->offset = xmalloc(sizeof(size_t) * (size_t)m->n_tensors);
@@ -306,6 +331,7 @@ qlora_free(struct qlora *q)
     for (int i = 0; q->w && i < q->n_layers * QLORA_N_LINEAR; i++)
         qlora_tensor_free(&q->w[i]);
     free(q->w);
+    free(q->taken);
     free(q->offset);
     free(q->chunk);
     memset(q, 0, sizeof *q);

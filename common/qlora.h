@@ -17,7 +17,10 @@
 // constants). Embedding, norms and lm_head stay fp32 (as in the paper's setups).
 //
 // Use (after lora_init/lora_attach, which freeze the base):
-//   struct qlora q; qlora_attach(&q, &m);   // quantizes, shrinks m's slab, sets m.base
+//   struct qlora q = {0};
+//   ckpt_load_divert(dir, &m, NULL, qlora_divert, &q, err); // optional: quantize while
+//                              // loading, so the fp32 linears are never all resident
+//   qlora_attach(&q, &m);   // quantizes what was not yet, shrinks m's slab, sets m.base
 //   ... train the adapter (model_forward_backward etc. unchanged) ...
 //   qlora_detach(&q, &m);  // m gets back a full slab with the dequantized weights
 //   qlora_free(&q);
@@ -29,6 +32,7 @@
 
 #include "model.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +66,7 @@ const float *qlora_dynamic_map(void);
 
 struct qlora {
     int n_layers;
+    bool *taken;             // [n_layers * 7] quantized by qlora_divert during the load
     struct qlora_tensor *w;  // [n_layers * 7]
     size_t *offset;          // [n_tensors] m's offsets before attach (to restore)
     size_t n_params;         // m's slab size before attach (floats)
@@ -70,7 +75,9 @@ struct qlora {
     struct model_base_ops ops;
 };
 
-// Quantizes m's layer linears, shrinks m's slab to the rest (embed, norms, lm_head), freezes
+// The ckpt_load_divert callback: takes the layer linears (data NULL: "is tensor i one?").
+bool qlora_divert(void *ctx, const struct model *m, int i, const float *data);
+// Quantizes m's layer linears (those qlora_divert did not take; q zeroed before), shrinks m's slab to the rest (embed, norms, lm_head), freezes
 // the linears and points m->base at the NF4 product. m must have no gradient buffer for the
 // base (LoRA: the adapter's view has them).
 void qlora_attach(struct qlora *q, struct model *m);

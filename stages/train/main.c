@@ -337,7 +337,11 @@ setup_model(struct opts *o, struct model *m, const char **tok_src, struct buf *r
     }
     if (from) {
         enum st_dtype dt = ST_F32;
-        if (ckpt_load(from, m, &dt, &err) < 0)
+        // QLoRA quantizes the layer linears as they are read (never all resident in fp32).
+        int rc = o->pr.qlora && !o->resume
+                     ? ckpt_load_divert(from, m, &dt, qlora_divert, &o->pr.q, &err)
+                     : ckpt_load(from, m, &dt, &err);
+        if (rc < 0)
             die_kerr(&err);
         info("%s %s (%s weights)", o->resume ? "resuming from" : "initialized from", from,
              st_dtype_name(dt));

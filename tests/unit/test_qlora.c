@@ -6,13 +6,16 @@
 // against a plain model whose base weights were replaced by their dequantized values (an
 // independent path: kern_linear_* on an fp32 slab), adapter gradients against finite
 // differences, bit-identical results for 1 and 2 threads, the base never receiving a
-// gradient, and detach giving back a full model with the dequantized weights.
+// gradient, detach giving back a full model with the dequantized weights, and quantizing
+// while loading (ckpt_load_divert) giving the same bytes as quantizing after a full load.
+#include "checkpoint.h"
 #include "lora.h"
 #include "qlora.h"
 #include "quant.h"
 #include "test.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -154,7 +157,7 @@ test_model(void)
     struct kpool *p1 = kpool_new(1), *p2 = kpool_new(2);
     lora_attach(&lq, &mq, p1);
     lora_attach(&lr, &mr, p1);
-    struct qlora q;
+    struct qlora q = {0};
     qlora_attach(&q, &mq);
     CHECK(mq.base != NULL);
     CHECK(q.slab < mq.n_params / 2);
@@ -254,6 +257,53 @@ test_model(void)
     model_free(&mr);
 }
 
+// Quantizing while loading (ckpt_load_divert) stores the same bytes as after a full load.
+static void
+test_load_divert(void)
+{
+    struct kerr err;
+    struct model m, a, b;
+    struct model_config c = odd_cfg();
+    CHECK(model_init(&m, &c, &err) == 0);
+    model_init_random(&m, 9);
+    char dir[] = "/tmp/test_qlora.XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK(ckpt_save(dir, &m, ST_F32, &err) == 0);
+    struct qlora qa = {0}, qb = {0};
+    CHECK(ckpt_load(dir, &a, NULL, &err) == 0);
+    qlora_attach(&qa, &a);
+    CHECK(ckpt_load_divert(dir, &b, NULL, qlora_divert, &qb, &err) == 0);
+    for (int i = 0; i < b.cfg.n_layers * QLORA_N_LINEAR; i++)
+        CHECK(qb.taken[i]);
+    qlora_attach(&qb, &b);
+    CHECK(qa.slab == qb.slab);
+    CHECK(memcmp(a.params, b.params, sizeof(float) * qa.slab) == 0);
+    for (int i = 0; i < a.cfg.n_layers * QLORA_N_LINEAR; i++) {
+        CHECK(memcmp(qa.w[i].qs, qb.w[i].qs, (size_t)qa.w[i].n_blocks * 32) == 0);
+        CHECK(memcmp(qa.w[i].qabs, qb.w[i].qabs, (size_t)qa.w[i].n_blocks) == 0);
+        CHECK(qa.w[i].mean == qb.w[i].mean);
+    }
+    // A bad checkpoint is still refused with the tensor named.
+    struct buf path = {0};
+    buf_printf(&path, "%s/config.json", dir);
+    FILE *f = fopen(path.p, "w");
+    fputs("{\"hidden_size\": 8}", f);
+    fclose(f);
+    struct model x;
+    struct qlora qx = {0};
+    CHECK(ckpt_load_divert(dir, &x, NULL, qlora_divert, &qx, &err) == -1);
+    qlora_free(&qx);
+    buf_reset(&path);
+    buf_printf(&path, "rm -rf '%s'", dir);
+    CHECK(system(path.p) == 0);
+    buf_free(&path);
+    qlora_free(&qa);
+    qlora_free(&qb);
+    model_free(&a);
+    model_free(&b);
+    model_free(&m);
+}
+
 int
 main(void)
 {
@@ -262,5 +312,6 @@ main(void)
     test_tensor(40, 128);  // whole blocks
     test_tensor(300, 256); // more than one second-level group (1200 blocks)
     test_model();
+    test_load_divert();
     return test_summary();
 }
