@@ -329,7 +329,7 @@ card_write(struct buf *md, const char *title, const struct entry *e, int n,
              "\n## Limitations\n\n"
              "A small model trained on a limited corpus: it produces fluent-looking text that "
              "is often wrong, repeats itself, and reflects the biases and errors of its "
-             "training data. It has no safety tuning. Quantized files (Q8_0, Q4_0, Q4_K) lose "
+             "training data. It has no safety tuning. Quantized files (Q8_0, Q4_0, Q4_K_M) lose "
              "some accuracy against F32 (see the metrics and the quantization report). Do not "
              "use it for decisions about people, or where factual accuracy matters.\n");
 }
