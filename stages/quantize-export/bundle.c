@@ -19,12 +19,12 @@
 #include "gguf.h"
 #include "hash.h"
 #include "json.h"
+#include "kernels.h"
 #include "qx.h"
 #include "rec.h"
 #include "regex.h"
 #include "store.h"
 
-#include <cblas.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -374,7 +374,7 @@ manifest_write(struct buf *out, const struct entry *e, int n, const struct card_
     jw_key(&w, "pcre2");
     jw_str(&w, regex_version());
     jw_key(&w, "openblas");
-    jw_str(&w, openblas_get_config());
+    jw_str(&w, kern_blas_version());
     jw_obj_end(&w);
     if (run) {
         jw_key(&w, "run");
