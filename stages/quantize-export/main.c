@@ -7,8 +7,8 @@
 //   peft    a validated copy of a PEFT adapter directory
 //   bundle  a reproducible tar with a model card and MANIFEST.json (bundle.c)
 //   verify  checks a bundle's hashes (bundle.c)
-// Directories are written as DIR.tmp and renamed; files as FILE.tmp and renamed. See
-// quantize-export.1.
+// Directories are written as PARENT/.kiln-tmp-NAME and renamed (the next run removes one a
+// SIGKILL left); files as FILE.tmp and renamed. See quantize-export.1.
 #include "checkpoint.h"
 #include "cli.h"
 #include "gguf_model.h"
