@@ -28,7 +28,7 @@ struct gen_opts {
 static void
 gen_usage(FILE *f)
 {
-    fputs("usage: evaluate generate --model DIR|FILE.gguf [--tokenizer FILE]\n"
+    fputs("usage: evaluate generate --model DIR|FILE.gguf [--adapter DIR] [--tokenizer FILE]\n"
           "         [--prompt T] [--target FIELD] [--max-tokens N] [--stop S]...\n"
           "         [--temperature X] [--top-k K] [--top-p P] [--seed N]\n"
           "         [-o RESULTS.jsonl] [--db DB [--run-name NAME]] [FILE...]\n"
