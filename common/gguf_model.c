@@ -85,8 +85,8 @@ export_type(const struct model *m, int i, const struct gguf_export_opts *o, bool
     }
     while (quant_row_size(type, t->shape[1]) == 0) {
         *fallback = true;
-        type = type == QTYPE_Q4_K || type == QTYPE_Q4_0 || type == QTYPE_Q6_K ? QTYPE_Q8_0
-                                                                              : QTYPE_F16;
+        type =
+            type == QTYPE_Q4_K || type == QTYPE_Q4_0 || type == QTYPE_Q6_K ? QTYPE_Q8_0 : QTYPE_F16;
     }
     return type;
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // quant: block quantization of f32 rows into the tensor types kiln writes and reads — ggml's
-// F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K (byte-identical to ggml's reference quantizers, the ones
-// llama-quantize uses for files), and NF4 (QLoRA's 4-bit NormalFloat, kiln-internal), with
+// F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K (byte-identical to ggml's reference quantizers, the
+// ones llama-quantize uses for files), and NF4 (QLoRA's 4-bit NormalFloat, kiln-internal), with
 // dequantization and dot products of a quantized row with an f32 vector.
 //
 // Block layouts (little-endian; fp16 is IEEE binary16):

@@ -473,8 +473,8 @@ section_results(struct store *s, struct buf *h, struct buf *md)
 // lives in report_<name>.c (see report.h).
 report_section_fn report_section_generate; // report_generate.c
 static report_section_fn *const sections[] = {
-    section_runs,       section_funnel,  section_loss, section_efficiency,
-    section_results,    report_section_generate,
+    section_runs,       section_funnel,  section_loss,
+    section_efficiency, section_results, report_section_generate,
 };
 
 static void

@@ -59,9 +59,10 @@ report_section_generate(struct store *s, struct buf *h, struct buf *md)
             report_md_esc(md, report_cell(&t, r, text_cols[k]), k == 0 ? 40 : 80);
             buf_puts(md, " |");
         }
-        buf_printf(h, "<td class=\"%s\">%s</td><td>", !strcmp(mark, "yes") ? "ok"
-                                                      : !strcmp(mark, "no") ? "bad"
-                                                                            : "",
+        buf_printf(h, "<td class=\"%s\">%s</td><td>",
+                   !strcmp(mark, "yes")  ? "ok"
+                   : !strcmp(mark, "no") ? "bad"
+                                         : "",
                    mark);
         report_esc(h, report_cell(&t, r, G_TOKENS));
         buf_puts(h, "</td><td class=\"l\">");

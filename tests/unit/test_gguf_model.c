@@ -279,9 +279,17 @@ test_q4_k_m_mix(void)
     struct model m;
     struct vocab v;
     struct kerr err;
-    struct model_config c = {.vocab = 40, .dim = 256, .n_layers = 8, .n_heads = 4,
-                             .n_kv_heads = 2, .ffn = 256, .max_seq = 16, .norm_eps = 1e-6f,
-                             .rope_theta = 10000.0f, .bos_id = 0, .eos_id = 1};
+    struct model_config c = {.vocab = 40,
+                             .dim = 256,
+                             .n_layers = 8,
+                             .n_heads = 4,
+                             .n_kv_heads = 2,
+                             .ffn = 256,
+                             .max_seq = 16,
+                             .norm_eps = 1e-6f,
+                             .rope_theta = 10000.0f,
+                             .bos_id = 0,
+                             .eos_id = 1};
     CHECK_EQ_INT(model_init(&m, &c, &err), 0);
     model_init_random(&m, 3);
     vocab_init(&v, 40);

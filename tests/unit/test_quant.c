@@ -185,9 +185,8 @@ test_round_trip(void)
     static const struct {
         int type;
         double rel_rmse;
-    } cases[] = {{QTYPE_F32, 0},     {QTYPE_F16, 4e-4},  {QTYPE_BF16, 3e-3}, {QTYPE_Q8_0, 6e-3},
-                 {QTYPE_Q4_0, 0.12}, {QTYPE_Q4_K, 0.09}, {QTYPE_Q6_K, 0.025},
-                 {QTYPE_NF4, 0.11}};
+    } cases[] = {{QTYPE_F32, 0},     {QTYPE_F16, 4e-4},  {QTYPE_BF16, 3e-3},  {QTYPE_Q8_0, 6e-3},
+                 {QTYPE_Q4_0, 0.12}, {QTYPE_Q4_K, 0.09}, {QTYPE_Q6_K, 0.025}, {QTYPE_NF4, 0.11}};
     for (size_t c = 0; c < KILN_ARRAY_LEN(cases); c++) {
         int t = cases[c].type;
         CHECK_EQ_INT(quant_row_quantize(t, x, q, N), 0);
