@@ -161,6 +161,12 @@ kern_blas_desc(void)
     return desc;
 }
 
+const char *
+kern_blas_version(void)
+{
+    return openblas_get_config();
+}
+
 // e^x for the softmax, cross-entropy and SiLU loops: Cephes' expf polynomial (relative error
 // below 2e-7 on the whole range) written so the compiler vectorizes it, unlike libm's expf.
 // Arguments below -87.3 give about 1e-38 instead of a subnormal or 0.

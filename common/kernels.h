@@ -39,6 +39,9 @@ void kpool_run(struct kpool *p, int n_tasks, kpool_fn fn, void *ctx);
 
 // "OpenBLAS 0.3.21 core SkylakeX" style description for the start-up line.
 const char *kern_blas_desc(void);
+// OpenBLAS's version and build configuration (openblas_get_config: "OpenBLAS 0.3.21
+// DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64"), for provenance records.
+const char *kern_blas_version(void);
 
 // ---- matrix products -----------------------------------------------------------------------
 
