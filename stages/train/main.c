@@ -702,6 +702,16 @@ main(int argc, char **argv)
     parse_args(&o, argc, argv);
     if (rank != 0) // rank 0 speaks for the job
         cli_verbosity = 0, o.c.progress = 0;
+    if (ranks > 1 && o.dpo)
+        die_usage_all("--objective dpo does not run data-parallel; start it without mpirun");
+    if (o.accum % ranks != 0) {
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "--accum %d is not divisible by the %d MPI ranks: the global batch (--accum "
+                 "micro-batches of --batch sequences) is split by whole micro-batches",
+                 o.accum, ranks);
+        die_usage_all(msg);
+    }
     char *stdin_only[] = {"-", NULL};
     char **files = optind < argc ? argv + optind : stdin_only;
     double t_start = now_seconds();
@@ -745,16 +755,6 @@ main(int argc, char **argv)
     }
     int batch = o.batch_tokens ? (o.batch_tokens / t > 0 ? o.batch_tokens / t : 1) : o.batch;
     int64_t per_step = (int64_t)batch * o.accum;
-    if (ranks > 1 && o.dpo)
-        die_usage_all("--objective dpo does not run data-parallel; start it without mpirun");
-    if (o.accum % ranks != 0) {
-        char msg[200];
-        snprintf(msg, sizeof msg,
-                 "--accum %d is not divisible by the %d MPI ranks: each step's global batch "
-                 "of %d micro-batches x %d sequences is split by micro-batch",
-                 o.accum, ranks, o.accum, batch);
-        die_usage_all(msg);
-    }
     int64_t total = o.steps ? o.steps : (int64_t)(o.epochs * (double)train.n_seq / per_step);
     if (total < 1)
         total = 1;
