@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifdef KILN_HAVE_MPI
 #include <mpi.h>
@@ -249,51 +250,68 @@ tree_owner(int lo, int cnt, int n_leaves)
     return -1;
 }
 
+// A maximal node: inside one rank's block, its parent not. v: the whole sum (own nodes) or
+// this rank's slice of it (received).
 struct node {
-    int lo, cnt;
+    int lo, cnt, owner;
     float *v;
 };
 
-// This rank's maximal tree nodes (inside its block, parent not), in increasing lo.
-static void
-tree_mine(int lo, int cnt, int n_leaves, int blo, int bhi, struct node *out, int *n_out)
-{
-    if (lo + cnt <= blo || lo >= bhi)
-        return;
-    if (tree_owner(lo, cnt, n_leaves) == g.rank) {
-        out[(*n_out)++] = (struct node){lo, cnt, NULL};
-        return;
-    }
-    int h = cnt / 2;
-    tree_mine(lo, h, n_leaves, blo, bhi, out, n_out);
-    tree_mine(lo + h, cnt - h, n_leaves, blo, bhi, out, n_out);
-}
+struct nodes {
+    struct node *p;
+    int n, cap;
+};
 
-// Slice [s0, s0+len) of the tree sum of [lo, lo+cnt) into dst: own nodes copied, other
-// ranks' maximal nodes received (each rank sends them in increasing lo, the order walked here).
-static int
-tree_assemble(int lo, int cnt, int n_leaves, const struct node *mine, int *k, size_t s0,
-              size_t len, float *dst, int depth, struct kerr *err)
+// Every maximal node of the tree, in tree (increasing lo) order.
+static void
+tree_nodes(int lo, int cnt, int n_leaves, struct nodes *out)
 {
     int q = tree_owner(lo, cnt, n_leaves);
-    if (q == g.rank) {
-        memcpy(dst, mine[(*k)++].v + s0, len * sizeof(float));
-        return 0;
-    }
     if (q >= 0) {
-        MPI_TRY(MPI_Recv(dst, (int)len, MPI_FLOAT, q, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
-                "receive");
-        return 0;
+        if (out->n == out->cap) {
+            out->cap = out->cap ? 2 * out->cap : 16;
+            out->p = xrealloc(out->p, (size_t)out->cap * sizeof *out->p);
+        }
+        out->p[out->n++] = (struct node){lo, cnt, q, NULL};
+        return;
+    }
+    tree_nodes(lo, cnt / 2, n_leaves, out);
+    tree_nodes(lo + cnt / 2, cnt - cnt / 2, n_leaves, out);
+}
+
+// Slice [s0, s0+len) of the tree sum of [lo, lo+cnt) into dst, node k of nd next.
+static void
+tree_assemble(int lo, int cnt, int n_leaves, const struct nodes *nd, int *k, size_t s0,
+              size_t len, float *dst, int depth)
+{
+    if (tree_owner(lo, cnt, n_leaves) >= 0) {
+        const struct node *x = &nd->p[(*k)++];
+        memcpy(dst, x->owner == g.rank ? x->v + s0 : x->v, len * sizeof(float));
+        return;
     }
     int h = cnt / 2;
-    if (tree_assemble(lo, h, n_leaves, mine, k, s0, len, dst, depth + 1, err) < 0)
-        return -1;
+    tree_assemble(lo, h, n_leaves, nd, k, s0, len, dst, depth + 1);
     float *right = tmp_get(depth, len);
-    if (tree_assemble(lo + h, cnt - h, n_leaves, mine, k, s0, len, right, depth + 1, err) < 0)
-        return -1;
+    tree_assemble(lo + h, cnt - h, n_leaves, nd, k, s0, len, right, depth + 1);
     for (size_t i = 0; i < len; i++)
         dst[i] += right[i];
-    return 0;
+}
+
+// Waits for the requests, sleeping between polls: Open MPI's blocking calls spin, which on a
+// machine with more processes than cores takes CPU from the ranks still computing.
+static int
+wait_all(int n, MPI_Request *req, struct kerr *err)
+{
+    long ns = 1000;
+    for (;;) {
+        int done = 0;
+        MPI_TRY(MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE), "transfer");
+        if (done)
+            return 0;
+        struct timespec ts = {0, ns};
+        nanosleep(&ts, NULL);
+        ns = ns < 100000 ? 2 * ns : ns;
+    }
 }
 
 static size_t
@@ -302,63 +320,79 @@ slice_lo(int r, size_t n)
     return (size_t)((uint64_t)r * n / (uint64_t)g.size);
 }
 
+// Posts a send or receive of count items; on failure fills err and returns -1.
+static int
+post(bool send, void *p, size_t count, MPI_Datatype type, size_t size, int peer,
+     MPI_Request *req, int *n_req, struct kerr *err)
+{
+    if (count == 0)
+        return 0;
+    int e = send ? MPI_Isend(p, (int)count, type, peer, 0, MPI_COMM_WORLD, &req[*n_req])
+                 : MPI_Irecv(p, (int)count, type, peer, 0, MPI_COMM_WORLD, &req[*n_req]);
+    if (e != MPI_SUCCESS)
+        return mpi_fail(e, send ? "send" : "receive", err);
+    (*n_req)++;
+    if (send)
+        g.sent += count * size;
+    return 0;
+}
+
 static int
 tree_sum_mpi(const struct tree *t, float *out, size_t n, struct kerr *err)
 {
-    int L = t->n_leaves, R = g.size, blo, bhi;
-    dist_leaf_range(L, &blo, &bhi);
-    struct node *mine = xcalloc((size_t)2 * 64 + 2, sizeof *mine);
-    int n_mine = 0;
-    tree_mine(0, L, L, blo, bhi, mine, &n_mine);
-    for (int k = 0; k < n_mine; k++) {
-        mine[k].v = xmalloc(n * sizeof(float));
-        tree_local(t, mine[k].lo, mine[k].cnt, mine[k].v, n, 0);
+    int L = t->n_leaves, R = g.size, me = g.rank;
+    struct nodes nd = {0};
+    tree_nodes(0, L, L, &nd);
+    size_t s0 = slice_lo(me, n), len = slice_lo(me + 1, n) - s0;
+    for (int k = 0; k < nd.n; k++) {
+        struct node *x = &nd.p[k];
+        x->v = xmalloc((x->owner == me ? n : len ? len : 1) * sizeof(float));
+        if (x->owner == me)
+            tree_local(t, x->lo, x->cnt, x->v, n, 0);
     }
-    MPI_Request *req = xmalloc((size_t)(n_mine * R + 1) * sizeof *req);
+    // Reduce-scatter: slice j of every node goes to rank j, which sums its slice in tree order.
+    MPI_Request *req = xmalloc((size_t)(nd.n * R + 4 * R) * sizeof *req);
     int n_req = 0, rc = 0;
-    for (int k = 0; k < n_mine && rc == 0; k++)
-        for (int j = 0; j < R && rc == 0; j++) {
-            size_t s0 = slice_lo(j, n), len = slice_lo(j + 1, n) - s0;
-            if (j == g.rank || len == 0)
-                continue;
-            int e = MPI_Isend(mine[k].v + s0, (int)len, MPI_FLOAT, j, 0, MPI_COMM_WORLD,
-                              &req[n_req]);
-            if (e != MPI_SUCCESS)
-                rc = mpi_fail(e, "send", err);
-            else
-                n_req++, g.sent += len * sizeof(float);
-        }
-    size_t s0 = slice_lo(g.rank, n), len = slice_lo(g.rank + 1, n) - s0;
-    int k = 0;
-    if (rc == 0 && len > 0)
-        rc = tree_assemble(0, L, L, mine, &k, s0, len, out + s0, 0, err);
-    int *counts = xmalloc(2 * (size_t)R * sizeof *counts), *displs = counts + R;
-    if (rc == 0) {
-        for (int j = 0; j < R; j++)
-            displs[j] = (int)slice_lo(j, n), counts[j] = (int)(slice_lo(j + 1, n) - slice_lo(j, n));
-        int e = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, out, counts, displs, MPI_FLOAT,
-                               MPI_COMM_WORLD);
-        if (e != MPI_SUCCESS)
-            rc = mpi_fail(e, "allgather", err);
-        g.sent += len * sizeof(float) * (uint64_t)(R - 1);
+    for (int k = 0; k < nd.n && rc == 0; k++) {
+        struct node *x = &nd.p[k];
+        if (x->owner != me)
+            rc = post(false, x->v, len, MPI_FLOAT, sizeof(float), x->owner, req, &n_req, err);
+        else
+            for (int j = 0; j < R && rc == 0; j++)
+                if (j != me)
+                    rc = post(true, x->v + slice_lo(j, n), slice_lo(j + 1, n) - slice_lo(j, n),
+                              MPI_FLOAT, sizeof(float), j, req, &n_req, err);
     }
-    if (rc == 0 && t->ret) {
-        for (int j = 0; j < R; j++)
-            displs[j] = block_lo(j, L), counts[j] = block_lo(j + 1, L) - block_lo(j, L);
-        int e = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DOUBLE, t->ret, counts, displs, MPI_DOUBLE,
-                               MPI_COMM_WORLD);
-        if (e != MPI_SUCCESS)
-            rc = mpi_fail(e, "allgather", err);
-        g.sent += (uint64_t)(bhi - blo) * sizeof(double) * (uint64_t)(R - 1);
+    if (rc == 0)
+        rc = wait_all(n_req, req, err);
+    if (rc == 0 && len > 0) {
+        int k = 0;
+        tree_assemble(0, L, L, &nd, &k, s0, len, out + s0, 0);
     }
-    int e = MPI_Waitall(n_req, req, MPI_STATUSES_IGNORE);
-    if (rc == 0 && e != MPI_SUCCESS)
-        rc = mpi_fail(e, "send", err);
-    for (int i = 0; i < n_mine; i++)
-        free(mine[i].v);
-    free(mine);
+    // Allgather of the slices (and of the leaves' return values): copies, no arithmetic.
+    n_req = 0;
+    for (int j = 0; j < R && rc == 0; j++) {
+        if (j == me)
+            continue;
+        size_t j0 = slice_lo(j, n), jn = slice_lo(j + 1, n) - j0;
+        int b0 = block_lo(j, L), bn = block_lo(j + 1, L) - b0;
+        int m0 = block_lo(me, L), mn = block_lo(me + 1, L) - m0;
+        if ((rc = post(true, out + s0, len, MPI_FLOAT, sizeof(float), j, req, &n_req, err)) ||
+            (rc = post(false, out + j0, jn, MPI_FLOAT, sizeof(float), j, req, &n_req, err)))
+            break;
+        if (t->ret &&
+            ((rc = post(true, t->ret + m0, (size_t)mn, MPI_DOUBLE, sizeof(double), j, req,
+                        &n_req, err)) ||
+             (rc = post(false, t->ret + b0, (size_t)bn, MPI_DOUBLE, sizeof(double), j, req,
+                        &n_req, err))))
+            break;
+    }
+    if (rc == 0)
+        rc = wait_all(n_req, req, err);
+    for (int k = 0; k < nd.n; k++)
+        free(nd.p[k].v);
+    free(nd.p);
     free(req);
-    free(counts);
     return rc;
 }
 #endif

@@ -9,6 +9,7 @@
 # (about a second) is not counted. Target: mpi 2 ≥ 0.8× threaded. Scaling efficiency =
 # mpi-2 tokens/s / (2 × one-rank tokens/s). Communication per step: the bytes rank 0 sent
 # (train --stats: mpi_bytes_sent_rank0 / steps) against 4 × parameters.
+# MPI_CONFIGS="A" runs the smaller config only.
 : "${MPI_REPS:=3}"
 work=$BENCH_WORK/mpi
 mkdir -p "$work"
@@ -36,8 +37,10 @@ mpi_run() {
     tail -n +3 "$work/$name.log" | sed 's/.*"tokens_per_s":\([0-9.e+]*\).*/\1/' | mpi_median
 }
 
+: "${MPI_CONFIGS:=A B}" # which of the two configs to run
 for cfg in "A 4096 128 4 4 352 128 8 12" "B 4096 256 6 8 688 256 4 8"; do
     set -- $cfg
+    [[ " $MPI_CONFIGS " == *" $1 "* ]] || continue
     name=$1 V=$2 D=$3 L=$4 H=$5 FF=$6 T=$7 B=$8 S=$9
     model=(--vocab "$V" --eos 0 --dim "$D" --layers "$L" --heads "$H" --ffn "$FF" --max-seq "$T"
            --seq-len "$T" --steps "$S" -q)
