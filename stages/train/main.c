@@ -714,6 +714,10 @@ main(int argc, char **argv)
     }
     char *stdin_only[] = {"-", NULL};
     char **files = optind < argc ? argv + optind : stdin_only;
+    for (char **f = files; ranks > 1 && *f; f++)
+        if (strcmp(*f, "-") == 0)
+            die_usage_all("under MPI every rank reads the training data: give it as files "
+                          "(mpirun passes stdin to rank 0 only)");
     double t_start = now_seconds();
 
     struct kpool *pool = kpool_new(o.threads);

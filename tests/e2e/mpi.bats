@@ -80,7 +80,7 @@ mpi() {
     cmp full/model.safetensors r0/model.safetensors
 }
 
-@test "a global batch not divisible by the ranks, or DPO, is a usage error (exit 2)" {
+@test "a global batch not divisible by the ranks, DPO or stdin input is a usage error (exit 2)" {
     run mpi 3 $TINY --steps 2 -o o pre.jsonl
     expect_status 2
     expect_output_contains "train: --accum 4 is not divisible by the 3 MPI ranks"
@@ -92,6 +92,9 @@ mpi() {
     run mpi 2 $TINY --objective dpo --steps 2 -o o pre.jsonl
     expect_status 2
     expect_output_contains "--objective dpo does not run data-parallel"
+    run mpi 2 $TINY --steps 2 -o o - < pre.jsonl
+    expect_status 2
+    expect_output_contains "give it as files (mpirun passes stdin to rank 0 only)"
 }
 
 @test "a bad input file fails the job with exit 1 and its position" {
