@@ -13,23 +13,13 @@
 #include "json.h"
 #include "rec.h"
 #include "tok.h"
+#include "tok_template.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 enum mode { MODE_TRAIN, MODE_ENCODE, MODE_DECODE };
-
-// A template: literal text and {field} references, e.g. "{text}\nLabel:".
-struct tpl_part {
-    bool field;
-    char *s; // literal bytes or the field path
-    size_t n;
-};
-struct tpl {
-    struct tpl_part *p;
-    size_t n;
-};
 
 struct opts {
     struct cli_common c;
@@ -42,7 +32,7 @@ struct opts {
     const char **specials;
     size_t n_specials;
     bool prompt_set, completion_set;
-    struct tpl prompt, completion;
+    struct tok_tpl *prompt, *completion; // from common/tok_template, as evaluate uses
     int64_t max_len; // 0 = none
     bool keep_tail;  // truncation keeps the tail of the prompt
     const char *eos; // NULL = default
@@ -110,80 +100,15 @@ usage(FILE *f) {
                "--version\n");
 }
 
-// ---- templates ---------------------------------------------------------------------------
-
-static void
-tpl_parse(struct tpl *t, const char *opt, const char *s) {
-    struct buf lit = {0};
-    t->p = NULL;
-    t->n = 0;
-#define TPL_FLUSH()                                                                                \
-    do {                                                                                           \
-        if (lit.len) {                                                                             \
-            t->p = xrealloc(t->p, (t->n + 1) * sizeof *t->p);                                      \
-            t->p[t->n++] = (struct tpl_part){false, xstrndup(lit.p, lit.len), lit.len};            \
-            buf_reset(&lit);                                                                       \
-        }                                                                                          \
-    } while (0)
-    for (const char *p = s; *p; p++) {
-        if (*p == '\\' && p[1]) {
-            p++;
-            buf_putc(&lit, *p == 'n' ? '\n' : *p == 't' ? '\t' : *p == 'r' ? '\r' : *p);
-        } else if (*p == '{' && p[1] == '{') {
-            buf_putc(&lit, '{');
-            p++;
-        } else if (*p == '}' && p[1] == '}') {
-            buf_putc(&lit, '}');
-            p++;
-        } else if (*p == '{') {
-            const char *e = strchr(p, '}');
-            if (!e || e == p + 1)
-                die_usage("%s: unclosed or empty '{' at column %zu", opt, (size_t)(p - s) + 1);
-            TPL_FLUSH();
-            t->p = xrealloc(t->p, (t->n + 1) * sizeof *t->p);
-            t->p[t->n++] =
-                (struct tpl_part){true, xstrndup(p + 1, (size_t)(e - p - 1)), (size_t)(e - p - 1)};
-            p = e;
-        } else if (*p == '}') {
-            die_usage("%s: unmatched '}' at column %zu (write }} for a brace)", opt,
-                      (size_t)(p - s) + 1);
-        } else {
-            buf_putc(&lit, *p);
-        }
-    }
-    TPL_FLUSH();
-#undef TPL_FLUSH
-    buf_free(&lit);
-}
-
-static void
-tpl_free(struct tpl *t) {
-    for (size_t i = 0; i < t->n; i++)
-        free(t->p[i].s);
-    free(t->p);
-}
-
-// Appends the rendered template. Returns 0, or -1 with err naming the field.
-static int
-tpl_render(const struct tpl *t, const struct json_obj *o, struct buf *out, struct kerr *err) {
-    for (size_t i = 0; i < t->n; i++) {
-        const struct tpl_part *p = &t->p[i];
-        if (!p->field) {
-            buf_append(out, p->s, p->n);
-            continue;
-        }
-        struct json_val v;
-        if (!json_obj_path(o, p->s, &v))
-            return kerr_set(err, "template field '%s' is missing", p->s);
-        if (v.type == JSON_STRING)
-            json_str(&v, out);
-        else if (v.type == JSON_NUMBER || v.type == JSON_TRUE || v.type == JSON_FALSE)
-            buf_append(out, v.raw, v.raw_len);
-        else
-            return kerr_set(err, "template field '%s' is %s, not a string or number", p->s,
-                            v.type == JSON_NULL ? "null" : "an object or array");
-    }
-    return 0;
+// --prompt/--completion: parses the template (a repeated option replaces the earlier one).
+static struct tok_tpl *
+template_opt(struct tok_tpl *old, const char *opt, const char *text) {
+    struct kerr err;
+    struct tok_tpl *t = tok_tpl_new(text, &err);
+    if (!t)
+        die_usage("%s: %s", opt, err.msg);
+    tok_tpl_del(old);
+    return t;
 }
 
 // ---- encoding work -----------------------------------------------------------------------
@@ -264,14 +189,14 @@ encode_one(struct worker *w, size_t i) {
     int flags = o->allow_special ? TOK_ALLOW_SPECIAL : 0;
     buf_reset(&w->text);
     if (o->prompt_set || o->completion_set) {
-        if (tpl_render(&o->prompt, &w->obj, &w->text, err) < 0)
-            goto located;
+        if (tok_tpl_expand(o->prompt, &w->obj, NULL, NULL, &w->text, err) < 0)
+            goto template;
         w->cnt.text_bytes += w->text.len;
         if (tok_encode(w->enc, w->text.p, w->text.len, flags, &w->p_ids, err) < 0)
             goto located;
         buf_reset(&w->text);
-        if (tpl_render(&o->completion, &w->obj, &w->text, err) < 0)
-            goto located;
+        if (tok_tpl_expand(o->completion, &w->obj, NULL, NULL, &w->text, err) < 0)
+            goto template;
     } else {
         struct json_val v;
         if (!json_obj_path(&w->obj, o->field, &v)) {
@@ -330,6 +255,8 @@ encode_one(struct worker *w, size_t i) {
     w->cnt.records++;
     w->cnt.tokens += w->p_ids.n + w->c_ids.n;
     return 0;
+template:
+    kerr_prefix(err, "template");
 located:
     kerr_prefix(err, "%s:%llu", b->name, (unsigned long long)b->lineno[i]);
     return -1;
@@ -886,11 +813,11 @@ main(int argc, char **argv) {
             o.specials[o.n_specials++] = optarg;
             break;
         case OPT_PROMPT:
-            tpl_parse(&o.prompt, "--prompt", optarg);
+            o.prompt = template_opt(o.prompt, "--prompt", optarg);
             o.prompt_set = true;
             break;
         case OPT_COMPLETION:
-            tpl_parse(&o.completion, "--completion", optarg);
+            o.completion = template_opt(o.completion, "--completion", optarg);
             o.completion_set = true;
             break;
         case OPT_MAXLEN:
@@ -931,6 +858,10 @@ main(int argc, char **argv) {
         die_usage("--field and --prompt/--completion are exclusive");
     if (!o.field && o.mode == MODE_ENCODE)
         o.field = "text";
+    if (o.prompt_set && !o.completion_set)
+        o.completion = template_opt(NULL, "--completion", "");
+    if (o.completion_set && !o.prompt_set)
+        o.prompt = template_opt(NULL, "--prompt", "");
     char **files = argv + optind;
     int nfiles = argc - optind;
     if (o.mode == MODE_TRAIN)
@@ -939,8 +870,8 @@ main(int argc, char **argv) {
         run_encode(&o, files, nfiles);
     else
         run_decode(&o, files, nfiles);
-    tpl_free(&o.prompt);
-    tpl_free(&o.completion);
+    tok_tpl_del(o.prompt);
+    tok_tpl_del(o.completion);
     free(o.specials);
     cli_finish_stdout();
     return 0;
