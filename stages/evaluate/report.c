@@ -8,215 +8,26 @@
 // data-efficiency curve when metrics named efficiency/* exist, and sample predictions
 // (examples). No scripts and no external references, so it opens anywhere offline. The output
 // depends only on the database contents.
-#include "evaluate.h"
+#include "report.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-const unsigned char *report_asset(const char *name, size_t *len);
-
-// ---- query results as a table of strings ---------------------------------------------------
-
-struct table {
-    int ncol;
-    size_t nrow;
-    char **cell; // [nrow * ncol], NULL for SQL NULL
-};
-
-static int
-table_row(void *ctx, int ncol, const char *const *names, const char *const *values)
-{
-    (void)names;
-    struct table *t = ctx;
-    t->ncol = ncol;
-    t->cell = xrealloc(t->cell, (t->nrow + 1) * (size_t)ncol * sizeof *t->cell);
-    for (int c = 0; c < ncol; c++)
-        t->cell[t->nrow * (size_t)ncol + (size_t)c] = values[c] ? xstrdup(values[c]) : NULL;
-    t->nrow++;
-    return 0;
-}
-
-static const char *
-cell(const struct table *t, size_t r, int c)
-{
-    const char *s = t->cell[r * (size_t)t->ncol + (size_t)c];
-    return s ? s : "";
-}
-
-static void
-table_free(struct table *t)
-{
-    for (size_t i = 0; i < t->nrow * (size_t)t->ncol; i++)
-        free(t->cell[i]);
-    free(t->cell);
-    memset(t, 0, sizeof *t);
-}
-
-// Runs reports/NAME with parameter p1 (may be NULL). Dies on error.
-static void
-query(struct store *s, const char *name, const char *p1, struct table *t)
-{
-    size_t len;
-    const unsigned char *sql = report_asset(name, &len);
-    if (!sql)
-        die("internal: report asset %s is missing", name);
-    const char *params[4] = {p1, NULL, NULL, NULL};
-    struct kerr err;
-    memset(t, 0, sizeof *t);
-    if (store_query(s, (const char *)sql, params, table_row, t, &err) < 0)
-        die("%s: %s", name, err.msg);
-}
-
-// ---- HTML helpers --------------------------------------------------------------------------
-
-static void
-esc(struct buf *b, const char *s)
-{
-    for (; *s; s++)
-        switch (*s) {
-        case '<':
-            buf_puts(b, "&lt;");
-            break;
-        case '>':
-            buf_puts(b, "&gt;");
-            break;
-        case '&':
-            buf_puts(b, "&amp;");
-            break;
-        case '"':
-            buf_puts(b, "&quot;");
-            break;
-        default:
-            buf_putc(b, *s);
-        }
-}
-
-// Markdown table cell: pipes and newlines would break the row.
-static void
-md_esc(struct buf *b, const char *s, size_t max)
-{
-    size_t n = 0;
-    for (; *s && n < max; s++, n++)
-        if (*s == '|')
-            buf_puts(b, "\\|");
-        else if (*s == '\n' || *s == '\r')
-            buf_putc(b, ' ');
-        else
-            buf_putc(b, *s);
-    if (*s)
-        buf_puts(b, "…");
-}
-
-static void
-fmt_num(struct buf *b, const char *s)
-{
-    if (!*s) {
-        buf_puts(b, "–");
-        return;
-    }
-    char *end;
-    double x = strtod(s, &end);
-    if (*end)
-        esc(b, s);
-    else
-        buf_printf(b, "%.4g", x);
-}
-
-// A line chart of up to 4 series (x ascending). Points: xs[k][i], ys[k][i], n[k].
-struct series {
-    const char *name, *color;
-    double *x, *y;
-    size_t n;
-};
-
-static void
-svg_lines(struct buf *b, const char *title, const char *xlabel, struct series *s, int ns)
-{
-    const double W = 640, H = 300, L = 60, R = 150, T = 30, B = 40;
-    double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
-    for (int k = 0; k < ns; k++)
-        for (size_t i = 0; i < s[k].n; i++) {
-            x0 = fmin(x0, s[k].x[i]), x1 = fmax(x1, s[k].x[i]);
-            y0 = fmin(y0, s[k].y[i]), y1 = fmax(y1, s[k].y[i]);
-        }
-    if (x1 <= x0)
-        x1 = x0 + 1;
-    if (y1 <= y0)
-        y1 = y0 + 1;
-    buf_printf(b, "<svg width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\">", W,
-               H, W, H);
-    buf_puts(b, "<text x=\"10\" y=\"18\" font-size=\"13\">");
-    esc(b, title);
-    buf_puts(b, "</text>");
-    buf_printf(b, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"#888\"/>", L,
-               H - B, W - R, H - B);
-    buf_printf(b, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"#888\"/>", L, T,
-               L, H - B);
-    for (int i = 0; i <= 4; i++) {
-        double v = y0 + (y1 - y0) * i / 4, py = H - B - (H - T - B) * i / 4;
-        buf_printf(b,
-                   "<text x=\"%.0f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">%.3g</text>",
-                   L - 4, py + 3, v);
-        double xv = x0 + (x1 - x0) * i / 4, px = L + (W - L - R) * i / 4;
-        buf_printf(
-            b, "<text x=\"%.1f\" y=\"%.0f\" font-size=\"10\" text-anchor=\"middle\">%.4g</text>",
-            px, H - B + 14, xv);
-    }
-    buf_printf(b, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"middle\">",
-               (W - R + L) / 2, H - 6);
-    esc(b, xlabel);
-    buf_puts(b, "</text>");
-    for (int k = 0; k < ns; k++) {
-        buf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"",
-                   s[k].color);
-        for (size_t i = 0; i < s[k].n; i++)
-            buf_printf(b, "%.1f,%.1f ", L + (W - L - R) * (s[k].x[i] - x0) / (x1 - x0),
-                       H - B - (H - T - B) * (s[k].y[i] - y0) / (y1 - y0));
-        buf_puts(b, "\"/>");
-        if (s[k].n == 1)
-            buf_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>",
-                       L + (W - L - R) * (s[k].x[0] - x0) / (x1 - x0),
-                       H - B - (H - T - B) * (s[k].y[0] - y0) / (y1 - y0), s[k].color);
-        buf_printf(b, "<rect x=\"%.0f\" y=\"%.0f\" width=\"12\" height=\"4\" fill=\"%s\"/>",
-                   W - R + 10, T + 16.0 * k, s[k].color);
-        buf_printf(b, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\">", W - R + 26,
-                   T + 16.0 * k + 5);
-        esc(b, s[k].name);
-        buf_puts(b, "</text>");
-    }
-    buf_puts(b, "</svg>\n");
-}
-
-static void
-series_from(struct series *s, const struct table *t, int xc, int yc, const char *name,
-            const char *color)
-{
-    s->name = name;
-    s->color = color;
-    s->n = t->nrow;
-    s->x = xmalloc((t->nrow + 1) * sizeof *s->x);
-    s->y = xmalloc((t->nrow + 1) * sizeof *s->y);
-    for (size_t i = 0; i < t->nrow; i++) {
-        s->x[i] = atof(cell(t, i, xc));
-        s->y[i] = atof(cell(t, i, yc));
-    }
-}
-
 // ---- sections ------------------------------------------------------------------------------
 
 static void
 section_runs(struct store *s, struct buf *h, struct buf *md)
 {
-    struct table t;
-    query(s, "runs.sql", NULL, &t);
+    struct report_table t;
+    report_query(s, "runs.sql", NULL, &t);
     buf_puts(h, "<h2>Runs</h2>\n");
     buf_puts(md, "## Runs\n\n");
     if (!t.nrow) {
         buf_puts(h, "<p class=\"none\">No runs recorded.</p>\n");
         buf_puts(md, "No runs recorded.\n\n");
-        table_free(&t);
+        report_table_free(&t);
         return;
     }
     static const char *const hd[] = {"id",     "kind",    "name",  "pipeline",
@@ -238,11 +49,11 @@ section_runs(struct store *s, struct buf *h, struct buf *md)
         for (int c = 0; c < 8; c++) {
             bool st = c == 4;
             buf_printf(h, "<td class=\"l%s\">",
-                       st ? (strcmp(cell(&t, r, c), "ok") ? " bad" : " ok") : "");
-            esc(h, cell(&t, r, c));
+                       st ? (strcmp(report_cell(&t, r, c), "ok") ? " bad" : " ok") : "");
+            report_esc(h, report_cell(&t, r, c));
             buf_puts(h, "</td>");
             buf_putc(md, ' ');
-            md_esc(md, cell(&t, r, c), 60);
+            report_md_esc(md, report_cell(&t, r, c), 60);
             buf_puts(md, " |");
         }
         buf_puts(h, "</tr>\n");
@@ -250,25 +61,25 @@ section_runs(struct store *s, struct buf *h, struct buf *md)
     }
     buf_puts(h, "</table>\n");
     buf_puts(md, "\n");
-    table_free(&t);
+    report_table_free(&t);
 }
 
 static void
 section_funnel(struct store *s, struct buf *h, struct buf *md)
 {
-    struct table t;
-    query(s, "funnel.sql", NULL, &t);
+    struct report_table t;
+    report_query(s, "funnel.sql", NULL, &t);
     buf_puts(h, "<h2>Data funnel</h2>\n");
     buf_puts(md, "## Data funnel\n\n");
     if (!t.nrow) {
         buf_puts(h, "<p class=\"none\">No stage statistics (import stages' --stats files).</p>\n");
         buf_puts(md, "No stage statistics.\n\n");
-        table_free(&t);
+        report_table_free(&t);
         return;
     }
     double mx = 1;
     for (size_t r = 0; r < t.nrow; r++)
-        mx = fmax(mx, fmax(atof(cell(&t, r, 1)), atof(cell(&t, r, 2))));
+        mx = fmax(mx, fmax(atof(report_cell(&t, r, 1)), atof(report_cell(&t, r, 2))));
     double W = 640, row = 26, H = 30 + row * (double)t.nrow, L = 120, bw = W - L - 140;
     buf_printf(h, "<svg width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\">", W,
                H, W, H);
@@ -276,10 +87,11 @@ section_funnel(struct store *s, struct buf *h, struct buf *md)
                 "stage</text>");
     buf_puts(md, "| stage | records in | records out | kept |\n|---|---|---|---|\n");
     for (size_t r = 0; r < t.nrow; r++) {
-        double in = atof(cell(&t, r, 1)), out = atof(cell(&t, r, 2)), y = 28 + row * (double)r;
+        double in = atof(report_cell(&t, r, 1)), out = atof(report_cell(&t, r, 2)),
+               y = 28 + row * (double)r;
         buf_printf(h, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"end\">", L - 6,
                    y + 14);
-        esc(h, cell(&t, r, 0));
+        report_esc(h, report_cell(&t, r, 0));
         buf_puts(h, "</text>");
         buf_printf(h, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.1f\" height=\"9\" fill=\"#bbb\"/>", L,
                    y + 2, bw * in / mx);
@@ -288,81 +100,81 @@ section_funnel(struct store *s, struct buf *h, struct buf *md)
         buf_printf(h, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"10\">%.0f → %.0f</text>", L + bw + 6,
                    y + 14, in, out);
         buf_puts(md, "| ");
-        md_esc(md, cell(&t, r, 0), 40);
+        report_md_esc(md, report_cell(&t, r, 0), 40);
         buf_printf(md, " | %.0f | %.0f | %.1f%% |\n", in, out, in > 0 ? 100 * out / in : 0);
     }
     buf_puts(h, "</svg>\n");
     buf_puts(md, "\n");
-    table_free(&t);
+    report_table_free(&t);
 }
 
 static void
 section_loss(struct store *s, struct buf *h, struct buf *md)
 {
-    struct table tr, va;
-    query(s, "loss.sql", "loss", &tr);
-    query(s, "loss.sql", "valid_loss", &va);
+    struct report_table tr, va;
+    report_query(s, "loss.sql", "loss", &tr);
+    report_query(s, "loss.sql", "valid_loss", &va);
     buf_puts(h, "<h2>Training</h2>\n");
     buf_puts(md, "## Training\n\n");
     if (!tr.nrow && !va.nrow) {
         buf_puts(h, "<p class=\"none\">No training log imported.</p>\n");
         buf_puts(md, "No training log imported.\n\n");
     } else {
-        struct series sr[2];
+        struct report_series sr[2] = {0};
         int ns = 0;
         if (tr.nrow)
-            series_from(&sr[ns++], &tr, 0, 1, "train loss", "#2b6cb0");
+            report_series_from(&sr[ns++], &tr, 0, 1, "train loss", "#2b6cb0");
         if (va.nrow)
-            series_from(&sr[ns++], &va, 0, 1, "valid loss", "#dd6b20");
-        svg_lines(h, "loss per step", "step", sr, ns);
+            report_series_from(&sr[ns++], &va, 0, 1, "valid loss", "#dd6b20");
+        report_svg_lines(h, "loss per step", "step", sr, ns);
         for (int k = 0; k < ns; k++) {
             buf_printf(md, "- %s: %zu points, last %.4f at step %.0f\n", sr[k].name, sr[k].n,
                        sr[k].y[sr[k].n - 1], sr[k].x[sr[k].n - 1]);
-            free(sr[k].x), free(sr[k].y);
+            report_series_free(&sr[k]);
         }
         buf_puts(md, "\n");
     }
-    table_free(&tr);
-    table_free(&va);
+    report_table_free(&tr);
+    report_table_free(&va);
 }
 
 static void
 section_efficiency(struct store *s, struct buf *h, struct buf *md)
 {
-    struct table t;
-    query(s, "efficiency.sql", NULL, &t);
+    struct report_table t;
+    report_query(s, "efficiency.sql", NULL, &t);
     if (t.nrow) {
-        static const char *const colors[] = {"#2b6cb0", "#dd6b20", "#38a169", "#805ad5"};
-        struct series sr[4];
+        struct report_series sr[REPORT_NCOLORS] = {0};
         int ns = 0;
-        for (size_t r = 0; r < t.nrow && ns < 4;) {
+        for (size_t r = 0; r < t.nrow && ns < REPORT_NCOLORS;) {
             size_t e = r;
-            while (e < t.nrow && !strcmp(cell(&t, e, 0), cell(&t, r, 0)))
+            while (e < t.nrow && !strcmp(report_cell(&t, e, 0), report_cell(&t, r, 0)))
                 e++;
-            struct series *q = &sr[ns];
-            q->name = cell(&t, r, 0) + strlen("efficiency/");
-            q->color = colors[ns];
+            struct report_series *q = &sr[ns];
+            q->name = report_cell(&t, r, 0) + strlen("efficiency/");
+            q->color = report_colors[ns];
             q->n = e - r;
             q->x = xmalloc(q->n * sizeof *q->x);
             q->y = xmalloc(q->n * sizeof *q->y);
             for (size_t i = r; i < e; i++)
-                q->x[i - r] = atof(cell(&t, i, 1)), q->y[i - r] = atof(cell(&t, i, 2));
+                q->x[i - r] = atof(report_cell(&t, i, 1)),
+                         q->y[i - r] = atof(report_cell(&t, i, 2));
             ns++;
             r = e;
         }
         buf_puts(h, "<h2>Data efficiency</h2>\n");
-        svg_lines(h, "metric against training examples", "training examples", sr, ns);
+        report_svg_lines(h, "metric against training examples", "training examples", sr, ns);
         buf_puts(md, "## Data efficiency\n\n");
         for (int k = 0; k < ns; k++) {
             buf_printf(md, "- %s:", sr[k].name);
             for (size_t i = 0; i < sr[k].n; i++)
                 buf_printf(md, " %.0f→%.4f", sr[k].x[i], sr[k].y[i]);
             buf_puts(md, "\n");
-            free(sr[k].x), free(sr[k].y);
+            report_series_free(&sr[k]);
         }
         buf_puts(md, "\n");
     }
-    table_free(&t);
+    report_table_free(&t);
 }
 
 // Confusion matrix and reliability diagram from a classify summary's JSON text.
@@ -407,10 +219,10 @@ section_classify(const char *summary, struct buf *h, struct buf *md)
         for (int c = 0; c < k; c++) {
             buf_printf(h, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"middle\">",
                        L + cs * c + cs / 2, T - 8);
-            esc(h, lab[c]);
+            report_esc(h, lab[c]);
             buf_puts(h, "</text>");
             buf_putc(md, ' ');
-            md_esc(md, lab[c], 30);
+            report_md_esc(md, lab[c], 30);
             buf_puts(md, " |");
         }
         buf_puts(md, "\n|---|");
@@ -420,10 +232,10 @@ section_classify(const char *summary, struct buf *h, struct buf *md)
         for (int g = 0; g < k; g++) {
             buf_printf(h, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"end\">",
                        L - 6, T + cs * g + cs / 2 + 4);
-            esc(h, lab[g]);
+            report_esc(h, lab[g]);
             buf_puts(h, "</text>");
             buf_puts(md, "| ");
-            md_esc(md, lab[g], 30);
+            report_md_esc(md, lab[g], 30);
             buf_puts(md, " |");
             for (int c = 0; c < k; c++) {
                 double x = m[g * k + c], a = 0.1 + 0.9 * x / mx;
@@ -500,40 +312,40 @@ section_classify(const char *summary, struct buf *h, struct buf *md)
 static void
 section_results(struct store *s, struct buf *h, struct buf *md)
 {
-    struct table runs;
-    query(s, "eval_runs.sql", NULL, &runs);
+    struct report_table runs;
+    report_query(s, "eval_runs.sql", NULL, &runs);
     buf_puts(h, "<h2>Evaluation</h2>\n");
     buf_puts(md, "## Evaluation\n\n");
     if (!runs.nrow) {
         buf_puts(h, "<p class=\"none\">No evaluated runs.</p>\n");
         buf_puts(md, "No evaluated runs.\n\n");
-        table_free(&runs);
+        report_table_free(&runs);
         return;
     }
-    const char *id = cell(&runs, 0, 0);
-    struct table res, prev = {0};
-    query(s, "results.sql", id, &res);
+    const char *id = report_cell(&runs, 0, 0);
+    struct report_table res, prev = {0};
+    report_query(s, "results.sql", id, &res);
     bool cmp = runs.nrow > 1;
     if (cmp)
-        query(s, "results.sql", cell(&runs, 1, 0), &prev);
+        report_query(s, "results.sql", report_cell(&runs, 1, 0), &prev);
     buf_puts(h, "<p>Run ");
-    esc(h, id);
+    report_esc(h, id);
     buf_puts(h, " <b>");
-    esc(h, cell(&runs, 0, 1));
+    report_esc(h, report_cell(&runs, 0, 1));
     buf_puts(h, "</b> (");
-    esc(h, cell(&runs, 0, 4));
+    report_esc(h, report_cell(&runs, 0, 4));
     buf_puts(h, ")");
     buf_printf(md, "Run %s **", id);
-    md_esc(md, cell(&runs, 0, 1), 60);
-    buf_printf(md, "** (%s)", cell(&runs, 0, 4));
+    report_md_esc(md, report_cell(&runs, 0, 1), 60);
+    buf_printf(md, "** (%s)", report_cell(&runs, 0, 4));
     if (cmp) {
         buf_puts(h, " compared with run ");
-        esc(h, cell(&runs, 1, 0));
+        report_esc(h, report_cell(&runs, 1, 0));
         buf_puts(h, " <b>");
-        esc(h, cell(&runs, 1, 1));
+        report_esc(h, report_cell(&runs, 1, 1));
         buf_puts(h, "</b>");
-        buf_printf(md, " compared with run %s **", cell(&runs, 1, 0));
-        md_esc(md, cell(&runs, 1, 1), 60);
+        buf_printf(md, " compared with run %s **", report_cell(&runs, 1, 0));
+        report_md_esc(md, report_cell(&runs, 1, 1), 60);
         buf_puts(md, "**");
     }
     buf_puts(h, ".</p>\n<table><tr><th class=\"l\">metric</th><th>value</th><th>stderr</th>");
@@ -546,25 +358,25 @@ section_results(struct store *s, struct buf *h, struct buf *md)
     buf_puts(md, cmp ? "\n|---|---|---|---|---|---|\n" : "\n|---|---|---|\n");
     for (size_t r = 0; r < res.nrow; r++) {
         buf_puts(h, "<tr><td class=\"l\">");
-        esc(h, cell(&res, r, 0));
+        report_esc(h, report_cell(&res, r, 0));
         buf_puts(h, "</td><td>");
-        fmt_num(h, cell(&res, r, 1));
+        report_num(h, report_cell(&res, r, 1));
         buf_puts(h, "</td><td>");
-        fmt_num(h, cell(&res, r, 2));
+        report_num(h, report_cell(&res, r, 2));
         buf_puts(h, "</td>");
-        buf_printf(md, "| %s | ", cell(&res, r, 0));
-        fmt_num(md, cell(&res, r, 1));
+        buf_printf(md, "| %s | ", report_cell(&res, r, 0));
+        report_num(md, report_cell(&res, r, 1));
         buf_puts(md, " | ");
-        fmt_num(md, cell(&res, r, 2));
+        report_num(md, report_cell(&res, r, 2));
         buf_puts(md, " |");
         if (cmp) {
             size_t j = 0;
-            while (j < prev.nrow && strcmp(cell(&prev, j, 0), cell(&res, r, 0)))
+            while (j < prev.nrow && strcmp(report_cell(&prev, j, 0), report_cell(&res, r, 0)))
                 j++;
             if (j < prev.nrow) {
-                double a = atof(cell(&prev, j, 1)), b = atof(cell(&res, r, 1));
-                double sa = *cell(&prev, j, 2) ? atof(cell(&prev, j, 2)) : 0;
-                double sb = *cell(&res, r, 2) ? atof(cell(&res, r, 2)) : 0;
+                double a = atof(report_cell(&prev, j, 1)), b = atof(report_cell(&res, r, 1));
+                double sa = *report_cell(&prev, j, 2) ? atof(report_cell(&prev, j, 2)) : 0;
+                double sb = *report_cell(&res, r, 2) ? atof(report_cell(&res, r, 2)) : 0;
                 double se = sqrt(sa * sa + sb * sb);
                 buf_printf(h, "<td>%.4g</td><td>%+.4g</td><td>%.4g</td>", a, b - a, se);
                 buf_printf(md, " %.4g | %+.4g | %.4g |", a, b - a, se);
@@ -584,14 +396,15 @@ section_results(struct store *s, struct buf *h, struct buf *md)
         int nb = 0;
         for (size_t r = 0; r < res.nrow && nb < 12; r++)
             for (size_t j = 0; j < prev.nrow; j++)
-                if (!strcmp(cell(&prev, j, 0), cell(&res, r, 0)) && *cell(&res, r, 2)) {
-                    double a = atof(cell(&prev, j, 1)), b = atof(cell(&res, r, 1));
+                if (!strcmp(report_cell(&prev, j, 0), report_cell(&res, r, 0)) &&
+                    *report_cell(&res, r, 2)) {
+                    double a = atof(report_cell(&prev, j, 1)), b = atof(report_cell(&res, r, 1));
                     double y = 30 + 34.0 * nb, mx = fmax(fabs(a), fabs(b));
                     mx = mx > 0 ? mx : 1;
                     buf_printf(&svg,
                                "<text x=\"150\" y=\"%.0f\" font-size=\"11\" text-anchor=\"end\">",
                                y + 14);
-                    esc(&svg, cell(&res, r, 0));
+                    report_esc(&svg, report_cell(&res, r, 0));
                     buf_puts(&svg, "</text>");
                     buf_printf(
                         &svg,
@@ -611,14 +424,14 @@ section_results(struct store *s, struct buf *h, struct buf *md)
         }
         buf_free(&svg);
     }
-    struct table sum;
-    query(s, "summary.sql", id, &sum);
+    struct report_table sum;
+    report_query(s, "summary.sql", id, &sum);
     if (sum.nrow)
-        section_classify(cell(&sum, 0, 0), h, md);
-    table_free(&sum);
+        section_classify(report_cell(&sum, 0, 0), h, md);
+    report_table_free(&sum);
 
-    struct table ex;
-    query(s, "examples.sql", id, &ex);
+    struct report_table ex;
+    report_query(s, "examples.sql", id, &ex);
     if (ex.nrow) {
         buf_puts(h,
                  "<h3>Sample predictions</h3>\n<table><tr><th class=\"l\">id</th>"
@@ -626,35 +439,41 @@ section_results(struct store *s, struct buf *h, struct buf *md)
         buf_puts(
             md, "Sample predictions:\n\n| id | gold | prediction | correct |\n|---|---|---|---|\n");
         for (size_t r = 0; r < ex.nrow; r++) {
-            const char *c = cell(&ex, r, 3);
+            const char *c = report_cell(&ex, r, 3);
             const char *mark = !*c ? "–" : !strcmp(c, "1") ? "yes" : "no";
             buf_puts(h, "<tr><td class=\"l\">");
-            esc(h, cell(&ex, r, 0));
+            report_esc(h, report_cell(&ex, r, 0));
             buf_puts(h, "</td><td class=\"l\">");
-            esc(h, cell(&ex, r, 1));
+            report_esc(h, report_cell(&ex, r, 1));
             buf_puts(h, "</td><td class=\"l\">");
-            esc(h, cell(&ex, r, 2));
+            report_esc(h, report_cell(&ex, r, 2));
             buf_printf(h, "</td><td class=\"%s\">%s</td></tr>\n",
                        !strcmp(mark, "yes")  ? "ok"
                        : !strcmp(mark, "no") ? "bad"
                                              : "",
                        mark);
             buf_puts(md, "| ");
-            md_esc(md, cell(&ex, r, 0), 40);
+            report_md_esc(md, report_cell(&ex, r, 0), 40);
             buf_puts(md, " | ");
-            md_esc(md, cell(&ex, r, 1), 60);
+            report_md_esc(md, report_cell(&ex, r, 1), 60);
             buf_puts(md, " | ");
-            md_esc(md, cell(&ex, r, 2), 60);
+            report_md_esc(md, report_cell(&ex, r, 2), 60);
             buf_printf(md, " | %s |\n", mark);
         }
         buf_puts(h, "</table>\n");
         buf_puts(md, "\n");
     }
-    table_free(&ex);
-    table_free(&res);
-    table_free(&prev);
-    table_free(&runs);
+    report_table_free(&ex);
+    report_table_free(&res);
+    report_table_free(&prev);
+    report_table_free(&runs);
 }
+
+// The page's sections in order. A study or stage with its own section adds it here; its code
+// lives in report_<name>.c (see report.h).
+static report_section_fn *const sections[] = {
+    section_runs, section_funnel, section_loss, section_efficiency, section_results,
+};
 
 static void
 report_usage(FILE *f)
@@ -713,11 +532,8 @@ cmd_report(int argc, char **argv)
     struct store *s = eval_db_open(c.db, c.busy_ms);
     struct buf body = {0}, md = {0}, dbesc = {0}, css = {0}, html = {0};
     buf_puts(&md, "# kiln report\n\n");
-    section_runs(s, &body, &md);
-    section_funnel(s, &body, &md);
-    section_loss(s, &body, &md);
-    section_efficiency(s, &body, &md);
-    section_results(s, &body, &md);
+    for (size_t i = 0; i < sizeof sections / sizeof *sections; i++)
+        sections[i](s, &body, &md);
     store_close(s);
     size_t tl, cl;
     const unsigned char *tpl = report_asset("report.html", &tl);
@@ -725,7 +541,7 @@ cmd_report(int argc, char **argv)
     if (!tpl || !cs)
         die("internal: report template missing");
     buf_append(&css, cs, cl);
-    esc(&dbesc, c.db);
+    report_esc(&dbesc, c.db);
     const char *kv[] = {"@CSS@", css.p, "@DB@", dbesc.p, "@BODY@", body.p ? body.p : "", NULL};
     fill(&html, (const char *)tpl, tl, kv);
     struct kerr err;
