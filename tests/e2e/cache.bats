@@ -360,3 +360,21 @@ MK
     kiln-step run -q --in d/x.txt --out x.txt -- cp d/x.txt x.txt
     [ "$(cat x.txt)" = data ]
 }
+
+@test "after SIGKILL the next run clears the stale temporary and redoes only the unfinished step" {
+    printf '#!/bin/sh\necho $$ >cmd.pid\necho run >>"$RUNS"\necho part >"$2"\n[ -z "$SLOW" ] || exec sleep 30\ncp "$1" "$2"\n' >bin/slow
+    chmod +x bin/slow
+    kiln-step run -q --in in.txt --out mid.txt -- bin/upper in.txt mid.txt
+    SLOW=1 kiln-step run -q --in mid.txt --out out.txt -- bin/slow mid.txt out.txt &
+    pid=$!
+    for _ in $(seq 50); do [ -s .kiln-tmp-out.txt ] && break; sleep 0.1; done
+    kill -KILL $pid
+    wait $pid || true
+    kill "$(cat cmd.pid)" # the orphaned command
+    [ ! -e out.txt ] && [ -e .kiln-tmp-out.txt ]
+    # The lock died with kiln-step (the command never held it): no wait here.
+    kiln-step run -q --in in.txt --out mid.txt -- bin/upper in.txt mid.txt
+    timeout 20 kiln-step run -q --in mid.txt --out out.txt -- bin/slow mid.txt out.txt
+    [ "$(cat out.txt)" = HELLO ] && [ ! -e .kiln-tmp-out.txt ]
+    [ "$(runs)" -eq 3 ] # upper once, the killed command, its rerun
+}
