@@ -212,14 +212,6 @@ tag_range(uint32_t tag, uint32_t ranges)
     return (uint32_t)(((uint64_t)tag * ranges) >> 32);
 }
 
-// The LSH tag minhash_lsh_add files (band, hash) under (common/minhash.c, lsh_key): records
-// share a bucket exactly when their tags are equal.
-static uint32_t
-lsh_tag(int band, uint64_t hash)
-{
-    return (uint32_t)(hash_mix64(hash ^ hash_mix64((uint64_t)band + 1)) >> 32);
-}
-
 // ---- sign ---------------------------------------------------------------------------------
 
 static void
@@ -285,7 +277,7 @@ phase_sign_run(const struct dedupe_conf *conf, const struct dedupe_shard_opts *s
             wfile_write(&dat, s.shingles, s.n_shingles * 8);
             if (near && s.n_shingles > 0)
                 for (int b = 0; b < conf->mh.bands; b++) {
-                    uint32_t tag = lsh_tag(b, s.band[b]);
+                    uint32_t tag = minhash_lsh_tag(b, s.band[b]);
                     struct bent e = {tag, (uint32_t)s.n_shingles, seq, s.key[0], s.key[1], loc};
                     wfile_write(&band[tag_range(tag, so->ranges)], &e, sizeof e);
                 }
