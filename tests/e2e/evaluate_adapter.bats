@@ -60,6 +60,6 @@ near() {
     "$QX" adapter wlora wide 4 8
     run evaluate lm --model base --adapter wlora -o r.jsonl "$E/docs.jsonl"
     expect_status 1
-    expect_output_contains "do not fit"
+    expect_output_contains "an adapter for a different base model"
     [ ! -e r.jsonl ]
 }
