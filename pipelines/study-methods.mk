@@ -24,6 +24,17 @@
 #   {base, SM/M/} × retain ─evaluate lm→ SM/lm-M.jsonl
 #   all of it ─evaluate import (one run per method, kind study-methods)→ SM/kiln.db
 #   SM/kiln.db ─evaluate report→ SM/report.html, SM/report.md ("Fine-tuning methods" section)
+#
+# Run time, measured on the shared 2-core machine (8 engineers' jobs running beside it):
+#   SIZE=small, cold (tests/e2e/study_methods.bats, the default pipeline's shared steps
+#     included): 5 min wall, most of it waiting for a CPU; with the shared steps cached the
+#     study's own 22 steps took 61 s wall (6 trainings of 3 steps, 14 evaluations).
+#   full (default sizes: VOCAB 4096, PRE_STEPS 300, FT_STEPS 150, MAX_LEN 192, 32 retention
+#     documents, the whole 597-record test split): the shared steps took 26 min (pretrain
+#     18.6 min, eval-base 2.8 min, the base's retention perplexity 3.5 min); full fine-tuning
+#     ran at 5.2 s per step (13 min for 150 steps). The whole run did not finish before this
+#     was written: from the measured parts, expect about 2 h here (6 trainings of 8-13 min,
+#     13 evaluations of 3-4 min), less on an idle machine.
 
 ifeq ($(SIZE),small)
 VOCAB = 300
