@@ -28,7 +28,7 @@
 # Run time, measured on the shared 2-core machine (8 engineers' jobs running beside it):
 #   SIZE=small, cold (tests/e2e/study_methods.bats, the default pipeline's shared steps
 #     included): 5 min wall, most of it waiting for a CPU; with the shared steps cached the
-#     study's own 22 steps took 61 s wall (6 trainings of 3 steps, 14 evaluations).
+#     study's own 23 steps took 61 s wall (6 trainings of 3 steps, 14 evaluations).
 #   full (default sizes: VOCAB 4096, PRE_STEPS 300, FT_STEPS 150, MAX_LEN 192, 32 retention
 #     documents, the whole 597-record test split): the shared steps took 26 min (pretrain
 #     18.6 min, eval-base 2.8 min, the base's retention perplexity 3.5 min); full fine-tuning
