@@ -14,12 +14,13 @@
 //                 0 and 1; absmax of the group as its fp32 scale)
 //   so absmax' = dyn[qabs[b]] · scale[b / 256] + mean, and x = absmax' · NF4[code].
 // That is 4 + 8/64 + 32/(64·256) ≈ 4.127 bits per weight (the paper's 0.127 bits of
-// constants). Embedding, norms and lm_head stay fp32 (as in the paper's setups).
+// constants). Embedding, norms and lm_head stay fp32.
 //
-// Use (after lora_init/lora_attach, which freeze the base):
+// Use:
 //   struct qlora q = {0};
-//   ckpt_load_divert(dir, &m, NULL, qlora_divert, &q, err); // optional: quantize while
-//                              // loading, so the fp32 linears are never all resident
+//   ckpt_load_divert(dir, &m, NULL, qlora_divert, &q, err); // or ckpt_load: quantizing
+//                              // while loading keeps the fp32 linears from being resident
+//   lora_init(&lo, &m, ...); lora_attach(&lo, &m, pool);    // adapters; the base frozen
 //   qlora_attach(&q, &m);   // quantizes what was not yet, shrinks m's slab, sets m.base
 //   ... train the adapter (model_forward_backward etc. unchanged) ...
 //   qlora_detach(&q, &m);  // m gets back a full slab with the dequantized weights
