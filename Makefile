@@ -35,6 +35,11 @@ else
 endif
 CFLAGS_ALL = -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE $(OPT) -g $(WARN) $(SANFLAGS) \
              -DKILN_VERSION='"$(VERSION)"' -Icommon $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
+# Open MPI for train's data-parallel mode (common/dist.c); without it dist.c is one rank only.
+ifneq ($(shell pkg-config --exists ompi-c 2>/dev/null && echo y),)
+  PKGS += ompi-c
+  CFLAGS_ALL += -DKILN_HAVE_MPI
+endif
 LDLIBS_ALL = $(PKG_LIBS) -lpthread -lm $(LDLIBS)
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 
