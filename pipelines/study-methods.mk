@@ -31,10 +31,12 @@
 #     study's own 23 steps took 61 s wall (6 trainings of 3 steps, 14 evaluations).
 #   full (default sizes: VOCAB 4096, PRE_STEPS 300, FT_STEPS 150, MAX_LEN 192, 32 retention
 #     documents, the whole 597-record test split): the shared steps took 26 min (pretrain
-#     18.6 min, eval-base 2.8 min, the base's retention perplexity 3.5 min); full fine-tuning
-#     ran at 5.2 s per step (13 min for 150 steps). The whole run did not finish before this
-#     was written: from the measured parts, expect about 2 h here (6 trainings of 8-13 min,
-#     13 evaluations of 3-4 min), less on an idle machine.
+#     18.6 min, eval-base 2.8 min, the base's retention perplexity 3.5 min); then training
+#     full 12.0 min, lora-r4 4.8 min; classify 0.8-1.4 min each. The whole run did not finish
+#     before this was written (stopped during lora-r16): from the measured parts expect about
+#     1.5 h here, less on an idle machine. Partial results of that run: test accuracy base
+#     0.307, full 0.839 (macro-F1 0.819), lora-r4 0.308 (SM_LORA_LR 3e-3 for 150 steps
+#     learned nothing on this base; a higher rate is the first thing to try).
 
 ifeq ($(SIZE),small)
 VOCAB = 300
