@@ -169,16 +169,24 @@ static int
 group(enum model_linear which, int *k0)
 {
     switch (which) {
-    case MODEL_LIN_QKV: *k0 = 0; return 3;
-    case MODEL_LIN_O: *k0 = 3; return 1;
-    case MODEL_LIN_GU: *k0 = 4; return 2;
-    default: *k0 = 6; return 1;
+    case MODEL_LIN_QKV:
+        *k0 = 0;
+        return 3;
+    case MODEL_LIN_O:
+        *k0 = 3;
+        return 1;
+    case MODEL_LIN_GU:
+        *k0 = 4;
+        return 2;
+    default:
+        *k0 = 6;
+        return 1;
     }
 }
 
 static void
-base_fwd(void *ctx, struct kpool *p, int layer, enum model_linear which, const float *x,
-         float *y, int n, bool acc)
+base_fwd(void *ctx, struct kpool *p, int layer, enum model_linear which, const float *x, float *y,
+         int n, bool acc)
 {
     struct qlora *q = ctx;
     int k0, nk = group(which, &k0);

@@ -24,6 +24,19 @@
 #   {base, SM/M/} × retain ─evaluate lm→ SM/lm-M.jsonl
 #   all of it ─evaluate import (one run per method, kind study-methods)→ SM/kiln.db
 #   SM/kiln.db ─evaluate report→ SM/report.html, SM/report.md ("Fine-tuning methods" section)
+#
+# Run time, measured on the shared 2-core machine (8 engineers' jobs running beside it):
+#   SIZE=small, cold (tests/e2e/study_methods.bats, the default pipeline's shared steps
+#     included): 5 min wall, most of it waiting for a CPU; with the shared steps cached the
+#     study's own 23 steps took 61 s wall (6 trainings of 3 steps, 14 evaluations).
+#   full (default sizes: VOCAB 4096, PRE_STEPS 300, FT_STEPS 150, MAX_LEN 192, 32 retention
+#     documents, the whole 597-record test split): the shared steps took 26 min (pretrain
+#     18.6 min, eval-base 2.8 min, the base's retention perplexity 3.5 min); then training
+#     full 12.0 min, lora-r4 4.8 min; classify 0.8-1.4 min each. The whole run did not finish
+#     before this was written (stopped during lora-r16): from the measured parts expect about
+#     1.5 h here, less on an idle machine. Partial results of that run: test accuracy base
+#     0.307, full 0.839 (macro-F1 0.819), lora-r4 0.308 (SM_LORA_LR 3e-3 for 150 steps
+#     learned nothing on this base; a higher rate is the first thing to try).
 
 ifeq ($(SIZE),small)
 VOCAB = 300

@@ -47,9 +47,9 @@ report_section_methods(struct store *s, struct buf *h, struct buf *md)
         if (!strcmp(report_cell(&t, r, C_NAME), "base"))
             base_ppl = report_cell(&t, r, C_PPL);
 
-    static const char *const head[] = {"method", "accuracy", "± s.e.", "macro-F1",
-                                       "retention perplexity", "vs base", "tokens/s",
-                                       "peak RSS (MiB)"};
+    static const char *const head[] = {
+        "method",  "accuracy", "± s.e.",        "macro-F1", "retention perplexity",
+        "vs base", "tokens/s", "peak RSS (MiB)"};
     buf_puts(h, "<h2>Fine-tuning methods and forgetting</h2>\n"
                 "<p>Same data, same base: task accuracy on the test split, perplexity of a "
                 "sample of the pretraining text after fine-tuning (lower = less forgetting), "

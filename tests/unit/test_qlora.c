@@ -23,9 +23,17 @@
 static struct model_config
 odd_cfg(void)
 {
-    struct model_config c = {.vocab = 23, .dim = 36, .n_layers = 2, .n_heads = 2,
-                             .n_kv_heads = 1, .ffn = 20, .max_seq = 16, .norm_eps = 1e-5,
-                             .rope_theta = 10000.0, .tie_embeddings = false, .bos_id = -1,
+    struct model_config c = {.vocab = 23,
+                             .dim = 36,
+                             .n_layers = 2,
+                             .n_heads = 2,
+                             .n_kv_heads = 1,
+                             .ffn = 20,
+                             .max_seq = 16,
+                             .norm_eps = 1e-5,
+                             .rope_theta = 10000.0,
+                             .tie_embeddings = false,
+                             .bos_id = -1,
                              .eos_id = -1};
     return c;
 }
@@ -58,10 +66,10 @@ test_dynamic_map(void)
     CHECK_EQ_INT(one, 1);
     CHECK_EQ_INT(pos, 127);
     CHECK_EQ_INT(neg, 127);
-    CHECK_NEAR(map[0], -(0.1 + 0.9 * 63.5 / 64), 1e-7);     // largest negative: last midpoint
+    CHECK_NEAR(map[0], -(0.1 + 0.9 * 63.5 / 64), 1e-7); // largest negative: last midpoint
     CHECK_NEAR(map[127], 0.0, 0);
-    CHECK_NEAR(map[128], 0.55e-6, 1e-12);                     // decade 0: one midpoint
-    CHECK_NEAR(map[129], 1e-5 * (0.1 + 0.225), 1e-12);        // decade 1: first of two
+    CHECK_NEAR(map[128], 0.55e-6, 1e-12);              // decade 0: one midpoint
+    CHECK_NEAR(map[129], 1e-5 * (0.1 + 0.225), 1e-12); // decade 1: first of two
 }
 
 static void
@@ -130,8 +138,7 @@ setup(struct model *m, struct lora *lo)
     lc.r = 2, lc.alpha = 4, lc.targets = LORA_ALL_TARGETS;
     CHECK(lora_init(lo, m, &lc, 3, &err) == 0);
     for (int i = 1; i < lo->view.n_tensors; i += 2)
-        fill(lo->view.params + lo->view.tensors[i].offset, lo->view.tensors[i].numel, 40 + i,
-             0.2);
+        fill(lo->view.params + lo->view.tensors[i].offset, lo->view.tensors[i].numel, 40 + i, 0.2);
 }
 
 static double
@@ -164,8 +171,8 @@ test_model(void)
     // The reference: a plain fp32 model holding the dequantized weights.
     for (int l = 0; l < mr.cfg.n_layers; l++)
         for (int k = 0; k < QLORA_N_LINEAR; k++) {
-            const struct model_tensor *t = &mr.tensors[model_layer_tensor(&mr, l, k < 4 ? k + 1
-                                                                                  : k + 2)];
+            const struct model_tensor *t =
+                &mr.tensors[model_layer_tensor(&mr, l, k < 4 ? k + 1 : k + 2)];
             qlora_tensor_dequantize(&q.w[l * QLORA_N_LINEAR + k], 0, (int64_t)t->numel,
                                     mr.params + t->offset);
         }
