@@ -345,7 +345,11 @@ setup_model(struct opts *o, struct model *m, const char **tok_src, struct buf *r
     }
     if (from) {
         enum st_dtype dt = ST_F32;
-        if (ckpt_load(from, m, &dt, &err) < 0)
+        // QLoRA quantizes the layer linears as they are read (never all resident in fp32).
+        int rc = o->pr.qlora && !o->resume
+                     ? ckpt_load_divert(from, m, &dt, qlora_divert, &o->pr.q, &err)
+                     : ckpt_load(from, m, &dt, &err);
+        if (rc < 0)
             die_kerr(&err);
         info("%s %s (%s weights)", o->resume ? "resuming from" : "initialized from", from,
              st_dtype_name(dt));
@@ -790,7 +794,7 @@ main(int argc, char **argv)
     struct adamw opt;
     adamw_init(&opt, om, (float)o.beta1, (float)o.beta2, (float)o.adam_eps,
                (float)o.weight_decay);
-    size_t pbytes = m.n_params * sizeof(float), obytes = om->n_params * sizeof(float);
+    size_t pbytes = peft_run_base_bytes(&o.pr, &m), obytes = om->n_params * sizeof(float);
     size_t abytes = model_acts_bytes(c, acts_b, t, true, kpool_threads(pool));
     if (om != &m)
         pbytes += obytes;
@@ -1055,6 +1059,8 @@ main(int argc, char **argv)
         stats_u64(&stats, "mpi_bytes_sent_rank0", dist_bytes_sent());
     }
     stats_f64(&stats, "final_loss", loss);
+    stats_f64(&stats, "tokens_per_s",
+              secs > 0 ? (double)(st.tokens_seen - start_tokens) / secs : 0);
     if (!isnan(st.best_loss)) {
         stats_f64(&stats, "best_valid_loss", st.best_loss);
         stats_f64(&stats, "unigram_valid_loss", unigram);
