@@ -8,7 +8,9 @@
 # Throughput is the median of the per-step tokens/s of the log (steps 3..), so mpirun's start
 # (about a second) is not counted. Target: mpi 2 ≥ 0.8× threaded. Scaling efficiency =
 # mpi-2 tokens/s / (2 × one-rank tokens/s). Communication per step: the bytes rank 0 sent
-# (train --stats: mpi_bytes_sent_rank0 / steps) against 4 × parameters.
+# (train --stats: mpi_bytes_sent_rank0 / steps) against 4 × parameters. On a machine other
+# jobs keep busy the wall-clock numbers say little; CPU seconds per step (runs of S steps minus
+# runs of 2 steps, all processes) compare the work done, start-up excluded.
 # MPI_CONFIGS="A" runs the smaller config only.
 : "${MPI_REPS:=3}"
 work=$BENCH_WORK/mpi
@@ -31,11 +33,13 @@ mpi_run() {
     shift
     while [ "$1" != -- ]; do launch+=("$1"); shift; done
     shift
-    "${launch[@]}" train "$@" --log "$work/$name.log" --stats "$work/$name.stats.json" \
+    /usr/bin/time -f '%U %S' -o "$work/$name.cpu" "${launch[@]}" train "$@" --log "$work/$name.log" --stats "$work/$name.stats.json" \
         -o "$work/$name" "$work/rand.jsonl" 2>"$work/$name.err" || {
         cat "$work/$name.err" >&2; return 1; }
     tail -n +3 "$work/$name.log" | sed 's/.*"tokens_per_s":\([0-9.e+]*\).*/\1/' | mpi_median
 }
+# mpi_cpu NAME: CPU seconds (user + sys, all processes) of the last mpi_run NAME
+mpi_cpu() { tail -n 1 "$work/$1.cpu" | awk '{print $1 + $2}'; }
 
 : "${MPI_CONFIGS:=A B}" # which of the two configs to run
 for cfg in "A 4096 128 4 4 352 128 8 12" "B 4096 256 6 8 688 256 4 8"; do
@@ -45,7 +49,7 @@ for cfg in "A 4096 128 4 4 352 128 8 12" "B 4096 256 6 8 688 256 4 8"; do
     model=(--vocab "$V" --eos 0 --dim "$D" --layers "$L" --heads "$H" --ffn "$FF" --max-seq "$T"
            --seq-len "$T" --steps "$S" -q)
     mpirun_2=(mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2)
-    th=() th1=() mp=() one=()
+    th=() th1=() mp=() one=() cth=() cmp_=()
     for ((r = 0; r < MPI_REPS; r++)); do
         th+=("$(mpi_run thr env -- "${model[@]}" --threads 2 --batch "$B" --accum 2)") || return 1
         mp+=("$(mpi_run mpi "${mpirun_2[@]}" -- "${model[@]}" --threads 1 --batch "$B" \
@@ -53,7 +57,17 @@ for cfg in "A 4096 128 4 4 352 128 8 12" "B 4096 256 6 8 688 256 4 8"; do
         th1+=("$(mpi_run thr1 env -- "${model[@]}" --threads 2 --batch $((2 * B)) --accum 1)") ||
             return 1
         one+=("$(mpi_run one env -- "${model[@]}" --threads 1 --batch "$B" --accum 2)") || return 1
+        # CPU time per step: the S-step runs minus 2-step runs (start-up cancels out).
+        c_thr=$(mpi_cpu thr) c_mpi=$(mpi_cpu mpi)
+        mpi_run thr_s2 env -- "${model[@]}" --threads 2 --batch "$B" --accum 2 --steps 2 \
+            >/dev/null || return 1
+        mpi_run mpi_s2 "${mpirun_2[@]}" -- "${model[@]}" --threads 1 --batch "$B" --accum 2 \
+            --steps 2 >/dev/null || return 1
+        cth+=("$(echo "($c_thr - $(mpi_cpu thr_s2)) / ($S - 2)" | bc -l)")
+        cmp_+=("$(echo "($c_mpi - $(mpi_cpu mpi_s2)) / ($S - 2)" | bc -l)")
     done
+    c_thr=$(printf '%s\n' "${cth[@]}" | mpi_median)
+    c_mpi=$(printf '%s\n' "${cmp_[@]}" | mpi_median)
     cmp -s "$work/thr/model.safetensors" "$work/mpi/model.safetensors" && same=yes || same=NO
     t_thr=$(printf '%s\n' "${th[@]}" | mpi_median)
     t_thr1=$(printf '%s\n' "${th1[@]}" | mpi_median)
@@ -64,14 +78,17 @@ for cfg in "A 4096 128 4 4 352 128 8 12" "B 4096 256 6 8 688 256 4 8"; do
     per_step=$((bytes / S))
     awk -v n="mpi $name (V$V d$D L$L T$T, global batch $((2 * B)))" -v thr="$t_thr" \
         -v thr1="$t_thr1" -v mpi="$t_mpi" -v one="$t_one" -v ps="$per_step" -v p="$params" \
-        -v same="$same" -v b="$B" 'BEGIN {
+        -v same="$same" -v b="$B" -v ct="$c_thr" -v cm="$c_mpi" 'BEGIN {
         printf "%-44s 2 ranks %7.0f tok/s | threaded 2t %7.0f tok/s (B%dx2) %7.0f (B%dx1) | ratio %.2fx, %.2fx (target >= 0.8)\n",
             n, mpi, thr, b, thr1, 2 * b, mpi / thr, mpi / thr1
         printf "%-44s scaling efficiency %.0f%% (1 rank 1 thread %.0f tok/s); rank 0 sends %d bytes/step = %.2f x 4 x %d params; weights identical to threaded: %s\n",
-            "", 100 * mpi / (2 * one), one, ps, ps / (4 * p), p, same }'
+            "", 100 * mpi / (2 * one), one, ps, ps / (4 * p), p, same
+        printf "%-44s CPU per step: threaded %.3f s, 2 ranks %.3f s; CPU-time throughput ratio %.2fx\n",
+            "", ct, cm, ct / cm }'
     bench_record "mpi $name" tokens_per_s_mpi2 "$t_mpi" tokens_per_s_threaded2 "$t_thr" \
         tokens_per_s_threaded2_one_microbatch "$t_thr1" tokens_per_s_one_rank "$t_one" \
         ratio "$(echo "$t_mpi / $t_thr" | bc -l)" \
         scaling_efficiency "$(echo "$t_mpi / (2 * $t_one)" | bc -l)" \
-        bytes_per_step_rank0 "$per_step" parameters "$params" identical_weights "$same"
+        bytes_per_step_rank0 "$per_step" parameters "$params" identical_weights "$same" \
+        cpu_s_per_step_threaded2 "$c_thr" cpu_s_per_step_mpi2 "$c_mpi"
 done
