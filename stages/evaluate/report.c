@@ -471,8 +471,10 @@ section_results(struct store *s, struct buf *h, struct buf *md)
 
 // The page's sections in order. A study or stage with its own section adds it here; its code
 // lives in report_<name>.c (see report.h).
+report_section_fn report_section_hpo; // report_hpo.c
 static report_section_fn *const sections[] = {
     section_runs, section_funnel, section_loss, section_efficiency, section_results,
+    report_section_hpo,
 };
 
 static void
