@@ -497,6 +497,13 @@ cmd_propose(struct opts *o, int argc, char **argv)
     jw_int(&w, early);
     jw_key(&w, "train_size");
     jw_int(&w, n_train);
+    // Names the training run by what determines it, so the pipeline can point both methods'
+    // evaluations of the same candidate at one path (and so at one cached step).
+    char key[96];
+    snprintf(key, sizeof key, "lr%g-b%d-s%lld-e%lld", c.lr, c.batch, (long long)steps,
+             (long long)early);
+    jw_key(&w, "run_key");
+    jw_str(&w, key);
     if (!isnan(tokens)) {
         jw_key(&w, "tokens_per_example");
         jw_double(&w, tokens / (double)n_train);

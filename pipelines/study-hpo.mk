@@ -14,6 +14,7 @@
 # Every step runs through kiln-step, so identical candidates of the two methods train once and
 # a rerun runs nothing. Outputs in $(HPO) = $(P)/hpo:
 #   {bo,random}/cand-NN.json   the proposal       {bo,random}/run-NN/     the trained model
+#   models/RUN_KEY             a link to the run of a candidate (evaluations use it)
 #   {bo,random}/early-NN.jsonl, final-NN.jsonl    validation scores at the checkpoint and end
 #   {bo,random}/history-NN.jsonl                  candidates 1..NN with scores (kiln-hpo record)
 #   summary.txt                                   overlap, rank correlations, compute saved
@@ -23,8 +24,7 @@
 #   history-(N-1) ─kiln-hpo propose→ cand-N ─train→ run-N ─evaluate classify ×2→ early-N, final-N
 #   cand-N + early-N + final-N ─kiln-hpo record→ result-N; history-(N-1) + result-N → history-N
 #
-# Measured run time of the full setting: see pipelines/README.md's study section and the
-# study's report (HPO_N candidates per method).
+# Measured run time of the full setting and its results: pipelines/study-hpo.md.
 HPO ?= $(P)/hpo
 HPO_METHODS := bo random
 ifeq ($(SIZE),small)
@@ -33,9 +33,9 @@ HPO_INIT ?= 3
 HPO_EPOCHS ?= 0.02,0.06
 HPO_BATCHES ?= 2,4
 else
-HPO_N ?= 10
-HPO_INIT ?= 4
-HPO_EPOCHS ?= 0.25,1
+HPO_N ?= 8
+HPO_INIT ?= 3
+HPO_EPOCHS ?= 0.05,0.4
 HPO_BATCHES ?= 8,16,32
 endif
 HPO_LR ?= 1e-4,1e-2
@@ -69,23 +69,25 @@ $(HPO)/$(1)/cand-$(2).json: $(HPO)/$(1)/history-$(3).jsonl $(HPO_TRAIN) $(KB)/ki
 # The candidate's options are expanded into the command, so the cache key is the training
 # run itself: the same candidate under both methods trains once.
 $(HPO)/$(1)/run-$(2)/model.safetensors: $(HPO)/$(1)/cand-$(2).json $(HPO_TRAIN) \
-                                        $(P)/base/model.safetensors $(KB)/train
+                                        $(P)/base/model.safetensors $(KB)/train \
+                                        $(call hpo_after_bo,$(1),$(2))
 	@a=$$$$($(KB)/kiln-hpo args $$<) && $(HPO_STEP) --name hpo-$(1)-train-$(2) \
 	  --in $(HPO_TRAIN) $(foreach f,$(BASE_FILES),--in $(P)/base/$(f)) \
 	  --out-dir $(HPO)/$(1)/run-$(2) -- $(KB)/train -q --init $(P)/base --mode sft $$$$a \
 	  --threads $(THREADS) --seed $(SEED) -o $(HPO)/$(1)/run-$(2) $(HPO_TRAIN)
 
+# Evaluations name the model by the candidate's run_key (a link to its run), so the same
+# candidate under both methods is evaluated once too.
 $(HPO)/$(1)/early-$(2).jsonl: $(HPO)/$(1)/run-$(2)/model.safetensors $(HPO_VALID) $(KB)/evaluate
-	@m=$(HPO)/$(1)/run-$(2)/checkpoint-$$$$($(KB)/kiln-hpo field $(HPO)/$(1)/cand-$(2).json \
-	  early_steps) && $(HPO_STEP) --name hpo-$(1)-early-$(2) --in $(HPO_VALID) \
-	  $(foreach f,$(BASE_FILES),--in $$$$m/$(f)) --in $(P)/tokenizer.json --out $$@ -- \
-	  $(KB)/evaluate classify -q --model $$$$m $$(HPO_CLASSIFY) $(HPO_VALID)
+	@m=$$$$($(call hpo_link,$(1),$(2)))/checkpoint-$$$$($(KB)/kiln-hpo field \
+	  $(HPO)/$(1)/cand-$(2).json early_steps) && $(HPO_STEP) --name hpo-$(1)-early-$(2) \
+	  --in $(HPO_VALID) $(foreach f,$(BASE_FILES),--in $$$$m/$(f)) --in $(P)/tokenizer.json \
+	  --out $$@ -- $(KB)/evaluate classify -q --model $$$$m $$(HPO_CLASSIFY) $(HPO_VALID)
 
 $(HPO)/$(1)/final-$(2).jsonl: $(HPO)/$(1)/run-$(2)/model.safetensors $(HPO_VALID) $(KB)/evaluate
-	@$(HPO_STEP) --name hpo-$(1)-final-$(2) --in $(HPO_VALID) \
-	  $(foreach f,$(BASE_FILES),--in $(HPO)/$(1)/run-$(2)/$(f)) --in $(P)/tokenizer.json \
-	  --out $$@ -- $(KB)/evaluate classify -q --model $(HPO)/$(1)/run-$(2) $$(HPO_CLASSIFY) \
-	  $(HPO_VALID)
+	@m=$$$$($(call hpo_link,$(1),$(2))) && $(HPO_STEP) --name hpo-$(1)-final-$(2) \
+	  --in $(HPO_VALID) $(foreach f,$(BASE_FILES),--in $$$$m/$(f)) --in $(P)/tokenizer.json \
+	  --out $$@ -- $(KB)/evaluate classify -q --model $$$$m $$(HPO_CLASSIFY) $(HPO_VALID)
 
 $(HPO)/$(1)/result-$(2).json: $(HPO)/$(1)/cand-$(2).json $(HPO)/$(1)/early-$(2).jsonl \
                               $(HPO)/$(1)/final-$(2).jsonl $(KB)/kiln-hpo
@@ -96,6 +98,18 @@ $(HPO)/$(1)/result-$(2).json: $(HPO)/$(1)/cand-$(2).json $(HPO)/$(1)/early-$(2).
 $(HPO)/$(1)/history-$(2).jsonl: $(HPO)/$(1)/history-$(3).jsonl $(HPO)/$(1)/result-$(2).json
 	@cat $$^ > $$@.tmp && mv $$@.tmp $$@
 endef
+
+# hpo_after_bo(method, index): the shared initial candidates of the other methods wait for
+# BO's to be trained and scored (order only), so under make -j they are cache hits, not
+# concurrent reruns of the same steps.
+hpo_after_bo = $(if $(filter-out bo,$(1)),$(if $(filter $(2),$(wordlist 1,$(HPO_INIT),$(HPO_IDX))),\
+  | $(HPO)/bo/result-$(2).json))
+
+# hpo_link(method, index): shell commands printing $(HPO)/models/RUN_KEY, a link to the run
+# (created by whichever method gets there first; runs with one key are identical).
+hpo_link = k=$$$$($(KB)/kiln-hpo field $(HPO)/$(1)/cand-$(2).json run_key) \
+  && mkdir -p $(HPO)/models && { ln -s ../$(1)/run-$(2) $(HPO)/models/$$$$k 2>/dev/null; \
+  test -d $(HPO)/models/$$$$k; } && echo $(HPO)/models/$$$$k
 
 HPO_CLASSIFY = --tokenizer $(P)/tokenizer.json --choices $(CHOICES) --prompt '$(PROMPT)' \
   --completion '$(COMPLETION)' --max-len $(MAX_LEN) --threads $(THREADS) -o $@
