@@ -48,6 +48,63 @@ row_end(struct buf *h, struct buf *md)
     buf_puts(md, "\n");
 }
 
+// The summary rows of one group of candidates (rows[] of t): size, best final score, top-5
+// overlap, rank correlations, and for k = 1, 3, 5 the compute of continuing only the early
+// top k and the best final score that keeps.
+static void
+stats_rows(struct buf *h, struct buf *md, const char *name, const struct report_table *t,
+           const size_t *rows, size_t n)
+{
+    double *e = xmalloc(n * sizeof *e), *f = xmalloc(n * sizeof *f),
+           *ec = xmalloc(n * sizeof *ec), *fc = xmalloc(n * sizeof *fc);
+    double full = 0, top = -INFINITY, tpe_sum = 0;
+    size_t tpe_n = 0;
+    for (size_t i = 0; i < n; i++) {
+        e[i] = atof(report_cell(t, rows[i], C_EARLY));
+        f[i] = atof(report_cell(t, rows[i], C_FINAL));
+        ec[i] = atof(report_cell(t, rows[i], C_EEX));
+        fc[i] = atof(report_cell(t, rows[i], C_EX));
+        full += fc[i];
+        if (*report_cell(t, rows[i], C_TPE)) {
+            tpe_sum += atof(report_cell(t, rows[i], C_TPE));
+            tpe_n++;
+        }
+        top = fmax(top, f[i]);
+    }
+    // Tokens use the mean tokens per example (all candidates train on the same data).
+    double tpe = tpe_n ? tpe_sum / (double)tpe_n : NAN;
+    size_t k5 = n < 5 ? n : 5;
+    static const size_t ks[] = {1, 3, 5};
+    for (size_t q = 0; q < KILN_ARRAY_LEN(ks) && ks[q] <= n; q++) {
+        double kept, used = rank_early_stop_cost(e, f, ec, fc, n, ks[q], &kept);
+        char c[11][64] = {{0}};
+        if (!q) {
+            snprintf(c[0], 64, "%s", name);
+            snprintf(c[1], 64, "%zu", n);
+            snprintf(c[2], 64, "%.4f", top);
+            snprintf(c[3], 64, "%zu of %zu", rank_top_overlap(e, f, n, k5), k5);
+            snprintf(c[4], 64, "%.3f", rank_spearman(e, f, n));
+            snprintf(c[5], 64, "%.3f", rank_kendall(e, f, n));
+        }
+        snprintf(c[6], 64, "%zu", ks[q]);
+        snprintf(c[7], 64, "%.0f (of %.0f)", used, full);
+        if (isnan(tpe))
+            snprintf(c[8], 64, "–");
+        else
+            snprintf(c[8], 64, "%.3g (of %.3g)", used * tpe, full * tpe);
+        snprintf(c[9], 64, "%.1f%%", full > 0 ? 100 * (1 - used / full) : 0);
+        snprintf(c[10], 64, "%.4f (regret %.4f)", kept, top - kept);
+        const char *cp[11];
+        for (int i = 0; i < 11; i++)
+            cp[i] = c[i];
+        row(h, md, cp, 11, false);
+    }
+    free(e);
+    free(f);
+    free(ec);
+    free(fc);
+}
+
 report_section_fn report_section_hpo;
 
 void
@@ -94,70 +151,44 @@ report_section_hpo(struct store *s, struct buf *h, struct buf *md)
     size_t n_all = t.nrow;
     double *early_rank = xcalloc(n_all, sizeof *early_rank),
            *final_rank = xcalloc(n_all, sizeof *final_rank);
+    size_t *rows = xmalloc(n_all * sizeof *rows), nd = 0;
     for (int m = 0; m < nm; m++) {
         size_t a = starts[m], n = starts[m + 1] - a;
-        double *e = xmalloc(n * sizeof *e), *f = xmalloc(n * sizeof *f),
-               *ec = xmalloc(n * sizeof *ec), *fc = xmalloc(n * sizeof *fc);
-        double full = 0, full_tok = 0, top = -INFINITY, tpe_sum = 0;
-        size_t tpe_n = 0;
+        for (size_t i = 0; i < n; i++)
+            rows[i] = a + i;
+        stats_rows(h, md, report_cell(&t, a, C_METHOD), &t, rows, n);
         best[m].name = report_cell(&t, a, C_METHOD);
         best[m].color = report_colors[m];
         best[m].n = n;
         best[m].x = xmalloc(n * sizeof(double));
         best[m].y = xmalloc(n * sizeof(double));
+        double *e = xmalloc(n * sizeof *e), *f = xmalloc(n * sizeof *f), top = -INFINITY;
         for (size_t i = 0; i < n; i++) {
             e[i] = atof(report_cell(&t, a + i, C_EARLY));
             f[i] = atof(report_cell(&t, a + i, C_FINAL));
-            ec[i] = atof(report_cell(&t, a + i, C_EEX));
-            fc[i] = atof(report_cell(&t, a + i, C_EX));
-            full += fc[i];
-            if (*report_cell(&t, a + i, C_TPE)) {
-                double tpe = atof(report_cell(&t, a + i, C_TPE));
-                full_tok += fc[i] * tpe;
-                tpe_sum += tpe;
-                tpe_n++;
-            }
             top = fmax(top, f[i]);
             best[m].x[i] = (double)(i + 1);
             best[m].y[i] = top;
         }
-        // Compute saved uses one mean tokens-per-example (all candidates share the data).
-        double tpe = tpe_n ? tpe_sum / (double)tpe_n : NAN;
         rank_average(e, n, early_rank + a);
         rank_average(f, n, final_rank + a);
-        size_t k5 = n < 5 ? n : 5;
-        static const size_t ks[] = {1, 3, 5};
-        for (size_t q = 0; q < KILN_ARRAY_LEN(ks) && ks[q] <= n; q++) {
-            double kept, used = rank_early_stop_cost(e, f, ec, fc, n, ks[q], &kept);
-            char c[11][64];
-            snprintf(c[0], 64, "%s", q ? "" : best[m].name);
-            if (!q) {
-                snprintf(c[1], 64, "%zu", n);
-                snprintf(c[2], 64, "%.4f", top);
-                snprintf(c[3], 64, "%zu of %zu", rank_top_overlap(e, f, n, k5), k5);
-                snprintf(c[4], 64, "%.3f", rank_spearman(e, f, n));
-                snprintf(c[5], 64, "%.3f", rank_kendall(e, f, n));
-            } else {
-                c[1][0] = c[2][0] = c[3][0] = c[4][0] = c[5][0] = 0;
-            }
-            snprintf(c[6], 64, "%zu", ks[q]);
-            snprintf(c[7], 64, "%.0f (of %.0f)", used, full);
-            if (isnan(tpe))
-                snprintf(c[8], 64, "–");
-            else
-                snprintf(c[8], 64, "%.3g (of %.3g)", used * tpe, full_tok);
-            snprintf(c[9], 64, "%.1f%%", full > 0 ? 100 * (1 - used / full) : 0);
-            snprintf(c[10], 64, "%.4f (regret %.4f)", kept, top - kept);
-            const char *cp[11];
-            for (int i = 0; i < 11; i++)
-                cp[i] = c[i];
-            row(h, md, cp, 11, false);
-        }
         free(e);
         free(f);
-        free(ec);
-        free(fc);
     }
+    // All methods together, each distinct training run once (the methods share candidates).
+    for (size_t r2 = 0; r2 < starts[nm] && nm > 1; r2++) {
+        bool dup = false;
+        for (size_t j = 0; j < nd && !dup; j++) {
+            dup = true;
+            for (int c = C_LR; c <= C_ESTEPS; c++)
+                dup = dup && !strcmp(report_cell(&t, rows[j], c), report_cell(&t, r2, c));
+        }
+        if (!dup)
+            rows[nd++] = r2;
+    }
+    if (nd)
+        stats_rows(h, md, "all (distinct runs)", &t, rows, nd);
+    free(rows);
     row_end(h, md);
 
     report_svg_lines(h, "best final validation score found", "candidates", best, nm);
