@@ -46,7 +46,7 @@ struct space {
     double lr_lo, lr_hi;        // learning rate range (sampled log-uniformly)
     int batches[MAX_BATCHES];   // batch sizes (sampled uniformly)
     int nb;
-    double ep_lo, ep_hi;        // epochs (uniform, rounded to quarters)
+    double ep_lo, ep_hi;        // epochs (uniform, 2 significant digits)
 };
 
 struct cand {
@@ -82,8 +82,8 @@ uniform(uint64_t *s)
     return (double)(mix(s) >> 11) * 0x1.0p-53;
 }
 
-// A random candidate; values are rounded (3 significant digits, quarter epochs) so that they
-// print and parse back exactly.
+// A random candidate; values are rounded (learning rate to 3 significant digits, epochs to 2)
+// so that they print and parse back exactly and name the run readably.
 static struct cand
 cand_sample(const struct space *sp, uint64_t *rng)
 {
@@ -94,8 +94,8 @@ cand_sample(const struct space *sp, uint64_t *rng)
     c.lr = strtod(t, NULL);
     c.lr = fmin(fmax(c.lr, sp->lr_lo), sp->lr_hi);
     c.batch = sp->batches[(int)(uniform(rng) * sp->nb) % sp->nb];
-    c.epochs = round((sp->ep_lo + uniform(rng) * (sp->ep_hi - sp->ep_lo)) * 4) / 4;
-    c.epochs = fmin(fmax(c.epochs, sp->ep_lo), sp->ep_hi);
+    snprintf(t, sizeof t, "%.2g", sp->ep_lo + uniform(rng) * (sp->ep_hi - sp->ep_lo));
+    c.epochs = fmin(fmax(strtod(t, NULL), sp->ep_lo), sp->ep_hi);
     return c;
 }
 
