@@ -471,11 +471,23 @@ section_results(struct store *s, struct buf *h, struct buf *md)
 
 // The page's sections in order. A study or stage with its own section adds it here; its code
 // lives in report_<name>.c (see report.h).
-report_section_fn report_section_hpo; // report_hpo.c
+report_section_fn report_section_methods;  // report_methods.c (study 3)
+report_section_fn report_section_generate; // report_generate.c
+report_section_fn report_section_hpo;      // report_hpo.c (study 2)
+
+// One section per line (clang-format off), so additions merge cleanly.
+// clang-format off
 static report_section_fn *const sections[] = {
-    section_runs, section_funnel, section_loss, section_efficiency, section_results,
+    section_runs,
+    section_funnel,
+    section_loss,
+    section_efficiency,
+    section_results,
+    report_section_generate,
     report_section_hpo,
+    report_section_methods,
 };
+// clang-format on
 
 static void
 report_usage(FILE *f)
