@@ -167,6 +167,38 @@ kern_blas_version(void)
     return openblas_get_config();
 }
 
+// LAPACK's Fortran entry points in OpenBLAS (no lapacke.h is installed), with the hidden
+// string-length arguments of gfortran's calling convention. A row-major lower triangle is the
+// column-major upper triangle, hence "U".
+void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t);
+void dpotrs_(const char *uplo, const int *n, const int *nrhs, const double *a, const int *lda,
+             double *b, const int *ldb, int *info, size_t);
+
+int
+kern_cholesky(double *a, int n)
+{
+    int info = 0;
+    dpotrf_("U", &n, a, &n, &info, 1);
+    return info ? -1 : 0;
+}
+
+void
+kern_cholesky_solve(const double *l, int n, double *b, int nrhs)
+{
+    // B is row-major [n,nrhs]: column-major it is B^T [nrhs,n]; solve column by column via a
+    // transposed copy so LAPACK sees contiguous right-hand sides.
+    double *t = xmalloc(sizeof(double) * (size_t)n * (size_t)nrhs);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < nrhs; j++)
+            t[(size_t)j * n + i] = b[(size_t)i * nrhs + j];
+    int info = 0;
+    dpotrs_("U", &n, &nrhs, l, &n, t, &n, &info, 1);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < nrhs; j++)
+            b[(size_t)i * nrhs + j] = t[(size_t)j * n + i];
+    free(t);
+}
+
 // e^x for the softmax, cross-entropy and SiLU loops: Cephes' expf polynomial (relative error
 // below 2e-7 on the whole range) written so the compiler vectorizes it, unlike libm's expf.
 // Arguments below -87.3 give about 1e-38 instead of a subnormal or 0.

@@ -43,6 +43,15 @@ const char *kern_blas_desc(void);
 // DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64"), for provenance records.
 const char *kern_blas_version(void);
 
+// ---- small dense linear algebra (LAPACK in OpenBLAS, double precision) ---------------------
+
+// Cholesky factorization in place: a[n,n] (row-major, symmetric positive definite; only the
+// lower triangle is read) becomes L with A = L L^T in its lower triangle (the strict upper
+// triangle is left as it was). Returns 0, or -1 when A is not positive definite.
+int kern_cholesky(double *a, int n);
+// Solves A X = B given L from kern_cholesky: b[n,nrhs] (row-major) is overwritten by X.
+void kern_cholesky_solve(const double *l, int n, double *b, int nrhs);
+
 // ---- matrix products -----------------------------------------------------------------------
 
 // C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C, split into fixed blocks of rows of C

@@ -473,6 +473,7 @@ section_results(struct store *s, struct buf *h, struct buf *md)
 // lives in report_<name>.c (see report.h).
 report_section_fn report_section_methods;  // report_methods.c (study 3)
 report_section_fn report_section_generate; // report_generate.c
+report_section_fn report_section_hpo;      // report_hpo.c (study 2)
 
 // One section per line (clang-format off), so additions merge cleanly.
 // clang-format off
@@ -483,6 +484,7 @@ static report_section_fn *const sections[] = {
     section_efficiency,
     section_results,
     report_section_generate,
+    report_section_hpo,
     report_section_methods,
 };
 // clang-format on
