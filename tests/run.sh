@@ -14,6 +14,10 @@ export PATH=$KILN_BIN:$PATH
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 filter=${TESTS:-}
+# The end-to-end pipeline tests share one kiln-step cache, so steps they have in common (the
+# default pipeline's pretraining, tokenizer, ...) run once per test run.
+export KILN_E2E_STEP_CACHE=${KILN_E2E_STEP_CACHE:-$(mktemp -d "${TMPDIR:-/tmp}/kiln-e2e-steps.XXXXXX")}
+trap 'rm -rf "$KILN_E2E_STEP_CACHE"' EXIT
 passed=0 failed=0 skipped=0 failures=()
 
 for t in "$KILN_BUILD"/tests/test_*; do

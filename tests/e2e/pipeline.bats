@@ -7,7 +7,9 @@ load ../cli/helpers
 
 setup_file() {
     export P=$BATS_FILE_TMPDIR/run
-    export STEP_CACHE=$BATS_FILE_TMPDIR/steps
+    # One step cache for every pipeline test of a run (tests/run.sh): shared steps such as
+    # pretraining run once.
+    export STEP_CACHE=${KILN_E2E_STEP_CACHE:-$BATS_FILE_TMPDIR/steps}
     export SIZES="VOCAB=300 PRE_STEPS=3 FT_STEPS=3 MAX_LEN=48 THREADS=2"
 }
 
