@@ -17,6 +17,7 @@
 #include "kernels.h"
 #include "model.h"
 #include "peft.h"
+#include "class_weights.h"
 #include "peft_cli.h"
 #include "rec.h"
 #include "safetensors.h"
@@ -44,6 +45,7 @@ struct opts {
     double epochs, lr, min_lr_ratio, weight_decay, beta1, beta2, adam_eps, clip;
     enum lr_sched sched;
     struct peft_run pr;     // --method and its options (peft_cli.h)
+    struct class_weights cw; // --class-weights, --label-field (class_weights.h)
     bool dpo;               // --objective dpo
     double beta;            // DPO beta
     const char *retain;     // --retain FILE: a language-model stream watched for forgetting
@@ -72,6 +74,7 @@ usage(FILE *f)
             "              --adapter DIR  --merge  --freeze PATTERN  --lr-mult PATTERN=X\n"
             "              --hft-every N  --objective lm|dpo  --beta X\n"
             "              --retain FILE  --retain-every N   (see PEFT.md)\n"
+            "              --class-weights auto|LABEL=W,...  --label-field NAME\n"
             "Output:       -o DIR  --save-every N  --keep N  --save-dtype f32|f16|bf16\n"
             "              --log FILE  --stats FILE\n"
             "Run:          --threads N  --seed N  -q  -v  --progress|--no-progress\n"
@@ -171,6 +174,7 @@ parse_args(struct opts *o, int argc, char **argv)
         {"retain", required_argument, 0, OPT_RETAIN},
         {"retain-every", required_argument, 0, OPT_RETAIN_EVERY},
         PEFT_LONGOPTS,
+        CW_LONGOPTS,
         {0, 0, 0, 0},
     };
     cli_common_init(&o->c);
@@ -179,11 +183,13 @@ parse_args(struct opts *o, int argc, char **argv)
                        .weight_decay = 0.1, .beta1 = 0.9, .beta2 = 0.95, .adam_eps = 1e-8,
                        .clip = 1.0, .sched = LR_COSINE, .beta = 0.1};
     peft_run_defaults(&o->pr);
+    cw_defaults(&o->cw);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     o->threads = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (int)ncpu;
     int opt;
     while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
-        if (cli_common_opt(&o->c, opt, optarg, usage) || peft_run_opt(&o->pr, opt, optarg))
+        if (cli_common_opt(&o->c, opt, optarg, usage) || peft_run_opt(&o->pr, opt, optarg) ||
+            cw_opt(&o->cw, opt, optarg))
             continue;
         switch (opt) {
         case OPT_OBJECTIVE:
@@ -295,6 +301,8 @@ parse_args(struct opts *o, int argc, char **argv)
         die_usage("--resume with --method lora: continue an adapter with --init BASE --adapter DIR");
     if (o->dpo && o->valid)
         die_usage("--valid takes language-model records; with --objective dpo use --retain FILE");
+    if (o->dpo && o->cw.spec)
+        die_usage("--class-weights weights supervised examples; not with --objective dpo");
     if (o->retain_every && !o->retain)
         die_usage("--retain-every needs --retain FILE");
 }
@@ -466,6 +474,10 @@ args_json(const struct opts *o, const struct dataset *d, int batch, int64_t tota
     jw_int(&w, o->patience);
     jw_key(&w, "seed");
     jw_uint(&w, o->c.seed);
+    if (o->cw.spec) {
+        jw_key(&w, "class_weights");
+        cw_json(&o->cw, &w);
+    }
     jw_obj_end(&w);
 }
 
@@ -678,7 +690,8 @@ main(int argc, char **argv)
         train.records = pairs.n;
         if (pairs.cut)
             warnx_("%d pairs cut to %d tokens", pairs.cut, t + 1);
-    } else if (data_load(&train, files, o.mode, m.cfg.vocab, o.eos, t, &err) < 0) {
+    } else if (data_load(&train, files, o.mode, m.cfg.vocab, o.eos, t, &err) < 0 ||
+               cw_setup(&o.cw, &train, files, &err) < 0) {
         die_kerr(&err);
     }
     if (o.retain) {
@@ -772,6 +785,7 @@ main(int argc, char **argv)
     double dpo_margin = 0, dpo_acc = 0;
     int64_t retain_every = o.retain_every ? o.retain_every : o.valid_every ? o.valid_every : 10;
     int *lens = xmalloc(sizeof(int) * (size_t)per_step);
+    float *roww = xmalloc(sizeof(float) * (size_t)per_step);
     bool progress = o.c.progress == 1 || (o.c.progress < 0 && isatty(2) && cli_verbosity > 0);
     double t_loop = now_seconds(), last_draw = 0, loss = NAN;
     int64_t start_step = st.step;
@@ -786,6 +800,7 @@ main(int argc, char **argv)
         peft_run_step(&o.pr, &m, step, (int64_t)train.n_seq / per_step, o.c.seed);
         model_grads_zero(om);
         int scored = 0;
+        double wscored = 0; // scored tokens, each counted with its example's class weight
         int64_t g0 = (step - 1) * per_step;
         for (int64_t k = 0; k < per_step; k++) {
             int64_t g = g0 + k, ep = g / (int64_t)train.n_seq;
@@ -797,8 +812,12 @@ main(int argc, char **argv)
             size_t seq = perm[g % (int64_t)train.n_seq];
             if (o.dpo)
                 pair_idx[k] = seq;
-            else
+            else {
+                int before = scored;
                 lens[k] = data_seq(&train, seq, tok + k * t, tgt + k * t, &scored);
+                roww[k] = cw_weight(&o.cw, seq);
+                wscored += (double)roww[k] * (scored - before);
+            }
         }
         double loss_sum = 0;
         uint64_t step_tokens = 0;
@@ -823,11 +842,15 @@ main(int argc, char **argv)
                     memmove(bg + (size_t)j * te, bg + (size_t)j * t, sizeof(int) * te);
                 }
             }
-            loss_sum += model_forward_backward(&m, &acts, pool, bt, bg, batch, te,
-                                               1.0f / (float)scored, NULL);
+            if (o.cw.spec)
+                loss_sum += cw_forward_backward(&m, &acts, pool, bt, bg, roww + a * batch, batch,
+                                                te, (float)(1.0 / wscored));
+            else
+                loss_sum += model_forward_backward(&m, &acts, pool, bt, bg, batch, te,
+                                                   1.0f / (float)scored, NULL);
             step_tokens += (uint64_t)batch * te;
         }
-        loss = loss_sum / scored;
+        loss = loss_sum / (o.cw.spec ? wscored : scored);
         double norm = o.clip > 0 ? model_grad_clip(om, pool, o.clip) : model_grad_norm(om, pool);
         if (!isfinite(loss) || !isfinite(norm)) { // nothing is written: checkpoints stay good
             if (progress)
@@ -981,9 +1004,11 @@ main(int argc, char **argv)
     free(tok);
     free(tgt);
     free(lens);
+    free(roww);
     free(pair_idx);
     free(perm);
     peft_run_free(&o.pr);
+    cw_free(&o.cw);
     dpo_set_free(&pairs);
     data_free(&retain);
     buf_free(&line);
