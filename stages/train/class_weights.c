@@ -58,7 +58,8 @@ cw_opt(struct class_weights *cw, int opt, const char *arg)
             die_usage("--label-field: empty field name");
         cw->field = arg;
         return true;
-    default: return false;
+    default:
+        return false;
     }
 }
 

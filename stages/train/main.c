@@ -45,7 +45,8 @@ struct opts {
     double epochs, lr, min_lr_ratio, weight_decay, beta1, beta2, adam_eps, clip;
     enum lr_sched sched;
     struct peft_run pr;     // --method and its options (peft_cli.h)
-    struct class_weights cw; // --class-weights, --label-field (class_weights.h)
+    // --class-weights, --label-field (class_weights.h)
+    struct class_weights cw;
     bool dpo;               // --objective dpo
     double beta;            // DPO beta
     const char *retain;     // --retain FILE: a language-model stream watched for forgetting
