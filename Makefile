@@ -35,6 +35,11 @@ else
 endif
 CFLAGS_ALL = -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE $(OPT) -g $(WARN) $(SANFLAGS) \
              -DKILN_VERSION='"$(VERSION)"' -Icommon $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
+# Open MPI for train's data-parallel mode (common/dist.c); without it dist.c is one rank only.
+ifneq ($(shell pkg-config --exists ompi-c 2>/dev/null && echo y),)
+  PKGS += ompi-c
+  CFLAGS_ALL += -DKILN_HAVE_MPI
+endif
 LDLIBS_ALL = $(PKG_LIBS) -lpthread -lm $(LDLIBS)
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 
@@ -53,6 +58,7 @@ BENCH_BINS := $(BENCH_SRC:tests/bench/%.c=build/bench/bin/%)
 BENCH_LIBS = $(shell pkg-config --libs libcjson 2>/dev/null)
 BENCH_CFLAGS = $(shell pkg-config --cflags libcjson 2>/dev/null)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+REPLAY_BINS := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/tests/replay/%)
 
 .PHONY: all deps test unit bench fuzz install clean pipeline datasets check-format format
 
@@ -114,7 +120,14 @@ build/bench/bin/%: tests/bench/%.c build/libkiln.a
 	$(CC) -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -O2 -march=native -g -Icommon $(PKG_CFLAGS) \
 	  $(BENCH_CFLAGS) -o $@ $< build/libkiln.a $(BENCH_LIBS) $(PKG_LIBS) -lpthread -lm
 
-unit: $(UNIT_BINS) $(TOOL_BINS)
+# Each fuzz target also built with the ordinary compiler and flags (and SAN=1's sanitizers)
+# around tests/fuzz/replay.c, which feeds it its seed corpus: tests/run.sh runs these.
+$(B)/tests/replay/%: $(B)/obj/tests/fuzz/%.o $(B)/obj/tests/fuzz/replay.o $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(filter 1,$(V)),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIB) $(LDLIBS_ALL)
+
+unit: $(UNIT_BINS) $(TOOL_BINS) $(REPLAY_BINS)
 
 test: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) all unit SAN=$(SAN)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -338,8 +339,31 @@ ignorable(const struct model *m, const char *name)
     return m->cfg.tie_embeddings && strcmp(name, "lm_head.weight") == 0;
 }
 
+// Drops the resident pages of a mapped tensor's bytes (whole pages inside the range only);
+// a later read faults them back in from the file.
+static void
+release_pages(const struct st_file *f, const struct st_tensor *t)
+{
+    if (!f->mapped)
+        return;
+    long pg = sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)(f->data + t->begin), b = (uintptr_t)(f->data + t->end);
+    a = (a + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    b &= ~((uintptr_t)pg - 1);
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 int
 ckpt_load(const char *dir, struct model *m, enum st_dtype *dtype_out, struct kerr *err)
+{
+    return ckpt_load_divert(dir, m, dtype_out, NULL, NULL, err);
+}
+
+int
+ckpt_load_divert(const char *dir, struct model *m, enum st_dtype *dtype_out,
+                 bool (*divert)(void *ctx, const struct model *m, int i, const float *data),
+                 void *ctx, struct kerr *err)
 {
     struct buf path = {0}, text = {0};
     struct model_config c;
@@ -378,10 +402,22 @@ ckpt_load(const char *dir, struct model *m, enum st_dtype *dtype_out, struct ker
                      s.names[k - 1], mt->name, got, want);
             goto done;
         }
-        if (st_read_f32(&s.f[k - 1], t, m->params + mt->offset, err) < 0) {
+        if (divert && divert(ctx, m, i, NULL)) {
+            float *tmp = xmalloc(sizeof(float) * mt->numel);
+            int r = st_read_f32(&s.f[k - 1], t, tmp, err);
+            if (r == 0)
+                divert(ctx, m, i, tmp);
+            free(tmp);
+            if (r < 0) {
+                kerr_prefix(err, "%s/%s", dir, s.names[k - 1]);
+                goto done;
+            }
+        } else if (st_read_f32(&s.f[k - 1], t, m->params + mt->offset, err) < 0) {
             kerr_prefix(err, "%s/%s", dir, s.names[k - 1]);
             goto done;
         }
+        if (divert)
+            release_pages(&s.f[k - 1], t);
         if (first && dtype_out)
             *dtype_out = t->dtype;
         first = false;

@@ -30,6 +30,14 @@ void ckpt_config_format(const struct model_config *c, struct buf *out);
 // Reads DIR/config.json and the weights into m (model_init'ed here; model_free on success
 // only). *dtype_out (may be NULL) gets the dtype of the first tensor. 0 or -1 with err.
 int ckpt_load(const char *dir, struct model *m, enum st_dtype *dtype_out, struct kerr *err);
+// ckpt_load for a caller that keeps some tensors elsewhere (QLoRA's NF4 base): divert(ctx, m,
+// i, NULL) asks whether tensor i is diverted; if so divert(ctx, m, i, data) receives its
+// values (f32 [numel], a temporary buffer) and m's slab pages for it are never written (so
+// never resident). The file's pages of every tensor are released once it is read, so the
+// load peak stays near the kept tensors plus one tensor. Same checks and errors.
+int ckpt_load_divert(const char *dir, struct model *m, enum st_dtype *dtype_out,
+                     bool (*divert)(void *ctx, const struct model *m, int i, const float *data),
+                     void *ctx, struct kerr *err);
 // Writes DIR/config.json, DIR/generation_config.json and DIR/model.safetensors (in dtype),
 // each atomically. DIR must exist. 0 or -1 with err.
 int ckpt_save(const char *dir, const struct model *m, enum st_dtype dtype, struct kerr *err);

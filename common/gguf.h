@@ -59,7 +59,7 @@ enum gguf_type {
 // "u8", "i8", ..., "string", "array", ...; "?" when out of range.
 const char *gguf_type_name(int type);
 // ggml tensor type name ("F32", "Q4_K", "Q6_K", ...) or "?"; the reader knows the sizes of
-// ggml's common types, quant.h dequantizes F32, F16, BF16, Q8_0, Q4_0 and Q4_K.
+// ggml's common types, quant.h dequantizes F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K.
 const char *gguf_tensor_type_name(int type);
 
 // ---- writer ----

@@ -54,8 +54,19 @@ gguf_export_report_free(struct gguf_export_report *r)
     memset(r, 0, sizeof *r);
 }
 
-// The type tensor i gets: 1-D F32; the mix's embedding/output Q8_0; else o->type, widened
-// until the row length fits its block.
+// llama.cpp's use_more_bits: the layers of n whose attn_v and ffn_down Q4_K_M keeps at Q6_K
+// (the first and last eighth, and every third one between).
+static bool
+use_more_bits(int layer, int n)
+{
+    return layer < n / 8 || layer >= 7 * n / 8 || (layer - n / 8) % 3 == 2;
+}
+
+// The type tensor i gets: 1-D F32; in the Q4_K_M mix (llama.cpp's llama_tensor_get_type for
+// LLAMA_FTYPE_MOSTLY_Q4_K_M) output.weight at Q6_K (Q8_0 when its rows do not fit 256),
+// attn_v and ffn_down at Q6_K in the use_more_bits layers, and token_embd at Q6_K too (the
+// one departure: llama.cpp leaves it Q4_K unless tied, as with --token-embedding-type q6_k);
+// else o->type, widened until the row length fits its block.
 static int
 export_type(const struct model *m, int i, const struct gguf_export_opts *o, bool *fallback)
 {
@@ -65,12 +76,17 @@ export_type(const struct model *m, int i, const struct gguf_export_opts *o, bool
         return QTYPE_F32;
     int type = o->type;
     int L = m->cfg.n_layers;
-    bool four_bit = type == QTYPE_Q4_K || type == QTYPE_Q4_0;
-    if (o->mixed && four_bit && (i == 0 || i == 2 + 9 * L))
-        type = QTYPE_Q8_0;
+    if (o->mixed && type == QTYPE_Q4_K) {
+        int k = (i - 1) % 9, layer = (i - 1) / 9;
+        if (i == 0 || i == 2 + 9 * L)
+            type = quant_row_size(QTYPE_Q6_K, t->shape[1]) ? QTYPE_Q6_K : QTYPE_Q8_0;
+        else if ((k == 3 || k == 8) && use_more_bits(layer, L))
+            type = QTYPE_Q6_K;
+    }
     while (quant_row_size(type, t->shape[1]) == 0) {
         *fallback = true;
-        type = type == QTYPE_Q4_K || type == QTYPE_Q4_0 ? QTYPE_Q8_0 : QTYPE_F16;
+        type =
+            type == QTYPE_Q4_K || type == QTYPE_Q4_0 || type == QTYPE_Q6_K ? QTYPE_Q8_0 : QTYPE_F16;
     }
     return type;
 }

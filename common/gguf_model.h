@@ -6,8 +6,9 @@
 // output — omitted when tied); weights keep their bytes ([out,in] row-major is ne {in,out});
 // Q and K rows are permuted for llama.cpp's interleaved-pair RoPE (per head, row
 // j*hd/2 + i moves to 2i + j); 1-D tensors stay F32; 2-D tensors get the requested type, or
-// a wider one when their row length is not a multiple of its block (Q4_K, Q4_0 -> Q8_0 ->
-// F16), which the report records. The Q4_K_M-style mix keeps token_embd and output at Q8_0.
+// a wider one when their row length is not a multiple of its block (Q4_K, Q4_0, Q6_K -> Q8_0 ->
+// F16), which the report records. The Q4_K_M mix is llama.cpp's (output, and attn_v and
+// ffn_down in the layers its use_more_bits rule picks, at Q6_K) plus token_embd at Q6_K.
 // Import reverses all of it and dequantizes into a model's f32 slab, so evaluate can score a
 // GGUF with the same forward pass it uses for checkpoints.
 #ifndef KILN_GGUF_MODEL_H
@@ -18,7 +19,7 @@
 
 struct gguf_export_opts {
     int type;         // QTYPE_F32, F16, BF16, Q8_0, Q4_0 or Q4_K for 2-D weights
-    bool mixed;       // Q4_K_M-style: token_embd and output at Q8_0 (4-bit types only)
+    bool mixed;       // with QTYPE_Q4_K: the Q4_K_M mix (see above); else ignored
     const char *name; // general.name, or NULL
 };
 

@@ -39,11 +39,14 @@ void kpool_run(struct kpool *p, int n_tasks, kpool_fn fn, void *ctx);
 
 // "OpenBLAS 0.3.21 core SkylakeX" style description for the start-up line.
 const char *kern_blas_desc(void);
+// OpenBLAS's version and build configuration (openblas_get_config: "OpenBLAS 0.3.21
+// DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64"), for provenance records.
+const char *kern_blas_version(void);
 
 // ---- matrix products -----------------------------------------------------------------------
 
 // C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C, split into fixed blocks of rows of C
-// (KERN_ROWS, or for large M about M/8 rounded up to a multiple of KERN_ROWS, at most 512:
+// (about M/4 rounded up to a multiple of KERN_ROWS, at least KERN_ROWS, at most 512:
 // a function of M alone). ta: A is stored [K,M] (lda ≥ M) instead of [M,K]; tb likewise for B ([N,K]).
 void kern_gemm(struct kpool *p, bool ta, bool tb, int M, int N, int K, float alpha,
                const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);

@@ -449,6 +449,12 @@ lsh_key(int band, uint64_t hash)
     return hash_mix64(hash ^ hash_mix64((uint64_t)band + 1));
 }
 
+uint32_t
+minhash_lsh_tag(int band, uint64_t hash)
+{
+    return (uint32_t)(lsh_key(band, hash) >> 32);
+}
+
 void
 minhash_lsh_add(struct minhash_lsh *t, int band, uint64_t hash, uint32_t rec)
 {
@@ -469,8 +475,7 @@ minhash_lsh_add(struct minhash_lsh *t, int band, uint64_t hash, uint32_t rec)
         t->slot = ns;
         t->cap = nc;
     }
-    uint64_t key = lsh_key(band, hash);
-    uint32_t tag = (uint32_t)(key >> 32);
+    uint32_t tag = minhash_lsh_tag(band, hash);
     size_t i = (size_t)hash_mix64(tag) & (t->cap - 1);
     while (t->slot[i])
         i = (i + 1) & (t->cap - 1);
@@ -484,7 +489,7 @@ minhash_lsh_get(const struct minhash_lsh *t, int band, uint64_t hash, uint32_t *
 {
     if (!t->cap)
         return 0;
-    uint32_t tag = (uint32_t)(lsh_key(band, hash) >> 32);
+    uint32_t tag = minhash_lsh_tag(band, hash);
     size_t i = (size_t)hash_mix64(tag) & (t->cap - 1), got = 0;
     while (t->slot[i]) {
         if ((uint32_t)(t->slot[i] >> 32) == tag) {

@@ -113,6 +113,9 @@ struct minhash_lsh {
 void minhash_lsh_init(struct minhash_lsh *t);
 void minhash_lsh_free(struct minhash_lsh *t);
 void minhash_lsh_add(struct minhash_lsh *t, int band, uint64_t hash, uint32_t rec);
+// The 32-bit tag (band, hash) is filed under: two entries share a bucket exactly when their
+// tags are equal (sharded dedupe groups its bucket files by it).
+uint32_t minhash_lsh_tag(int band, uint64_t hash);
 // Appends to *out every record stored under (band, hash), each once per call (records already
 // in out are still appended; callers dedupe). Returns how many were appended.
 size_t minhash_lsh_get(const struct minhash_lsh *t, int band, uint64_t hash, uint32_t **out,

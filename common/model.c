@@ -340,6 +340,29 @@ hook_bwd(const struct model *m, int l, enum model_linear w, const float *x, cons
         m->hooks->bwd(m->hooks->ctx, l, w, x, dy, dx, n);
 }
 
+// y = x W^T (+ y) for one layer linear, through the base ops when the weights live outside
+// the slab.
+static void
+lin_fwd(const struct model *m, struct kpool *p, int l, enum model_linear which, float *y,
+        const float *x, const float *w, int n, int in, int out, bool acc)
+{
+    if (m->base)
+        m->base->fwd(m->base->ctx, p, l, which, x, y, n, acc);
+    else
+        kern_linear_fwd(p, y, x, w, n, in, out, acc);
+}
+
+// dx = dy W for one layer linear (overwrite).
+static void
+lin_bwd_x(const struct model *m, struct kpool *p, int l, enum model_linear which, float *dx,
+          const float *dy, const float *w, int n, int in, int out)
+{
+    if (m->base)
+        m->base->bwd_x(m->base->ctx, p, l, which, dy, dx, n);
+    else
+        kern_linear_bwd_x(p, dx, dy, w, n, in, out, false);
+}
+
 // Buffers of layer l within the activations.
 struct layer_a {
     float *x, *xnext, *xmid, *xn1, *xn2, *rstd1, *rstd2, *qkv, *att, *ao, *gu, *h;
@@ -389,20 +412,20 @@ model_forward(struct model *m, struct model_acts *a, struct kpool *p, const int 
         struct layer_w w = layer_ptrs(m, m->params, l);
         struct layer_a la = layer_acts(m, a, l);
         kern_rmsnorm_fwd(p, la.xn1, la.rstd1, la.x, w.ln1, n, d, c->norm_eps);
-        kern_linear_fwd(p, la.qkv, la.xn1, w.wqkv, n, d, nq, false);
+        lin_fwd(m, p, l, MODEL_LIN_QKV, la.qkv, la.xn1, w.wqkv, n, d, nq, false);
         hook_fwd(m, l, MODEL_LIN_QKV, la.xn1, la.qkv, n);
         kern_rope(p, la.qkv, n, nq, 0, c->n_heads + c->n_kv_heads, hd, t, NULL, m->rope_cos,
                   m->rope_sin, false);
         kern_attn_fwd(p, &ka, la.ao, la.att, la.qkv);
         memcpy(la.xmid, la.x, sizeof(float) * (size_t)n * d);
-        kern_linear_fwd(p, la.xmid, la.ao, w.wo, n, no, d, true);
+        lin_fwd(m, p, l, MODEL_LIN_O, la.xmid, la.ao, w.wo, n, no, d, true);
         hook_fwd(m, l, MODEL_LIN_O, la.ao, la.xmid, n);
         kern_rmsnorm_fwd(p, la.xn2, la.rstd2, la.xmid, w.ln2, n, d, c->norm_eps);
-        kern_linear_fwd(p, la.gu, la.xn2, w.wgu, n, d, 2 * f, false);
+        lin_fwd(m, p, l, MODEL_LIN_GU, la.gu, la.xn2, w.wgu, n, d, 2 * f, false);
         hook_fwd(m, l, MODEL_LIN_GU, la.xn2, la.gu, n);
         kern_swiglu_fwd(p, la.h, la.gu, n, f);
         memcpy(la.xnext, la.xmid, sizeof(float) * (size_t)n * d);
-        kern_linear_fwd(p, la.xnext, la.h, w.wdown, n, f, d, true);
+        lin_fwd(m, p, l, MODEL_LIN_DOWN, la.xnext, la.h, w.wdown, n, f, d, true);
         hook_fwd(m, l, MODEL_LIN_DOWN, la.h, la.xnext, n);
     }
     const float *xl = layer_acts(m, a, c->n_layers - 1).xnext;
@@ -471,23 +494,23 @@ model_backward(struct model *m, struct model_acts *a, struct kpool *p)
         struct layer_a la = layer_acts(m, a, l);
         int ti = model_layer_tensor(m, l, 0);
         // xnext = xmid + down(h)
-        kern_linear_bwd_x(p, a->dh, a->dx, w.wdown, n, f, d, false);
+        lin_bwd_x(m, p, l, MODEL_LIN_DOWN, a->dh, a->dx, w.wdown, n, f, d);
         hook_bwd(m, l, MODEL_LIN_DOWN, la.h, a->dx, a->dh, n);
         weight_grad(m, p, ti + 8, a->dx, d, 0, la.h, n);
         kern_swiglu_bwd(p, a->dgu, a->dh, la.gu, n, f);
-        kern_linear_bwd_x(p, a->dxn, a->dgu, w.wgu, n, d, 2 * f, false);
+        lin_bwd_x(m, p, l, MODEL_LIN_GU, a->dxn, a->dgu, w.wgu, n, d, 2 * f);
         hook_bwd(m, l, MODEL_LIN_GU, la.xn2, a->dgu, a->dxn, n);
         weight_grad(m, p, ti + 6, a->dgu, 2 * f, 0, la.xn2, n);
         weight_grad(m, p, ti + 7, a->dgu, 2 * f, f, la.xn2, n);
         norm_grad(m, p, ti + 5, a->dx, a->dxn, la.xmid, la.rstd2, n);
         // xmid = x + o(ao)
-        kern_linear_bwd_x(p, a->dao, a->dx, w.wo, n, no, d, false);
+        lin_bwd_x(m, p, l, MODEL_LIN_O, a->dao, a->dx, w.wo, n, no, d);
         hook_bwd(m, l, MODEL_LIN_O, la.ao, a->dx, a->dao, n);
         weight_grad(m, p, ti + 4, a->dx, d, 0, la.ao, n);
         kern_attn_bwd(p, &ka, a->dqkv, a->dao, la.att, la.qkv, a->dattn);
         kern_rope(p, a->dqkv, n, nq, 0, c->n_heads + c->n_kv_heads, hd, t, NULL, m->rope_cos,
                   m->rope_sin, true);
-        kern_linear_bwd_x(p, a->dxn, a->dqkv, w.wqkv, n, d, nq, false);
+        lin_bwd_x(m, p, l, MODEL_LIN_QKV, a->dxn, a->dqkv, w.wqkv, n, d, nq);
         hook_bwd(m, l, MODEL_LIN_QKV, la.xn1, a->dqkv, a->dxn, n);
         weight_grad(m, p, ti + 1, a->dqkv, nq, 0, la.xn1, n);
         weight_grad(m, p, ti + 2, a->dqkv, nq, no, la.xn1, n);
@@ -621,7 +644,7 @@ kv_chunk(struct model *m, struct model_kv *kv, struct kpool *p, const int *token
     for (int l = 0; l < c->n_layers; l++) {
         struct layer_w w = layer_ptrs(m, m->params, l);
         kern_rmsnorm_fwd(p, kv->xn, kv->rstd, kv->x, w.ln1, n, d, c->norm_eps);
-        kern_linear_fwd(p, kv->qkv, kv->xn, w.wqkv, n, d, nq, false);
+        lin_fwd(m, p, l, MODEL_LIN_QKV, kv->qkv, kv->xn, w.wqkv, n, d, nq, false);
         hook_fwd(m, l, MODEL_LIN_QKV, kv->xn, kv->qkv, n);
         kern_rope(p, kv->qkv, n, nq, 0, c->n_heads + c->n_kv_heads, hd, 1, pos, m->rope_cos,
                   m->rope_sin, false);
@@ -632,13 +655,13 @@ kv_chunk(struct model *m, struct model_kv *kv, struct kpool *p, const int *token
         }
         struct kv_attn_job j = {m, kv, l, n, kv->len};
         kpool_run(p, c->n_heads, kv_attn_task, &j);
-        kern_linear_fwd(p, kv->x, kv->ao, w.wo, n, no, d, true);
+        lin_fwd(m, p, l, MODEL_LIN_O, kv->x, kv->ao, w.wo, n, no, d, true);
         hook_fwd(m, l, MODEL_LIN_O, kv->ao, kv->x, n);
         kern_rmsnorm_fwd(p, kv->xn, kv->rstd, kv->x, w.ln2, n, d, c->norm_eps);
-        kern_linear_fwd(p, kv->gu, kv->xn, w.wgu, n, d, 2 * f, false);
+        lin_fwd(m, p, l, MODEL_LIN_GU, kv->gu, kv->xn, w.wgu, n, d, 2 * f, false);
         hook_fwd(m, l, MODEL_LIN_GU, kv->xn, kv->gu, n);
         kern_swiglu_fwd(p, kv->h, kv->gu, n, f);
-        kern_linear_fwd(p, kv->x, kv->h, w.wdown, n, f, d, true);
+        lin_fwd(m, p, l, MODEL_LIN_DOWN, kv->x, kv->h, w.wdown, n, f, d, true);
         hook_fwd(m, l, MODEL_LIN_DOWN, kv->h, kv->x, n);
     }
     kv->len += n;

@@ -35,7 +35,8 @@
 // one [2ffn, dim] matrix. Weights are [out,in] as in HF.
 //
 // Extension points for adapters (LoRA, HFT): m.frozen[i] skips tensor i's weight gradient
-// (its input gradient still flows); hooks add a side path to each linear layer.
+// (its input gradient still flows); hooks add a side path to each linear layer; base ops
+// replace the layer weights' own product (weights stored elsewhere, e.g. quantized).
 //
 // Ownership: model_init allocates, model_free releases; acts and kv likewise. Thread safety:
 // one call at a time per model; the pool parallelizes inside. Results are bit-identical for
@@ -106,6 +107,18 @@ struct model_hooks {
     void *ctx;
 };
 
+// A replacement for the base product of each layer's linear maps, for weights held outside
+// the slab (QLoRA: NF4 blocks dequantized on the fly, qlora.h). fwd: y[n,out] = x[n,in] W^T
+// (+ y when acc); bwd_x: dx[n,in] = dy[n,out] W (overwrite). When set, the slab's q k v o
+// gate up down weights are never read (they must be frozen: no weight gradient either).
+struct model_base_ops {
+    void (*fwd)(void *ctx, struct kpool *p, int layer, enum model_linear which, const float *x,
+                float *y, int n, bool acc);
+    void (*bwd_x)(void *ctx, struct kpool *p, int layer, enum model_linear which,
+                  const float *dy, float *dx, int n);
+    void *ctx;
+};
+
 struct model {
     struct model_config cfg;
     int hd;                 // head dim
@@ -118,6 +131,7 @@ struct model {
     int max_t;              // min(max_seq, MODEL_MAX_CONTEXT): longest sequence run
     float *rope_cos, *rope_sin; // [max_t, hd/2]
     const struct model_hooks *hooks; // NULL = none
+    const struct model_base_ops *base; // NULL = the slab's layer weights
 };
 
 // Allocates the slab (zeroed) and tensor table for a checked config. 0 or -1 with err.

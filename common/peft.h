@@ -13,9 +13,10 @@
 //   anything else   every tensor whose name contains it (q_proj, mlp, layernorm, ...)
 // An item that selects nothing is an error (a typo must not silently train everything).
 //
-// HFT (Hui et al. 2024, arXiv 2404.18466 §3, "half fine-tuning"): at the start of each round
-// half of the parameters are frozen at the category level, drawn from a generator seeded
-// with (seed, round). Per layer: 2 of the 4 attention matrices (q, k, v, o) train; of the 3
+// HFT (Hui et al. 2024, arXiv 2404.18466, "half fine-tuning"): at the start of each round
+// half of the parameters are frozen at the category level (the paper's Fig. 2 caption; the
+// per-category counts below are our reading, see stages/train/PEFT.md), drawn from a
+// generator seeded with (seed, round). Per layer: 2 of the 4 attention matrices (q, k, v, o) train; of the 3
 // MLP matrices (gate, up, down) 1 or 2 train (a fair coin), so half on average; 1 of the 2
 // RMSNorms trains. Outside the layers: one of embed / lm_head trains (embed and the final
 // norm each with probability 1/2 when tied). peft_hft_describe records the choice.

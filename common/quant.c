@@ -67,6 +67,7 @@ static const struct qtype_info qtypes[] = {
     {QTYPE_Q8_0, "Q8_0", QUANT_QK8_0, 34},
     {QTYPE_Q4_0, "Q4_0", QUANT_QK4_0, 18},
     {QTYPE_Q4_K, "Q4_K", QUANT_QK_K, 144},
+    {QTYPE_Q6_K, "Q6_K", QUANT_QK_K, 210},
     {QTYPE_NF4, "NF4", QUANT_QKNF4, 36},
 };
 
@@ -654,6 +655,137 @@ q4k_dequant(const uint8_t *b, float *y)
     }
 }
 
+// ---- Q6_K ----
+
+// ggml's make_qx_quants for rmse_type 1 without importance weights (w = x^2): the signed
+// scale of n values at nmax levels each side, levels + nmax into L.
+static float
+q6k_sub_search(int n, int nmax, const float *x, int8_t *L)
+{
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; i++) {
+        float ax = fabsf(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (amax < 1e-15f) { // GROUP_MAX_EPS
+        memset(L, 0, (size_t)n);
+        return 0.f;
+    }
+    float iscale = -nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = nearest_int(iscale * x[i]);
+        l = QMAX(-nmax, QMIN(nmax - 1, l));
+        L[i] = (int8_t)(l + nmax);
+        float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    float scale = suml2 ? sumlx / suml2 : 0.0f;
+    float best = scale * sumlx;
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0)
+            continue;
+        iscale = -(nmax + 0.1f * is) / max;
+        sumlx = suml2 = 0;
+        for (int i = 0; i < n; i++) {
+            int l = nearest_int(iscale * x[i]);
+            l = QMAX(-nmax, QMIN(nmax - 1, l));
+            float w = x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+            for (int i = 0; i < n; i++) {
+                int l = nearest_int(iscale * x[i]);
+                L[i] = (int8_t)(nmax + QMAX(-nmax, QMIN(nmax - 1, l)));
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+// One super-block: 256 values of x into 210 bytes at y (ggml's quantize_row_q6_K_ref).
+static void
+q6k_block(const float *x, uint8_t *y)
+{
+    int8_t L[QUANT_QK_K];
+    float scales[QUANT_QK_K / 16];
+    float max_scale = 0, max_abs_scale = 0;
+    for (int ib = 0; ib < QUANT_QK_K / 16; ib++) {
+        const float scale = q6k_sub_search(16, 32, x + 16 * ib, L + 16 * ib);
+        scales[ib] = scale;
+        const float abs_scale = fabsf(scale);
+        if (abs_scale > max_abs_scale) {
+            max_abs_scale = abs_scale;
+            max_scale = scale;
+        }
+    }
+    uint8_t *ql = y, *qh = y + 128;
+    int8_t *sc = (int8_t *)(y + 192);
+    if (max_abs_scale < 1e-15f) {
+        memset(y, 0, 210);
+        return;
+    }
+    float iscale = -128.f / max_scale;
+    put_f16(y + 208, 1 / iscale);
+    for (int ib = 0; ib < QUANT_QK_K / 16; ib++)
+        sc[ib] = (int8_t)QMIN(127, nearest_int(iscale * scales[ib]));
+    const float dd = get_f16(y + 208);
+    for (int j = 0; j < QUANT_QK_K / 16; j++) {
+        float d = dd * sc[j];
+        if (!d)
+            continue;
+        for (int ii = 0; ii < 16; ii++) {
+            int l = nearest_int(x[16 * j + ii] / d);
+            l = QMAX(-32, QMIN(31, l));
+            L[16 * j + ii] = (int8_t)(l + 32);
+        }
+    }
+    for (int j = 0; j < QUANT_QK_K; j += 128) {
+        for (int l = 0; l < 32; l++) {
+            const uint8_t q1 = L[j + l + 0] & 0xF, q2 = L[j + l + 32] & 0xF;
+            const uint8_t q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
+            ql[l + 0] = (uint8_t)(q1 | (q3 << 4));
+            ql[l + 32] = (uint8_t)(q2 | (q4 << 4));
+            qh[l] = (uint8_t)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) |
+                              ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
+        }
+        ql += 64;
+        qh += 32;
+    }
+}
+
+static void
+q6k_dequant(const uint8_t *b, float *y)
+{
+    const float d = get_f16(b + 208);
+    const uint8_t *ql = b, *qh = b + 128;
+    const int8_t *sc = (const int8_t *)(b + 192);
+    for (int n = 0; n < QUANT_QK_K; n += 128) {
+        for (int l = 0; l < 32; l++) {
+            int is = l / 16;
+            const int8_t q1 = (int8_t)((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+            const int8_t q2 = (int8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+            const int8_t q3 = (int8_t)((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+            const int8_t q4 = (int8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+            y[l + 0] = d * sc[is + 0] * q1;
+            y[l + 32] = d * sc[is + 2] * q2;
+            y[l + 64] = d * sc[is + 4] * q3;
+            y[l + 96] = d * sc[is + 6] * q4;
+        }
+        y += 128;
+        ql += 64;
+        qh += 32;
+        sc += 8;
+    }
+}
+
 // ---- NF4 ----
 
 static void
@@ -746,6 +878,10 @@ row_quantize(int type, const float *x, void *dst, int64_t n, bool vector)
             i += nb;
         }
         return 0;
+    case QTYPE_Q6_K:
+        for (int64_t i = 0; i < n / QUANT_QK_K; i++)
+            q6k_block(x + i * QUANT_QK_K, y + i * 210);
+        return 0;
     case QTYPE_NF4:
         for (int64_t i = 0; i < n / QUANT_QKNF4; i++)
             nf4_block(x + i * QUANT_QKNF4, y + i * 36);
@@ -795,6 +931,10 @@ quant_row_dequantize(int type, const void *src, float *y, int64_t n)
     case QTYPE_Q4_K:
         for (int64_t i = 0; i < n / QUANT_QK_K; i++)
             q4k_dequant(b + i * 144, y + i * QUANT_QK_K);
+        return 0;
+    case QTYPE_Q6_K:
+        for (int64_t i = 0; i < n / QUANT_QK_K; i++)
+            q6k_dequant(b + i * 210, y + i * QUANT_QK_K);
         return 0;
     case QTYPE_NF4:
         for (int64_t i = 0; i < n / QUANT_QKNF4; i++)

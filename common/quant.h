@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // quant: block quantization of f32 rows into the tensor types kiln writes and reads — ggml's
-// F32, F16, BF16, Q8_0, Q4_0 and Q4_K (byte-identical to ggml's reference quantizers, the ones
-// llama-quantize uses for files), and NF4 (QLoRA's 4-bit NormalFloat, kiln-internal), with
+// F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K (byte-identical to ggml's reference quantizers, the
+// ones llama-quantize uses for files), and NF4 (QLoRA's 4-bit NormalFloat, kiln-internal), with
 // dequantization and dot products of a quantized row with an f32 vector.
 //
 // Block layouts (little-endian; fp16 is IEEE binary16):
@@ -21,6 +21,13 @@
 //         Per sub-block scale and min come from ggml's make_qkx2_quants search (weights
 //         sqrt(mean x^2) + |x|, 21 candidate scales), quantized to 6 bits against the block
 //         maxima.
+//   Q6_K  256 values (16 sub-blocks of 16), 210 bytes:
+//         u8 ql[128] | u8 qh[64] | int8 scales[16] | fp16 d    x = d*scales[s]*(q - 32)
+//         q (6 bits): for each 128-value half h, value 128h + 32k + l (k = 0..3, l < 32) has
+//           low 4 bits in ql[64h + l + 32(k&1)] (low nibble for k < 2, high for k >= 2) and
+//           high 2 bits at bit 2k of qh[32h + l].
+//         Per sub-block signed scale from ggml's make_qx_quants (weights x^2, 19 candidate
+//         scales), quantized to int8 against the largest-magnitude one (d = max/-128).
 //   NF4   64 values, 36 bytes:  f32 absmax | u8 qs[32]          x = absmax*NF4[q]
 //         q = index of the nearest NF4 code to x/absmax (ties to the lower code);
 //         qs[j] = q[2j] << 4 | q[2j+1] (bitsandbytes order). Not a ggml type: never in GGUF.
@@ -44,6 +51,7 @@ enum qtype {
     QTYPE_Q4_0 = 2,
     QTYPE_Q8_0 = 8,
     QTYPE_Q4_K = 12,
+    QTYPE_Q6_K = 14,
     QTYPE_BF16 = 30,
     QTYPE_NF4 = 1000, // kiln-internal
 };
@@ -55,7 +63,7 @@ enum qtype {
 
 // True for the types this module implements.
 bool quant_type_known(int type);
-// "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "NF4"; "?" for anything else.
+// "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q6_K", "NF4"; "?" for anything else.
 const char *quant_type_name(int type);
 // Parses a name as above (case-insensitive). Returns the type or -1.
 int quant_type_parse(const char *name);

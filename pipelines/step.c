@@ -61,25 +61,30 @@
 enum out_kind { OUT_FILE, OUT_DIR, OUT_AUX };
 static const char *const kind_names[] = {"file", "dir", "aux"};
 
-// One output: a file (nfiles = 1, rel[0] = "") or a directory's regular files (sorted
-// relative paths). sha[i] is the content hash of file i.
+// One output (or directory input): a file (nfiles = 1, rel[0] = "") or a directory's regular
+// files (sorted relative paths). sha[i] is the content hash of file i, mode[i] its permissions
+// as git records them (0755 when the owner may execute it, else 0644).
 struct out {
     const char *path;
     enum out_kind kind;
-    char *tmp; // path.kiln-tmp while the command runs
+    char *tmp; // DIR/.kiln-tmp-NAME while the command runs
     int nfiles;
     char **rel;
     char (*sha)[65];
+    unsigned *mode;
 };
 
 struct step {
     const char *cache, *log, *name;
     const char *ins[MAXF], *deps[MAXF];
+    bool in_dir[MAXF];        // --in-dir: ins[i] is a directory, hashed as a tree
+    struct out in_tree[MAXF]; // its files (in_sha[i] is the tree hash)
     struct out outs[MAXF];
     int nin, nout, ndep;
     char **cmd;
     int ncmd;
     struct store *db;
+    int lock_fd[MAXF];
     char in_sha[MAXF][65], dep_sha[MAXF][65], bin_sha[65];
     char key[65];
 };
@@ -88,7 +93,8 @@ static void
 usage(FILE *f)
 {
     fprintf(f, "usage: kiln-step run [--cache DIR] [--log FILE] [--name NAME] [--in FILE]...\n"
-               "                     [--dep FILE]... [--out FILE]... [--out-dir DIR]...\n"
+               "                     [--in-dir DIR]... [--dep FILE]... [--out FILE]...\n"
+               "                     [--out-dir DIR]...\n"
                "                     [--aux FILE]... -- COMMAND [ARG...]\n"
                "       kiln-step audit [--cache DIR] LOG\n"
                "       kiln-step provenance [--exclude NAME]... -o FILE LOG\n"
@@ -124,7 +130,34 @@ parent_dirs(const char *path)
     free(p);
 }
 
-// SHA-256 of a file, through the state table when its (dev, inode, size, mtime) is unchanged.
+// SHA-256 of a file without the state table.
+static void
+file_sha_direct(const char *path, char out[65])
+{
+    uint8_t d[32];
+    struct kerr err;
+    if (sha256_file(path, d, &err))
+        die_kerr(&err);
+    hex_encode(d, 32, out);
+}
+
+// Records in the state table that path (as it is now) has content hash sha.
+static void
+state_remember(struct step *s, const char *path, const struct stat *st, const char *sha)
+{
+    int64_t mt = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+    char *abs = realpath(path, NULL);
+    struct kerr err;
+    if (!abs)
+        die("%s:", path);
+    if (store_file_state_put(s->db, abs, st->st_dev, st->st_ino, (uint64_t)st->st_size, mt, sha,
+                             &err))
+        die_kerr(&err);
+    free(abs);
+}
+
+// SHA-256 of a file, through the state table when its (dev, inode, size, mtime) is unchanged
+// (s NULL: always hashed).
 static void
 file_sha(struct step *s, const char *path, char out[65])
 {
@@ -133,6 +166,10 @@ file_sha(struct step *s, const char *path, char out[65])
         die("%s:", path);
     if (!S_ISREG(st.st_mode))
         die("%s: not a regular file", path);
+    if (!s) {
+        file_sha_direct(path, out);
+        return;
+    }
     int64_t mt = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
     char *abs = realpath(path, NULL);
     if (!abs)
@@ -142,16 +179,11 @@ file_sha(struct step *s, const char *path, char out[65])
                                  &err);
     if (r < 0)
         die_kerr(&err);
-    if (r == 0) {
-        uint8_t d[32];
-        if (sha256_file(path, d, &err))
-            die_kerr(&err);
-        hex_encode(d, 32, out);
-        if (store_file_state_put(s->db, abs, st.st_dev, st.st_ino, (uint64_t)st.st_size, mt, out,
-                                 &err))
-            die_kerr(&err);
-    }
     free(abs);
+    if (r == 0) {
+        file_sha_direct(path, out);
+        state_remember(s, path, &st, out);
+    }
 }
 
 static char *
@@ -178,16 +210,17 @@ copy_file(const char *src, const char *dst)
     char b[1 << 16];
     ssize_t n;
     int rc = 0;
-    while ((n = read(in, b, sizeof b)) > 0)
-        if (write(out, b, (size_t)n) != n) {
-            rc = -1;
-            break;
-        }
-    if (n < 0)
+    while (rc == 0 && (n = read(in, b, sizeof b)) > 0)
+        for (ssize_t done = 0, w; rc == 0 && done < n; done += w)
+            if ((w = write(out, b + done, (size_t)(n - done))) < 0)
+                rc = -1; // errno says why (ENOSPC, EFBIG)
+    if (rc == 0 && n < 0)
         rc = -1;
+    int e = errno;
     close(in);
-    if (close(out) != 0)
-        rc = -1;
+    if (close(out) != 0 && rc == 0)
+        rc = -1, e = errno;
+    errno = e;
     return rc;
 }
 
@@ -204,11 +237,14 @@ object_put(const char *cache, const char *path, const char *sha)
     struct buf tmp;
     buf_init(&tmp);
     buf_printf(&tmp, "%s.%d.tmp", obj, (int)getpid());
+    // A copy cut short (a full disk) must not stay behind as a half-written object.
+    int slot = cli_tmp_register(tmp.p);
     if (link(path, tmp.p) != 0 && copy_file(path, tmp.p) != 0)
-        die("cannot store %s in the cache:", path);
+        die("cannot store %s in the cache %s:", path, cache);
     chmod(tmp.p, 0444);
     if (rename(tmp.p, obj) != 0)
         die("%s:", obj);
+    cli_tmp_forget(slot);
     buf_free(&tmp);
     free(obj);
 }
@@ -244,14 +280,27 @@ object_get(const char *cache, const char *sha, const char *path)
     buf_init(&tmp);
     buf_printf(&tmp, "%s.kiln-tmp", path);
     unlink(tmp.p);
+    int slot = cli_tmp_register(tmp.p);
     if (link(obj, tmp.p) != 0 && copy_file(obj, tmp.p) != 0)
         die("cannot restore %s from the cache:", path);
     if (rename(tmp.p, path) != 0)
         die("%s:", path);
+    cli_tmp_forget(slot);
     // Make sees a fresh output even when the object is older than the inputs.
     utimensat(AT_FDCWD, path, NULL, 0);
     buf_free(&tmp);
     free(obj);
+}
+
+// A character that can continue a file name: a path matched inside an argument must not be
+// preceded by one of these or by '/' (it would be the tail of another path: "x.jsonl" in
+// "data/x.jsonl") nor followed by one ("out" in "out.txt"); a following '/' is fine ("base" in
+// "base/config.json").
+static bool
+name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-';
 }
 
 // Replaces every occurrence of each path in arg by its placeholder (longest paths first).
@@ -263,9 +312,11 @@ substitute(const char *arg, const char *const *paths, const char *const *marks, 
     while (i < len) {
         int best = -1;
         size_t bl = 0;
-        for (int k = 0; k < n; k++) {
+        bool at_start = i == 0 || !(name_char(arg[i - 1]) || arg[i - 1] == '/');
+        for (int k = 0; k < n && at_start; k++) {
             size_t pl = strlen(paths[k]);
-            if (pl > bl && pl <= len - i && memcmp(arg + i, paths[k], pl) == 0) {
+            if (pl > bl && pl <= len - i && memcmp(arg + i, paths[k], pl) == 0 &&
+                !name_char(arg[i + pl])) {
                 best = k;
                 bl = pl;
             }
@@ -307,18 +358,22 @@ out_files_free(struct out *o)
         free(o->rel[i]);
     free(o->rel);
     free(o->sha);
+    free(o->mode);
     o->rel = NULL;
     o->sha = NULL;
+    o->mode = NULL;
     o->nfiles = 0;
 }
 
 static void
-out_add_file(struct out *o, const char *rel, const char *sha)
+out_add_file(struct out *o, const char *rel, const char *sha, unsigned mode)
 {
     o->rel = xrealloc(o->rel, (size_t)(o->nfiles + 1) * sizeof *o->rel);
     o->sha = xrealloc(o->sha, (size_t)(o->nfiles + 1) * sizeof *o->sha);
+    o->mode = xrealloc(o->mode, (size_t)(o->nfiles + 1) * sizeof *o->mode);
     o->rel[o->nfiles] = xstrdup(rel);
     snprintf(o->sha[o->nfiles], 65, "%s", sha ? sha : "");
+    o->mode[o->nfiles] = mode;
     o->nfiles++;
 }
 
@@ -328,7 +383,10 @@ cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-// Lists the regular files under dir (relative paths, sorted); symlinks and others refused.
+// Lists the regular files under dir (relative paths, names sorted bytewise at each level, so
+// the order is deterministic) with their git-style modes. Symlinks, devices, sockets and fifos
+// are refused: a tree's content must be its files' bytes, not what a link points to. Empty
+// directories are not recorded (as in git).
 static void
 list_tree(const char *dir, const char *prefix, struct out *o)
 {
@@ -358,9 +416,10 @@ list_tree(const char *dir, const char *prefix, struct out *o)
         if (S_ISDIR(st.st_mode))
             list_tree(full.p, rel.p, o);
         else if (S_ISREG(st.st_mode))
-            out_add_file(o, rel.p, NULL);
+            out_add_file(o, rel.p, NULL, st.st_mode & S_IXUSR ? 0755 : 0644);
         else
-            die("%s: output directories may hold only regular files", full.p);
+            die("%s: %s; directory inputs and outputs may hold only regular files and directories",
+                full.p, S_ISLNK(st.st_mode) ? "a symbolic link" : "not a regular file");
         buf_free(&full);
         buf_free(&rel);
         free(names[i]);
@@ -378,6 +437,42 @@ join(const char *dir, const char *rel)
     else
         buf_puts(&b, dir);
     return buf_detach(&b);
+}
+
+// The content hash of a directory tree (--in-dir): SHA-256 over one line per file, in
+// list_tree's order, "MODE SIZE SHA256 PATH\n" (MODE 755 or 644). t receives the files.
+// s NULL: every file is hashed (no state table).
+static void
+tree_sha(struct step *s, const char *dir, struct out *t, char out[65])
+{
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        die("%s:", dir);
+    if (!S_ISDIR(st.st_mode))
+        die("%s: not a directory", dir);
+    out_files_free(t);
+    list_tree(dir, "", t);
+    struct sha256 h;
+    sha256_init(&h);
+    struct buf line;
+    buf_init(&line);
+    for (int f = 0; f < t->nfiles; f++) {
+        char *p = join(dir, t->rel[f]);
+        if (strchr(t->rel[f], '\n'))
+            die("%s: file names with a newline are not supported in a directory input", p);
+        file_sha(s, p, t->sha[f]);
+        if (stat(p, &st) != 0)
+            die("%s:", p);
+        buf_reset(&line);
+        buf_printf(&line, "%o %lld %s %s\n", t->mode[f], (long long)st.st_size, t->sha[f],
+                   t->rel[f]);
+        sha256_update(&h, line.p, line.len);
+        free(p);
+    }
+    uint8_t d[32];
+    sha256_final(&h, d);
+    hex_encode(d, 32, out);
+    buf_free(&line);
 }
 
 // Resolves a command name through PATH like execvp would.
@@ -432,8 +527,12 @@ compute_key(struct step *s)
     char *bin = which(s->cmd[0]);
     file_sha(s, bin, s->bin_sha);
     free(bin);
-    for (int i = 0; i < s->nin; i++)
-        file_sha(s, s->ins[i], s->in_sha[i]);
+    for (int i = 0; i < s->nin; i++) {
+        if (s->in_dir[i])
+            tree_sha(s, s->ins[i], &s->in_tree[i], s->in_sha[i]);
+        else
+            file_sha(s, s->ins[i], s->in_sha[i]);
+    }
     for (int i = 0; i < s->ndep; i++)
         file_sha(s, s->deps[i], s->dep_sha[i]);
 
@@ -457,8 +556,11 @@ compute_key(struct step *s)
     jw_str(&w, s->bin_sha);
     jw_key(&w, "in");
     jw_arr_begin(&w);
-    for (int i = 0; i < s->nin; i++)
-        jw_str(&w, s->in_sha[i]);
+    for (int i = 0; i < s->nin; i++) {
+        buf_reset(&arg);
+        buf_printf(&arg, "%s%s", s->in_dir[i] ? "tree:" : "", s->in_sha[i]);
+        jw_str(&w, arg.p);
+    }
     jw_arr_end(&w);
     jw_key(&w, "dep");
     jw_arr_begin(&w);
@@ -525,6 +627,52 @@ member_str(const struct json_val *v, const char *key, struct buf *out)
     return true;
 }
 
+static void
+free_outs(struct out *outs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        out_files_free(&outs[i]);
+        free((char *)outs[i].path);
+    }
+}
+
+// Reads one {"path","kind","files":[{"path","sha256","mode"}]} object (an output, or an input
+// directory of a record) into o. 0 or -1 when malformed.
+static int
+read_one(const struct json_val *v, struct out *o)
+{
+    struct buf p, k, h, m;
+    buf_init(&p);
+    buf_init(&k);
+    buf_init(&h);
+    buf_init(&m);
+    memset(o, 0, sizeof *o);
+    struct json_val files;
+    int rc = member_str(v, "path", &p) && member_str(v, "kind", &k) &&
+                     json_val_member(v, "files", 5, &files) && files.type == JSON_ARRAY
+                 ? 0
+                 : -1;
+    if (rc == 0) {
+        o->path = xstrdup(p.p);
+        o->kind = !strcmp(k.p, "dir") ? OUT_DIR : !strcmp(k.p, "aux") ? OUT_AUX : OUT_FILE;
+        struct json_iter fi;
+        json_iter_init(&fi, &files);
+        while (rc == 0 && json_iter_next(&fi)) {
+            if (!member_str(&fi.val, "path", &p) || !member_str(&fi.val, "sha256", &h) ||
+                h.len != 64)
+                rc = -1;
+            else
+                out_add_file(o, p.p, h.p,
+                             member_str(&fi.val, "mode", &m) && !strcmp(m.p, "755") ? 0755 : 0644);
+        }
+    }
+    buf_free(&p);
+    buf_free(&k);
+    buf_free(&h);
+    buf_free(&m);
+    return rc;
+}
+
 // Reads outputs written by write_outs into outs[0..max). Returns the count or -1.
 static int
 read_outs(const struct json_val *arr, struct out *outs, int max)
@@ -534,47 +682,15 @@ read_outs(const struct json_val *arr, struct out *outs, int max)
     struct json_iter it;
     json_iter_init(&it, arr);
     int n = 0;
-    struct buf p, k, h;
-    buf_init(&p);
-    buf_init(&k);
-    buf_init(&h);
-    int rc = 0;
-    while (rc == 0 && json_iter_next(&it)) {
-        struct json_val files;
-        if (n >= max || !member_str(&it.val, "path", &p) || !member_str(&it.val, "kind", &k) ||
-            !json_val_member(&it.val, "files", 5, &files) || files.type != JSON_ARRAY) {
-            rc = -1;
-            break;
-        }
-        struct out *o = &outs[n++];
-        memset(o, 0, sizeof *o);
-        o->path = xstrdup(p.p);
-        o->kind = !strcmp(k.p, "dir") ? OUT_DIR : !strcmp(k.p, "aux") ? OUT_AUX : OUT_FILE;
-        struct json_iter fi;
-        json_iter_init(&fi, &files);
-        while (json_iter_next(&fi)) {
-            if (!member_str(&fi.val, "path", &p) || !member_str(&fi.val, "sha256", &h) ||
-                h.len != 64) {
-                rc = -1;
-                break;
-            }
-            out_add_file(o, p.p, h.p);
+    while (json_iter_next(&it)) {
+        if (n >= max || read_one(&it.val, &outs[n++]) != 0) {
+            free_outs(outs, n);
+            return -1;
         }
     }
-    buf_free(&p);
-    buf_free(&k);
-    buf_free(&h);
-    return rc ? -1 : n;
+    return n;
 }
 
-static void
-free_outs(struct out *outs, int n)
-{
-    for (int i = 0; i < n; i++) {
-        out_files_free(&outs[i]);
-        free((char *)outs[i].path);
-    }
-}
 
 // Loads a cache entry into s->outs' file lists. 1 when present, valid and every object
 // verifies; a damaged entry is removed.
@@ -605,7 +721,7 @@ entry_load(struct step *s)
         for (int i = 0; ok && i < n; i++) {
             out_files_free(&s->outs[i]);
             for (int f = 0; f < got[i].nfiles; f++)
-                out_add_file(&s->outs[i], got[i].rel[f], got[i].sha[f]);
+                out_add_file(&s->outs[i], got[i].rel[f], got[i].sha[f], got[i].mode[f]);
         }
         if (n > 0)
             free_outs(got, n);
@@ -647,9 +763,9 @@ entry_save(struct step *s)
     free(path);
 }
 
-// Builds an output from the object store at o->tmp, then moves it into place.
+// Builds an output at o->tmp from the object store.
 static void
-out_restore(const char *cache, struct out *o)
+out_build(const char *cache, struct out *o)
 {
     remove_tree(o->tmp);
     if (o->kind == OUT_DIR) {
@@ -662,15 +778,23 @@ out_restore(const char *cache, struct out *o)
     } else {
         object_get(cache, o->sha[0], o->tmp);
     }
+}
+
+// Moves o->tmp into place with a fresh mtime (make must see the output as new).
+static void
+out_place(struct out *o)
+{
     remove_tree(o->path);
     if (rename(o->tmp, o->path) != 0)
         die("%s:", o->path);
     utimensat(AT_FDCWD, o->path, NULL, 0);
 }
 
-// After a successful command: moves o->tmp into place, hashes and stores its files.
+// After a successful command: hashes o->tmp's files and puts them in the object store. The
+// output is moved into place only after every object, the entry and the record are written,
+// so a step that cannot store its result (a full disk) leaves no output behind.
 static void
-out_commit(struct step *s, struct out *o)
+out_store(struct step *s, struct out *o)
 {
     struct stat st;
     if (lstat(o->tmp, &st) != 0)
@@ -678,20 +802,117 @@ out_commit(struct step *s, struct out *o)
     if ((o->kind == OUT_DIR) != (S_ISDIR(st.st_mode) != 0))
         die("%s: %s is %s a directory", s->name ? s->name : s->cmd[0], o->path,
             o->kind == OUT_DIR ? "not" : "unexpectedly");
-    remove_tree(o->path);
-    if (rename(o->tmp, o->path) != 0)
-        die("%s:", o->path);
     out_files_free(o);
     if (o->kind == OUT_DIR)
-        list_tree(o->path, "", o);
+        list_tree(o->tmp, "", o);
     else
-        out_add_file(o, "", NULL);
+        out_add_file(o, "", NULL, 0644);
     for (int f = 0; f < o->nfiles; f++) {
-        char *p = join(o->path, o->rel[f]);
-        file_sha(s, p, o->sha[f]);
+        char *p = join(o->tmp, o->rel[f]);
+        file_sha_direct(p, o->sha[f]);
         object_put(s->cache, p, o->sha[f]);
         free(p);
     }
+}
+
+// Once o is in place: its files' hashes go to the state table, so the next step that reads
+// them does not hash them again.
+static void
+out_remember(struct step *s, const struct out *o)
+{
+    for (int f = 0; f < o->nfiles; f++) {
+        char *p = join(o->path, o->rel[f]);
+        struct stat st;
+        if (stat(p, &st) != 0)
+            die("%s:", p);
+        state_remember(s, p, &st, o->sha[f]);
+        free(p);
+    }
+}
+
+// Temporaries to remove when kiln-step exits before its outputs are in place (die() on a
+// full disk, a store error): no half-written output stays behind.
+static struct step *pending;
+
+static void
+remove_pending(void)
+{
+    for (int i = 0; pending && i < pending->nout; i++) {
+        struct stat st;
+        const char *t = pending->outs[i].tmp;
+        if (t && lstat(t, &st) == 0 && (S_ISDIR(st.st_mode) ? nftw(t, rm_one, 16, FTW_DEPTH | FTW_PHYS) : unlink(t)) != 0)
+            fprintf(stderr, "kiln-step: cannot remove %s: %s\n", t, strerror(errno));
+    }
+}
+
+// Serialises steps that write the same output path (two runs of one tree at once, a step
+// started while another run's identical step is still running): an exclusive flock on
+// CACHE/locks/SHA256(absolute output path), taken in sorted order. The second run waits, then
+// usually finds the first one's result in the cache. A lock file removed by gc while we
+// waited is reopened.
+static void
+lock_outputs(struct step *s)
+{
+    char names[MAXF][65];
+    int n = 0;
+    for (int i = 0; i < s->nout; i++) {
+        char *dir = xstrdup(s->outs[i].path);
+        char *slash = strrchr(dir, '/');
+        const char *base = slash ? slash + 1 : dir;
+        if (slash)
+            *slash = 0;
+        char *abs = realpath(slash ? (*dir ? dir : "/") : ".", NULL);
+        if (!abs)
+            die("%s:", s->outs[i].path);
+        struct buf b;
+        buf_init(&b);
+        buf_printf(&b, "%s/%s", abs, base);
+        uint8_t d[32];
+        sha256_buf(b.p, b.len, d);
+        hex_encode(d, 32, names[n]);
+        bool dup = false;
+        for (int k = 0; k < n; k++)
+            dup |= !strcmp(names[k], names[n]);
+        n += !dup;
+        buf_free(&b);
+        free(abs);
+        free(dir);
+    }
+    qsort(names, (size_t)n, sizeof names[0], (int (*)(const void *, const void *))strcmp);
+    struct buf p;
+    buf_init(&p);
+    buf_printf(&p, "%s/locks", s->cache);
+    mkdirs(p.p);
+    for (int i = 0; i < n; i++) {
+        buf_reset(&p);
+        buf_printf(&p, "%s/locks/%s", s->cache, names[i]);
+        for (bool warned = false;;) {
+            int fd = open(p.p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+            if (fd < 0)
+                die("%s:", p.p);
+            if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+                if (errno != EWOULDBLOCK)
+                    die("%s:", p.p);
+                if (!warned && cli_verbosity > 0)
+                    fprintf(stderr, "kiln-step: %s: waiting for another run writing %s\n",
+                            s->name ? s->name : s->cmd[0], s->outs[0].path);
+                warned = true;
+                if (flock(fd, LOCK_EX) != 0)
+                    die("%s:", p.p);
+            }
+            struct stat a, b;
+            if (fstat(fd, &a) == 0 && stat(p.p, &b) == 0 && a.st_ino == b.st_ino &&
+                a.st_dev == b.st_dev) {
+                futimens(fd, NULL); // gc removes locks unused for --max-age days
+                s->lock_fd[i] = fd;
+                break;
+            }
+            close(fd);
+        }
+    }
+    for (int i = n; i < MAXF; i++)
+        s->lock_fd[i] = -1;
+    buf_free(&p);
 }
 
 static volatile sig_atomic_t child_pid, got_signal;
@@ -715,6 +936,7 @@ spawn(char **argv, const char *dir)
     if (pid == 0) {
         signal(SIGINT, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
+        signal(SIGXFSZ, SIG_DFL); // kiln-step ignores it (to report EFBIG); the command must not
         if (dir && chdir(dir) != 0) {
             fprintf(stderr, "kiln-step: %s: %s\n", dir, strerror(errno));
             _exit(127);
@@ -774,6 +996,24 @@ log_step(struct step *s, bool hit, double secs)
             jw_str(&w, groups[g].p[i]);
             jw_key(&w, "sha256");
             jw_str(&w, groups[g].h[i]);
+            if (g == 0 && s->in_dir[i]) { // a tree: its files, so an audit can rebuild it
+                const struct out *t = &s->in_tree[i];
+                jw_key(&w, "kind");
+                jw_str(&w, "dir");
+                jw_key(&w, "files");
+                jw_arr_begin(&w);
+                for (int f = 0; f < t->nfiles; f++) {
+                    jw_obj_begin(&w);
+                    jw_key(&w, "path");
+                    jw_str(&w, t->rel[f]);
+                    jw_key(&w, "sha256");
+                    jw_str(&w, t->sha[f]);
+                    jw_key(&w, "mode");
+                    jw_str(&w, t->mode[f] == 0755 ? "755" : "644");
+                    jw_obj_end(&w);
+                }
+                jw_arr_end(&w);
+            }
             jw_obj_end(&w);
         }
         jw_arr_end(&w);
@@ -783,9 +1023,23 @@ log_step(struct step *s, bool hit, double secs)
     jw_obj_end(&w);
     buf_putc(&b, '\n');
     parent_dirs(s->log);
+    // One line, appended under an exclusive lock (concurrent steps of make -j); a write cut
+    // short (full disk) is truncated away so the log never holds half a record.
     int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0 || flock(fd, LOCK_EX) != 0 || write(fd, b.p, b.len) != (ssize_t)b.len ||
-        close(fd) != 0)
+    struct stat st;
+    if (fd < 0 || flock(fd, LOCK_EX) != 0 || fstat(fd, &st) != 0)
+        die("%s:", s->log);
+    size_t done = 0;
+    for (ssize_t nw; done < b.len && (nw = write(fd, b.p + done, b.len - done)) >= 0;)
+        done += (size_t)nw;
+    if (done < b.len) {
+        int e = errno; // ENOSPC, EFBIG
+        int t = ftruncate(fd, st.st_size); // best effort; the error below is what matters
+        (void)t;
+        errno = e;
+        die("cannot append to the run record %s:", s->log);
+    }
+    if (close(fd) != 0)
         die("%s:", s->log);
     buf_free(&b);
 }
@@ -808,10 +1062,22 @@ cmd_run(struct step *s)
     if (!(s->db = store_open(dbp.p, &err)))
         die_kerr(&err);
     buf_free(&dbp);
+    for (int i = 0; i < s->nout; i++)
+        parent_dirs(s->outs[i].path);
+    lock_outputs(s);
     compute_key(s);
     // Inputs go into the object store too, so an audit can restore exactly what was used.
-    for (int i = 0; i < s->nin; i++)
-        object_put(s->cache, s->ins[i], s->in_sha[i]);
+    for (int i = 0; i < s->nin; i++) {
+        if (!s->in_dir[i]) {
+            object_put(s->cache, s->ins[i], s->in_sha[i]);
+            continue;
+        }
+        for (int f = 0; f < s->in_tree[i].nfiles; f++) {
+            char *p = join(s->ins[i], s->in_tree[i].rel[f]);
+            object_put(s->cache, p, s->in_tree[i].sha[f]);
+            free(p);
+        }
+    }
     for (int i = 0; i < s->nout; i++) {
         // The temporary keeps the output's name as its suffix (DIR/.kiln-tmp-NAME), so
         // commands that choose a format by extension (.zst, .gguf) behave the same.
@@ -824,17 +1090,19 @@ cmd_run(struct step *s)
         else
             buf_printf(&t, ".kiln-tmp-%s", s->outs[i].path);
         s->outs[i].tmp = buf_detach(&t);
-        parent_dirs(s->outs[i].path);
         remove_tree(s->outs[i].tmp); // left over from a killed run
     }
+    pending = s;
 
     int rc = 0;
     if (entry_load(s)) {
         for (int i = 0; i < s->nout; i++)
-            out_restore(s->cache, &s->outs[i]);
+            out_build(s->cache, &s->outs[i]);
+        log_step(s, true, now_seconds() - t0);
+        for (int i = 0; i < s->nout; i++)
+            out_place(&s->outs[i]);
         if (cli_verbosity > 0)
             fprintf(stderr, "kiln-step: %s: cached (%.12s)\n", step_label(s), s->key);
-        log_step(s, true, now_seconds() - t0);
     } else {
         // Run with every output path replaced by its temporary. While the command runs,
         // SIGINT/SIGTERM/SIGHUP are forwarded to it; we clean up once it has exited, then die
@@ -864,36 +1132,97 @@ cmd_run(struct step *s)
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGTERM, &old_term, NULL);
         sigaction(SIGHUP, &old_hup, NULL);
-        if (rc == 0 && got_signal)
-            rc = 128 + got_signal; // the command ignored it, but the step was interrupted
+        if (got_signal && (rc == 0 || rc == 128 + got_signal))
+            rc = 128 + got_signal; // interrupted (even if the command ignored it)
         if (rc == 0) {
             for (int i = 0; i < s->nout; i++)
-                out_commit(s, &s->outs[i]);
+                out_store(s, &s->outs[i]);
             entry_save(s);
             log_step(s, false, now_seconds() - t0);
+            for (int i = 0; i < s->nout; i++) {
+                out_place(&s->outs[i]);
+                out_remember(s, &s->outs[i]);
+            }
         } else {
             for (int i = 0; i < s->nout; i++)
                 remove_tree(s->outs[i].tmp);
-            if (rc > 128 && rc - 128 != SIGPIPE) {
-                signal(rc - 128, SIG_DFL);
-                raise(rc - 128); // killed: die the same way
+            if (got_signal) {
+                signal(got_signal, SIG_DFL);
+                raise(got_signal); // interrupted: die the same way
             }
-            fprintf(stderr, "kiln-step: %s: failed (exit %d); no output kept\n", step_label(s),
-                    rc);
+            if (rc > 128)
+                fprintf(stderr, "kiln-step: %s: killed by signal %d (%s); no output kept\n",
+                        step_label(s), rc - 128, strsignal(rc - 128));
+            else
+                fprintf(stderr, "kiln-step: %s: failed (exit %d); no output kept\n",
+                        step_label(s), rc);
         }
         for (int i = 0; i < s->ncmd; i++)
             free(argv[i]);
         free(argv);
     }
+    pending = NULL;
     for (int i = 0; i < s->nout; i++) {
         free(s->outs[i].tmp);
         out_files_free(&s->outs[i]);
     }
+    for (int i = 0; i < s->nin; i++)
+        out_files_free(&s->in_tree[i]);
+    for (int i = 0; i < MAXF && s->lock_fd[i] >= 0; i++)
+        close(s->lock_fd[i]);
     store_close(s->db);
     return rc;
 }
 
 // ---- audit ------------------------------------------------------------------------------
+
+// Copies object sha to dest with the given mode, verifying the object first.
+static void
+object_restore(const char *cache, const char *step, const char *what, const char *sha,
+               const char *dest, unsigned mode)
+{
+    if (!object_verify(cache, sha))
+        die("%s: input %s (%.12s) is not in the cache", step, what, sha);
+    char *obj = object_path(cache, sha);
+    parent_dirs(dest);
+    if (copy_file(obj, dest) != 0 || chmod(dest, mode) != 0)
+        die("%s:", dest);
+    free(obj);
+}
+
+// Rebuilds a recorded input at dest from the object store, by content: a file by its SHA-256;
+// a directory file by file (with modes), then checked as a whole against its tree hash, so a
+// step that reads a checkpoint directory is audited on exactly the bytes it used.
+static void
+input_restore(const char *cache, const struct json_val *in, const char *step, const char *path,
+              const char *sha, const char *dest)
+{
+    struct buf kind;
+    buf_init(&kind);
+    bool is_dir = member_str(in, "kind", &kind) && !strcmp(kind.p, "dir");
+    buf_free(&kind);
+    if (!is_dir) {
+        object_restore(cache, step, path, sha, dest, 0644);
+        return;
+    }
+    struct out t, check;
+    memset(&check, 0, sizeof check);
+    if (read_one(in, &t) != 0)
+        die("%s: bad directory input %s in the record", step, path);
+    mkdirs(dest);
+    for (int f = 0; f < t.nfiles; f++) {
+        char *p = join(dest, t.rel[f]);
+        object_restore(cache, step, p, t.sha[f], p, t.mode[f]);
+        free(p);
+    }
+    char got[65];
+    tree_sha(NULL, dest, &check, got);
+    if (strcmp(got, sha))
+        die("%s: directory input %s rebuilt from the cache has tree hash %.12s, recorded %.12s",
+            step, path, got, sha);
+    out_files_free(&check);
+    free_outs(&t, 1);
+}
 
 struct record {
     struct json_val v;
@@ -902,9 +1231,20 @@ struct record {
     bool superseded; // a later record wrote the same first output
 };
 
+// The audit's scratch directory, removed at exit if the audit dies (an input not in the cache).
+static const char *audit_scratch;
+
+static void
+remove_scratch(void)
+{
+    if (audit_scratch)
+        nftw(audit_scratch, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static int
 cmd_audit(const char *cache, const char *log)
 {
+    atexit(remove_scratch);
     struct buf text;
     buf_init(&text);
     struct kerr err;
@@ -938,6 +1278,7 @@ cmd_audit(const char *cache, const char *log)
     char *scratch = mkdtemp(tmpl);
     if (!scratch)
         die("mkdtemp:");
+    audit_scratch = scratch;
     int steps = 0, bad = 0, compared = 0;
     printf("%-32s %-12s %-12s %s\n", "step/output", "expected", "got", "match");
     struct buf name, a, dir;
@@ -967,9 +1308,6 @@ cmd_audit(const char *cache, const char *log)
             buf_init(&ih);
             if (!member_str(&it.val, "path", &ip) || !member_str(&it.val, "sha256", &ih))
                 die("%s: bad input in step record %zu", log, r + 1);
-            if (!object_verify(cache, ih.p))
-                die("%s: input %s (%.12s) is not in the cache", name.p, ip.p, ih.p);
-            char *obj = object_path(cache, ih.p);
             // Same base name as the original: some commands record names (bundles, logs).
             struct buf p;
             buf_init(&p);
@@ -977,9 +1315,7 @@ cmd_audit(const char *cache, const char *log)
             mkdirs(p.p);
             const char *base = strrchr(ip.p, '/');
             buf_printf(&p, "/%s", base ? base + 1 : ip.p);
-            if (copy_file(obj, p.p) != 0)
-                die("%s:", p.p);
-            free(obj);
+            input_restore(cache, &it.val, name.p, ip.p, ih.p, p.p);
             paths[np] = buf_detach(&ip);
             repl[np++] = buf_detach(&p);
             buf_free(&ih);
@@ -1049,6 +1385,7 @@ cmd_audit(const char *cache, const char *log)
             free((char *)repl[i]);
         }
     }
+    audit_scratch = NULL;
     remove_tree(scratch);
     printf("audit: %d steps, %d outputs compared, %d mismatches\n", steps, compared, bad);
     for (size_t r = 0; r < nrec; r++)
@@ -1142,7 +1479,7 @@ cmd_provenance(const char *log, const char *out, const char *const *exclude, int
     free(recs);
     struct buf tmp;
     buf_init(&tmp);
-    buf_printf(&tmp, "%s.tmp", out);
+    buf_printf(&tmp, "%s.%d.tmp", out, (int)getpid());
     int slot = cli_tmp_register(tmp.p);
     FILE *f = fopen(tmp.p, "w");
     if (!f || fwrite(o.p ? o.p : "", 1, o.len, f) != o.len || fclose(f) != 0)
@@ -1238,6 +1575,29 @@ cmd_gc(const char *cache, double max_age_days, uint64_t max_size)
         free(v[i].path);
     }
     free(v);
+    // Output locks unused for --max-age days, unless held right now (lock_outputs reopens a
+    // lock file that disappears while it waits).
+    buf_init(&p);
+    buf_printf(&p, "%s/locks", cache);
+    DIR *d = max_age_days > 0 ? opendir(p.p) : NULL;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        struct buf f;
+        buf_init(&f);
+        buf_printf(&f, "%s/%s", p.p, e->d_name);
+        struct stat st;
+        int fd = -1;
+        if (e->d_name[0] != '.' && stat(f.p, &st) == 0 && S_ISREG(st.st_mode) &&
+            difftime(now, st.st_mtime) > max_age_days * 86400 &&
+            (fd = open(f.p, O_RDONLY | O_CLOEXEC)) >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+            unlink(f.p);
+        if (fd >= 0)
+            close(fd);
+        buf_free(&f);
+    }
+    if (d)
+        closedir(d);
+    buf_free(&p);
     printf("gc: removed %llu files, %.1f MB freed, %.1f MB kept\n", (unsigned long long)removed,
            (double)freed / 1e6, (double)total / 1e6);
     return 0;
@@ -1248,6 +1608,10 @@ main(int argc, char **argv)
 {
     cli_init("kiln-step");
     cli_prog = "kiln-step";
+    // A file size limit (ulimit -f) makes our own writes fail with EFBIG, reported and cleaned
+    // up like a full disk, instead of killing us mid-write.
+    signal(SIGXFSZ, SIG_IGN);
+    atexit(remove_pending);
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -1283,7 +1647,7 @@ main(int argc, char **argv)
             die_usage("%s needs a value", a);
         i++;
         bool is_out = !strcmp(a, "--out") || !strcmp(a, "--out-dir") || !strcmp(a, "--aux");
-        if ((is_out && s.nout >= MAXF) || (!strcmp(a, "--in") && s.nin >= MAXF) ||
+        if ((is_out && s.nout >= MAXF) || ((!strcmp(a, "--in") || !strcmp(a, "--in-dir")) && s.nin >= MAXF) ||
             (!strcmp(a, "--dep") && s.ndep >= MAXF))
             die_usage("too many %s (at most %d)", a, MAXF);
         if (!strcmp(a, "--cache"))
@@ -1292,8 +1656,10 @@ main(int argc, char **argv)
             s.log = val;
         else if (!strcmp(a, "--name"))
             s.name = val;
-        else if (!strcmp(a, "--in"))
+        else if (!strcmp(a, "--in") || !strcmp(a, "--in-dir")) {
+            s.in_dir[s.nin] = !strcmp(a, "--in-dir");
             s.ins[s.nin++] = val;
+        }
         else if (!strcmp(a, "--dep"))
             s.deps[s.ndep++] = val;
         else if (is_out)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests (build/tests/test_*), stage CLI tests (tests/cli/*.bats) and
+# Runs every test: unit tests (build/tests/test_*), fuzz targets replayed over their seed
+# corpora (build/tests/replay/fuzz_*), stage CLI tests (tests/cli/*.bats) and
 # end-to-end tests (tests/e2e/*.bats). Each group's results are counted; the last line is
 # "N passed, M failed". Exit status 1 if anything failed.
 #   KILN_BUILD   build directory (build or build/san), set by the Makefile
@@ -34,6 +35,22 @@ for t in "$KILN_BUILD"/tests/test_*; do
     fi
     passed=$((passed + p)); failed=$((failed + f))
     echo "unit  $name: $line"
+done
+
+# Fuzz targets replayed over their seed corpora (tests/fuzz/replay.c).
+for t in "$KILN_BUILD"/tests/replay/fuzz_*; do
+    [ -x "$t" ] || continue
+    [[ -z $filter || $t == *"$filter"* ]] || continue
+    name=$(basename "$t")
+    out=$("$t" "tests/fuzz/corpus/$name" 2>&1); rc=$?
+    line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, 0 failed$' | tail -n 1)
+    if [ "$rc" -ne 0 ] || [ -z "$line" ]; then
+        printf '%s\n' "$out" | tail -n 30
+        echo "FAIL fuzz replay $name (exit $rc)"
+        failed=$((failed + 1)); failures+=("replay/$name"); continue
+    fi
+    passed=$((passed + ${line%% passed*}))
+    echo "fuzz  $name: $line (seed corpus replayed)"
 done
 
 for t in tests/cli/*.bats tests/e2e/*.bats; do

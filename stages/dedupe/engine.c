@@ -541,21 +541,28 @@ phase_cluster(struct dedupe *d, uint32_t k, uint32_t g)
         d->c.largest_cluster = size;
 }
 
+int
+dedupe_raw_id(const struct dedupe_conf *conf, const struct json_obj *o, uint64_t pos,
+              struct buf *out, struct kerr *err)
+{
+    struct json_val v;
+    if (json_obj_path(o, conf->id_path, &v) && (v.type == JSON_STRING || v.type == JSON_NUMBER)) {
+        if (v.raw_len > DEDUP_INDEX_MAX_ID)
+            return kerr_set(err, "field '%s' is longer than %u bytes", conf->id_path,
+                            DEDUP_INDEX_MAX_ID);
+        buf_append(out, v.raw, v.raw_len);
+    } else {
+        buf_printf(out, "\"#%llu\"", (unsigned long long)pos);
+    }
+    return 0;
+}
+
 // The record's id as raw JSON (string or number as written), or "#N".
 static int
 record_id(struct dedupe *d, const struct json_obj *o, struct kerr *err)
 {
     buf_reset(&d->id);
-    struct json_val v;
-    if (json_obj_path(o, d->conf.id_path, &v) && (v.type == JSON_STRING || v.type == JSON_NUMBER)) {
-        if (v.raw_len > DEDUP_INDEX_MAX_ID)
-            return kerr_set(err, "field '%s' is longer than %u bytes", d->conf.id_path,
-                            DEDUP_INDEX_MAX_ID);
-        buf_append(&d->id, v.raw, v.raw_len);
-    } else {
-        buf_printf(&d->id, "\"#%llu\"", (unsigned long long)d->n_input);
-    }
-    return 0;
+    return dedupe_raw_id(&d->conf, o, d->n_input, &d->id, err);
 }
 
 // For --clusters: the removed record's id and its survivor.
@@ -577,27 +584,23 @@ remember_member(struct dedupe *d, const struct json_obj *o, uint32_t survivor, s
 }
 
 int
-dedupe_record(struct dedupe *d, const struct json_obj *o, struct dedupe_verdict *v,
-              struct kerr *err)
+dedupe_key_missing(const struct dedupe_conf *conf, const struct json_obj *o, struct kerr *err)
 {
-    d->n_input++;
-    d->c.records++;
     struct json_val kv;
-    bool found = json_obj_path(o, d->conf.key, &kv);
-    if (!found || kv.type != JSON_STRING) {
-        if (d->conf.missing == MISSING_ERROR)
-            return kerr_set(err, found ? "field '%s' is not a string" : "no field '%s'",
-                            d->conf.key);
-        v->kind = d->conf.missing == MISSING_KEEP ? VERDICT_MISSING_KEEP : VERDICT_MISSING_DROP;
-        if (v->kind == VERDICT_MISSING_KEEP)
-            d->c.missing_kept++;
-        else
-            d->c.missing_dropped++;
+    bool found = json_obj_path(o, conf->key, &kv);
+    if (found && kv.type == JSON_STRING)
         return 0;
-    }
-    if (d->next_g >= UINT32_MAX - 1)
-        return kerr_set(err, "more than %u records in one run (shard the input)", UINT32_MAX - 2);
-    uint32_t g = new_g(d);
+    if (conf->missing == MISSING_ERROR)
+        return kerr_set(err, found ? "field '%s' is not a string" : "no field '%s'", conf->key);
+    return 1;
+}
+
+// The normalized key field into d->norm and its xxh3-128 into key. The field must be there.
+static int
+normalize_key(struct dedupe *d, const struct json_obj *o, uint64_t key[2], struct kerr *err)
+{
+    struct json_val kv;
+    json_obj_path(o, d->conf.key, &kv);
     const char *s = kv.raw + 1; // between the quotes
     size_t n = kv.raw_len - 2;
     if (kv.escaped) {
@@ -608,8 +611,50 @@ dedupe_record(struct dedupe *d, const struct json_obj *o, struct dedupe_verdict 
     }
     if (normalize(d, s, n, err) != 0)
         return -1;
-    uint64_t key[2];
     hash128(d->norm.p, d->norm.len, key);
+    return 0;
+}
+
+int
+dedupe_sign(struct dedupe *d, const struct json_obj *o, struct dedupe_sig *s, struct kerr *err)
+{
+    if (normalize_key(d, o, s->key, err) != 0)
+        return -1;
+    s->n_shingles = 0;
+    s->shingles = NULL;
+    s->band = NULL;
+    if (d->conf.mode == DEDUPE_NEAR) {
+        phase_sign(d);
+        s->n_shingles = d->set.n;
+        s->shingles = d->set.v;
+        s->band = d->band;
+    }
+    return 0;
+}
+
+int
+dedupe_record(struct dedupe *d, const struct json_obj *o, struct dedupe_verdict *v,
+              struct kerr *err)
+{
+    d->n_input++;
+    d->c.records++;
+    int miss = dedupe_key_missing(&d->conf, o, err);
+    if (miss < 0)
+        return -1;
+    if (miss) {
+        v->kind = d->conf.missing == MISSING_KEEP ? VERDICT_MISSING_KEEP : VERDICT_MISSING_DROP;
+        if (v->kind == VERDICT_MISSING_KEEP)
+            d->c.missing_kept++;
+        else
+            d->c.missing_dropped++;
+        return 0;
+    }
+    if (d->next_g >= UINT32_MAX - 1)
+        return kerr_set(err, "more than %u records in one run (shard the input)", UINT32_MAX - 2);
+    uint32_t g = new_g(d);
+    uint64_t key[2];
+    if (normalize_key(d, o, key, err) != 0)
+        return -1;
 
     struct exact_slot *e = exact_find(d, key);
     if (e) {

@@ -66,6 +66,30 @@ int dedupe_load_index(struct dedupe *d, const char *path, struct kerr *err);
 int dedupe_record(struct dedupe *d, const struct json_obj *o, struct dedupe_verdict *v,
                   struct kerr *err);
 
+// ---- the phases on their own, for a sharded run (shard.c) ----------------------------------
+
+// 0 when o has the key field as a string; 1 when not and conf->missing is keep or drop; -1
+// with err ("no field 'text'") when not and missing is error.
+int dedupe_key_missing(const struct dedupe_conf *conf, const struct json_obj *o,
+                       struct kerr *err);
+
+// A record's exact key and, in near mode, its shingle set and band hashes. The arrays belong
+// to d and are valid until the next call.
+struct dedupe_sig {
+    uint64_t key[2];
+    const uint64_t *shingles; // (n_shingles) ascending
+    size_t n_shingles;
+    const uint64_t *band; // (bands)
+};
+// Signs o (whose key field is present: see dedupe_key_missing). 0 or -1 with err.
+int dedupe_sign(struct dedupe *d, const struct json_obj *o, struct dedupe_sig *s,
+                struct kerr *err);
+
+// Appends o's raw JSON id (string or number as written) to out, or "#pos" when it has none.
+// -1 with err when the id is longer than DEDUP_INDEX_MAX_ID.
+int dedupe_raw_id(const struct dedupe_conf *conf, const struct json_obj *o, uint64_t pos,
+                  struct buf *out, struct kerr *err);
+
 // Appends the raw JSON id of kept record k (a string or number as it appeared, or "#N" with
 // N the record's 1-based position in the input when it had none) to out.
 int dedupe_kept_id(struct dedupe *d, uint32_t k, struct buf *out, struct kerr *err);

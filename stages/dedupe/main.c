@@ -5,6 +5,7 @@
 // file in common/dedup_index.c. See dedupe.1.
 #include "cli.h"
 #include "engine.h"
+#include "sharded.h"
 #include "json.h"
 #include "rec.h"
 
@@ -29,6 +30,12 @@ enum {
     OPT_CLUSTERS,
     OPT_SAVE_INDEX,
     OPT_AGAINST,
+    OPT_PHASE,
+    OPT_WORK,
+    OPT_SHARDS,
+    OPT_RANGES,
+    OPT_SHARD,
+    OPT_RANGE,
 };
 
 static void
@@ -56,6 +63,9 @@ usage(FILE *f)
             "  --save-index FILE     store this run's keys and signatures\n"
             "  --against FILE        dedupe against an index saved earlier (repeatable)\n"
             "  --seed N              permutation seed (default 0)\n"
+            "  --phase PHASE         a step of a sharded run: sign | bucket | cluster | apply\n"
+            "                        (see dedupe(1), SHARDED RUNS); with --work DIR,\n"
+            "                        --shards N, --ranges R (default N), --shard I, --range J\n"
             "  -o, --output FILE     output (default stdout); --level N, --plain, -f\n"
             "  --stats FILE          counts, clusters, peak memory as JSON\n"
             "  -q, -v, --progress, -h, --version\n");
@@ -71,6 +81,7 @@ struct opts {
     const char *rejects, *clusters, *save_index;
     const char **against;
     size_t n_against;
+    struct dedupe_shard_opts so;
 };
 
 static int
@@ -102,6 +113,12 @@ parse_options(int argc, char **argv, struct opts *o)
         {"clusters", required_argument, 0, OPT_CLUSTERS},
         {"save-index", required_argument, 0, OPT_SAVE_INDEX},
         {"against", required_argument, 0, OPT_AGAINST},
+        {"phase", required_argument, 0, OPT_PHASE},
+        {"work", required_argument, 0, OPT_WORK},
+        {"shards", required_argument, 0, OPT_SHARDS},
+        {"ranges", required_argument, 0, OPT_RANGES},
+        {"shard", required_argument, 0, OPT_SHARD},
+        {"range", required_argument, 0, OPT_RANGE},
         {0, 0, 0, 0},
     };
     static const char *const norms[] = {"none", "ws-lower", "nfkc"};
@@ -114,6 +131,7 @@ parse_options(int argc, char **argv, struct opts *o)
     o->conf.norm = DEDUP_NORM_WS_LOWER;
     o->conf.mode = DEDUPE_NEAR;
     o->kind = -1;
+    o->so.shard = o->so.range = -1;
     double threshold = 0.8;
     int opt;
     while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
@@ -176,6 +194,26 @@ parse_options(int argc, char **argv, struct opts *o)
             o->against = xrealloc(o->against, (o->n_against + 1) * sizeof *o->against);
             o->against[o->n_against++] = optarg;
             break;
+        case OPT_PHASE: {
+            static const char *const phases[] = {"sign", "bucket", "cluster", "apply"};
+            o->so.phase = (enum dedupe_phase)(parse_enum("--phase", optarg, phases, 4) + 1);
+            break;
+        }
+        case OPT_WORK:
+            o->so.work = optarg;
+            break;
+        case OPT_SHARDS:
+            o->so.shards = (uint32_t)cli_parse_int("--shards", optarg, 1, 65535);
+            break;
+        case OPT_RANGES:
+            o->so.ranges = (uint32_t)cli_parse_int("--ranges", optarg, 1, 65535);
+            break;
+        case OPT_SHARD:
+            o->so.shard = cli_parse_int("--shard", optarg, 0, 65534);
+            break;
+        case OPT_RANGE:
+            o->so.range = cli_parse_int("--range", optarg, 0, 65534);
+            break;
         default:
             die_usage("unexpected option");
         }
@@ -204,6 +242,11 @@ parse_options(int argc, char **argv, struct opts *o)
     mh->seed = o->c.seed;
     o->conf.keep_ids = o->rejects || o->clusters || o->save_index;
     o->conf.clusters = o->clusters != NULL;
+    if (!o->so.ranges)
+        o->so.ranges = o->so.shards;
+    o->so.rejects = o->rejects;
+    if (o->so.phase && (o->clusters || o->save_index || o->n_against))
+        die_usage("--clusters, --save-index and --against are not available with --phase");
 }
 
 static void
@@ -211,24 +254,12 @@ write_reject(struct rec_writer *w, struct dedupe *d, const struct json_obj *o,
              const struct dedupe_verdict *v, struct buf *line, struct buf *vals)
 {
     struct kerr err;
-    buf_reset(vals);
-    struct json_edit ed[3];
-    size_t ne = 0;
-    const char *reason = v->kind == VERDICT_EXACT  ? "\"exact\""
-                         : v->kind == VERDICT_NEAR ? "\"near\""
-                                                   : "\"missing\"";
-    ed[ne++] = (struct json_edit){"reason", reason, strlen(reason)};
-    if (v->kind == VERDICT_EXACT || v->kind == VERDICT_NEAR) {
-        // Offsets first, pointers after: appends may move vals->p.
-        if (dedupe_kept_id(d, v->survivor, vals, &err) != 0)
-            die_kerr(&err);
-        size_t id_len = vals->len;
-        json_write_double(vals, round(v->similarity * 1e6) / 1e6);
-        ed[ne++] = (struct json_edit){"duplicate_of", vals->p, id_len};
-        ed[ne++] = (struct json_edit){"similarity", vals->p + id_len, vals->len - id_len};
-    }
-    buf_reset(line);
-    json_obj_rewrite(o, ed, ne, line);
+    struct buf id = {0};
+    if ((v->kind == VERDICT_EXACT || v->kind == VERDICT_NEAR) &&
+        dedupe_kept_id(d, v->survivor, &id, &err) != 0)
+        die_kerr(&err);
+    dedupe_reject_line(o, v->kind, id.p, id.len, v->similarity, line, vals);
+    buf_free(&id);
     if (rec_writer_write(w, line->p, line->len, &err) != 0)
         die_kerr(&err);
 }
@@ -271,6 +302,12 @@ main(int argc, char **argv)
     cli_init(argv[0]);
     struct opts o = {0};
     parse_options(argc, argv, &o);
+    if (o.so.phase) {
+        dedupe_shard_run(&o.conf, &o.c, &o.so, (const char *const *)argv + optind,
+                         (size_t)(argc - optind));
+        cli_finish_stdout();
+        return 0;
+    }
     struct kerr err;
     struct stats st;
     stats_init(&st, "dedupe");

@@ -28,7 +28,7 @@ struct gen_opts {
 static void
 gen_usage(FILE *f)
 {
-    fputs("usage: evaluate generate --model DIR|FILE.gguf [--tokenizer FILE]\n"
+    fputs("usage: evaluate generate --model DIR|FILE.gguf [--adapter DIR] [--tokenizer FILE]\n"
           "         [--prompt T] [--target FIELD] [--max-tokens N] [--stop S]...\n"
           "         [--temperature X] [--top-k K] [--top-p P] [--seed N]\n"
           "         [-o RESULTS.jsonl] [--db DB [--run-name NAME]] [FILE...]\n"
@@ -255,6 +255,8 @@ cmd_generate(int argc, char **argv)
                 snprintf(id, sizeof id, "%llu", ln);
                 jw_str(&w, id);
             }
+            jw_key(&w, "prompt");
+            jw_strn(&w, text.p ? text.p : "", text.len);
             struct json_val gv;
             bool has_gold = json_obj_path(&obj, o.target, &gv) && gv.type == JSON_STRING;
             em_v = xrealloc(em_v, (n + 1) * sizeof *em_v);

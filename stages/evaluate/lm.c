@@ -33,9 +33,9 @@ struct lm_opts {
 static void
 lm_usage(FILE *f)
 {
-    fputs("usage: evaluate lm --model DIR|FILE.gguf [--tokenizer FILE] [--seq-len T]\n"
-          "         [--packed] [--bootstrap-iters N] [--seed N] [--threads N] [--batch N]\n"
-          "         [-o RESULTS.jsonl] [--db DB [--run-name NAME]] [FILE...]\n"
+    fputs("usage: evaluate lm --model DIR|FILE.gguf [--adapter DIR] [--tokenizer FILE]\n"
+          "         [--seq-len T] [--packed] [--bootstrap-iters N] [--seed N] [--threads N]\n"
+          "         [--batch N] [-o RESULTS.jsonl] [--db DB [--run-name NAME]] [FILE...]\n"
           "Records with input_ids (or text). --seq-len defaults to the model's context;\n"
           "--packed scores the stream as the trainer's validation does.\n",
           f);

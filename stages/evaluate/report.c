@@ -432,7 +432,12 @@ section_results(struct store *s, struct buf *h, struct buf *md)
 
 // The page's sections in order. A study or stage with its own section adds it here; its code
 // lives in report_<name>.c (see report.h).
+report_section_fn report_section_methods;  // report_methods.c (study 3)
+report_section_fn report_section_generate; // report_generate.c
 report_section_fn report_section_efficiency, report_section_imbalance; // report_study_data.c
+
+// One section per line (clang-format off), so additions merge cleanly.
+// clang-format off
 static report_section_fn *const sections[] = {
     section_runs,
     section_funnel,
@@ -440,7 +445,10 @@ static report_section_fn *const sections[] = {
     report_section_efficiency,
     report_section_imbalance,
     section_results,
+    report_section_generate,
+    report_section_methods,
 };
+// clang-format on
 
 static void
 report_usage(FILE *f)

@@ -19,12 +19,12 @@
 #include "gguf.h"
 #include "hash.h"
 #include "json.h"
+#include "kernels.h"
 #include "qx.h"
 #include "rec.h"
 #include "regex.h"
 #include "store.h"
 
-#include <cblas.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -329,7 +329,7 @@ card_write(struct buf *md, const char *title, const struct entry *e, int n,
              "\n## Limitations\n\n"
              "A small model trained on a limited corpus: it produces fluent-looking text that "
              "is often wrong, repeats itself, and reflects the biases and errors of its "
-             "training data. It has no safety tuning. Quantized files (Q8_0, Q4_0, Q4_K) lose "
+             "training data. It has no safety tuning. Quantized files (Q8_0, Q4_0, Q4_K_M) lose "
              "some accuracy against F32 (see the metrics and the quantization report). Do not "
              "use it for decisions about people, or where factual accuracy matters.\n");
 }
@@ -374,7 +374,7 @@ manifest_write(struct buf *out, const struct entry *e, int n, const struct card_
     jw_key(&w, "pcre2");
     jw_str(&w, regex_version());
     jw_key(&w, "openblas");
-    jw_str(&w, openblas_get_config());
+    jw_str(&w, kern_blas_version());
     jw_obj_end(&w);
     if (run) {
         jw_key(&w, "run");

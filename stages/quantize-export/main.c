@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: MIT
 // quantize-export: turns a checkpoint (HF directory, optionally with a PEFT LoRA adapter merged
 // in) into deployable, verifiable artifacts. Subcommands:
-//   gguf    a llama.cpp GGUF (F32, F16, Q8_0, Q4_0, Q4_K as a Q4_K_M-style mix) + JSON report
+//   gguf    a llama.cpp GGUF (F32, F16, Q8_0, Q4_0, Q4_K as llama.cpp's Q4_K_M mix) + JSON report
 //   hf      an HF directory (config.json, model.safetensors in f32/f16/bf16, tokenizer.json,
 //           generation_config.json)
 //   peft    a validated copy of a PEFT adapter directory
 //   bundle  a reproducible tar with a model card and MANIFEST.json (bundle.c)
 //   verify  checks a bundle's hashes (bundle.c)
-// Directories are written as DIR.tmp and renamed; files as FILE.tmp and renamed. See
-// quantize-export.1.
+// Directories are written as PARENT/.kiln-tmp-NAME and renamed (the next run removes one a
+// SIGKILL left); files as FILE.tmp and renamed. See quantize-export.1.
 #include "checkpoint.h"
 #include "cli.h"
 #include "gguf_model.h"
@@ -49,7 +49,8 @@ usage(FILE *f)
             "  --model DIR       HF checkpoint directory (config.json, model.safetensors,\n"
             "                    tokenizer.json)\n"
             "  --adapter DIR     PEFT LoRA adapter, merged into the weights (peft: validated)\n"
-            "  --type TYPE       GGUF weight type; q4_k keeps token_embd and output at Q8_0\n"
+            "  --type TYPE       GGUF weight type; q4_k is llama.cpp's Q4_K_M mix (Q6_K output,\n"
+            "                    token_embd, and attn_v/ffn_down in its use_more_bits layers)\n"
             "  --dtype DTYPE     model.safetensors dtype for hf\n"
             "  --report FILE     per-tensor type, fallback, RMSE and max error as JSON\n"
             "  --tokenizer FILE  tokenizer (default DIR/tokenizer.json)\n"

@@ -53,9 +53,12 @@ int qx_gguf_tok_init(struct qx_gguf_tok *g, const struct tok *t, const struct mo
                      struct kerr *err);
 void qx_gguf_tok_free(struct qx_gguf_tok *g);
 
-// Atomic output directories: qx_dir_begin creates DIR.tmp (removing a stale one) and returns
-// its path (free()); qx_dir_commit renames it to DIR (replacing an existing DIR only when
-// force); qx_dir_remove deletes a directory tree (best effort).
+// Atomic output directories, named like pipelines/step.c's temporaries: qx_dir_begin creates
+// PARENT/.kiln-tmp-NAME for DIR = PARENT/NAME and returns its path (free()), first removing
+// what a run killed with SIGKILL left (that temporary; PARENT/.kiln-old-NAME, the previous DIR
+// moved aside by a -f replacement, which is put back if DIR is missing); qx_dir_commit renames
+// it to DIR (replacing an existing DIR only when force); qx_dir_remove deletes a directory
+// tree (best effort).
 char *qx_dir_begin(const char *dir, bool force, struct kerr *err);
 int qx_dir_commit(const char *tmp, const char *dir, bool force, struct kerr *err);
 void qx_dir_remove(const char *path);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-// util: quantize-export's file helpers — atomic output directories (written as DIR.tmp and
-// renamed), byte-for-byte copies — and the GGUF tokenizer metadata of a struct tok.
+// util: quantize-export's file helpers — atomic output directories (written as
+// PARENT/.kiln-tmp-NAME and renamed; a killed run's leftovers are removed by the next run),
+// byte-for-byte copies — and the GGUF tokenizer metadata of a struct tok.
 #include "qx.h"
 
 #include <dirent.h>
@@ -35,6 +36,23 @@ qx_dir_remove(const char *path)
     rmdir(path);
 }
 
+// PARENT/.kiln-PREFIX-NAME for DIR = PARENT/NAME (trailing slashes ignored), the naming
+// pipelines/step.c uses for its temporaries: hidden, and unique to the output.
+static char *
+dir_sibling(const char *dir, const char *prefix)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    size_t base = n;
+    while (base > 0 && dir[base - 1] != '/')
+        base--;
+    struct buf b;
+    buf_init(&b);
+    buf_printf(&b, "%.*s.kiln-%s-%.*s", (int)base, dir, prefix, (int)(n - base), dir + base);
+    return buf_detach(&b);
+}
+
 char *
 qx_dir_begin(const char *dir, bool force, struct kerr *err)
 {
@@ -43,16 +61,20 @@ qx_dir_begin(const char *dir, bool force, struct kerr *err)
         kerr_set(err, "%s: already exists (-f replaces it)", dir);
         return NULL;
     }
-    struct buf tmp;
-    buf_init(&tmp);
-    buf_printf(&tmp, "%s.tmp", dir);
-    qx_dir_remove(tmp.p);
-    if (mkdir(tmp.p, 0755)) {
-        kerr_set(err, "%s: cannot create: %s", tmp.p, strerror(errno));
-        buf_free(&tmp);
+    // Leftovers of a run killed while writing (tmp) or while swapping (old) this output.
+    char *tmp = dir_sibling(dir, "tmp"), *old = dir_sibling(dir, "old");
+    qx_dir_remove(tmp);
+    if (stat(dir, &st) == 0)
+        qx_dir_remove(old);
+    else if (stat(old, &st) == 0 && rename(old, dir) != 0) // killed between the two renames
+        qx_dir_remove(old);
+    free(old);
+    if (mkdir(tmp, 0755)) {
+        kerr_set(err, "%s: cannot create: %s", tmp, strerror(errno));
+        free(tmp);
         return NULL;
     }
-    return buf_detach(&tmp);
+    return tmp;
 }
 
 int
@@ -62,23 +84,21 @@ qx_dir_commit(const char *tmp, const char *dir, bool force, struct kerr *err)
     if (stat(dir, &st) == 0) {
         if (!force)
             return kerr_set(err, "%s: already exists (-f replaces it)", dir);
-        struct buf old;
-        buf_init(&old);
-        buf_printf(&old, "%s.old.tmp", dir);
-        qx_dir_remove(old.p);
-        if (rename(dir, old.p)) {
+        char *old = dir_sibling(dir, "old");
+        qx_dir_remove(old);
+        if (rename(dir, old)) {
             kerr_set(err, "%s: cannot move aside: %s", dir, strerror(errno));
-            buf_free(&old);
+            free(old);
             return -1;
         }
         int rc = rename(tmp, dir);
         if (rc) {
             kerr_set(err, "%s: cannot rename to %s: %s", tmp, dir, strerror(errno));
-            rename(old.p, dir);
+            rename(old, dir);
         } else {
-            qx_dir_remove(old.p);
+            qx_dir_remove(old);
         }
-        buf_free(&old);
+        free(old);
         return rc ? -1 : 0;
     }
     if (rename(tmp, dir))

@@ -5,31 +5,26 @@
 //   tokenize encode [OPTIONS] [FILE...]   records → records with input_ids (and loss_start)
 //   tokenize decode [OPTIONS] [FILE...]   records with input_ids → records with text
 //
-// Encoding runs in batches: the main thread reads a batch of lines, N workers each encode a
-// fixed contiguous slice of it (so the output does not depend on N or timing), then the main
-// thread writes the results in input order. The first error in input order stops the run.
+// Encoding runs in batches: the main thread reads a batch of lines, cuts it into chunks of
+// CHUNK_RECORDS consecutive records (where the cuts fall depends on the batch alone), and N
+// threads (the main thread and N-1 workers) claim chunks from a counter until none are left,
+// each chunk encoded into its own output; then the main thread writes the chunks in input
+// order. So the output does not depend on N or timing, and a thread that is slow or
+// descheduled on a shared machine holds up one small chunk, not a fixed half of the batch.
+// The first error in input order stops the run.
 // The tokenizer itself lives in common/tok; this file is options, templates and glue.
 #include "cli.h"
 #include "json.h"
 #include "rec.h"
 #include "tok.h"
+#include "tok_template.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 enum mode { MODE_TRAIN, MODE_ENCODE, MODE_DECODE };
-
-// A template: literal text and {field} references, e.g. "{text}\nLabel:".
-struct tpl_part {
-    bool field;
-    char *s; // literal bytes or the field path
-    size_t n;
-};
-struct tpl {
-    struct tpl_part *p;
-    size_t n;
-};
 
 struct opts {
     struct cli_common c;
@@ -42,7 +37,7 @@ struct opts {
     const char **specials;
     size_t n_specials;
     bool prompt_set, completion_set;
-    struct tpl prompt, completion;
+    struct tok_tpl *prompt, *completion; // from common/tok_template, as evaluate uses
     int64_t max_len; // 0 = none
     bool keep_tail;  // truncation keeps the tail of the prompt
     const char *eos; // NULL = default
@@ -110,80 +105,15 @@ usage(FILE *f) {
                "--version\n");
 }
 
-// ---- templates ---------------------------------------------------------------------------
-
-static void
-tpl_parse(struct tpl *t, const char *opt, const char *s) {
-    struct buf lit = {0};
-    t->p = NULL;
-    t->n = 0;
-#define TPL_FLUSH()                                                                                \
-    do {                                                                                           \
-        if (lit.len) {                                                                             \
-            t->p = xrealloc(t->p, (t->n + 1) * sizeof *t->p);                                      \
-            t->p[t->n++] = (struct tpl_part){false, xstrndup(lit.p, lit.len), lit.len};            \
-            buf_reset(&lit);                                                                       \
-        }                                                                                          \
-    } while (0)
-    for (const char *p = s; *p; p++) {
-        if (*p == '\\' && p[1]) {
-            p++;
-            buf_putc(&lit, *p == 'n' ? '\n' : *p == 't' ? '\t' : *p == 'r' ? '\r' : *p);
-        } else if (*p == '{' && p[1] == '{') {
-            buf_putc(&lit, '{');
-            p++;
-        } else if (*p == '}' && p[1] == '}') {
-            buf_putc(&lit, '}');
-            p++;
-        } else if (*p == '{') {
-            const char *e = strchr(p, '}');
-            if (!e || e == p + 1)
-                die_usage("%s: unclosed or empty '{' at column %zu", opt, (size_t)(p - s) + 1);
-            TPL_FLUSH();
-            t->p = xrealloc(t->p, (t->n + 1) * sizeof *t->p);
-            t->p[t->n++] =
-                (struct tpl_part){true, xstrndup(p + 1, (size_t)(e - p - 1)), (size_t)(e - p - 1)};
-            p = e;
-        } else if (*p == '}') {
-            die_usage("%s: unmatched '}' at column %zu (write }} for a brace)", opt,
-                      (size_t)(p - s) + 1);
-        } else {
-            buf_putc(&lit, *p);
-        }
-    }
-    TPL_FLUSH();
-#undef TPL_FLUSH
-    buf_free(&lit);
-}
-
-static void
-tpl_free(struct tpl *t) {
-    for (size_t i = 0; i < t->n; i++)
-        free(t->p[i].s);
-    free(t->p);
-}
-
-// Appends the rendered template. Returns 0, or -1 with err naming the field.
-static int
-tpl_render(const struct tpl *t, const struct json_obj *o, struct buf *out, struct kerr *err) {
-    for (size_t i = 0; i < t->n; i++) {
-        const struct tpl_part *p = &t->p[i];
-        if (!p->field) {
-            buf_append(out, p->s, p->n);
-            continue;
-        }
-        struct json_val v;
-        if (!json_obj_path(o, p->s, &v))
-            return kerr_set(err, "template field '%s' is missing", p->s);
-        if (v.type == JSON_STRING)
-            json_str(&v, out);
-        else if (v.type == JSON_NUMBER || v.type == JSON_TRUE || v.type == JSON_FALSE)
-            buf_append(out, v.raw, v.raw_len);
-        else
-            return kerr_set(err, "template field '%s' is %s, not a string or number", p->s,
-                            v.type == JSON_NULL ? "null" : "an object or array");
-    }
-    return 0;
+// --prompt/--completion: parses the template (a repeated option replaces the earlier one).
+static struct tok_tpl *
+template_opt(struct tok_tpl *old, const char *opt, const char *text) {
+    struct kerr err;
+    struct tok_tpl *t = tok_tpl_new(text, &err);
+    if (!t)
+        die_usage("%s: %s", opt, err.msg);
+    tok_tpl_del(old);
+    return t;
 }
 
 // ---- encoding work -----------------------------------------------------------------------
@@ -200,20 +130,29 @@ struct counts {
     uint64_t records, text_bytes, tokens, truncated;
 };
 
+#define CHUNK_RECORDS 64
+
+// The results of one chunk, records [from, to) of the batch.
+struct chunk {
+    size_t from, to;
+    struct buf out; // records back to back
+    size_t *end;    // per record: end offset in out
+    size_t end_cap;
+    struct counts cnt;
+    size_t err_at; // index of the failing record, SIZE_MAX when none
+    struct kerr err;
+};
+
 struct worker {
     const struct opts *o;
     const struct tok *t;
     struct tok_enc *enc;
     int32_t eos;
     struct batch *b;
-    size_t from, to;
-    // results
-    struct buf out;  // records back to back
-    size_t *out_off; // per record in [from, to): end offset in out
-    size_t out_cap;
-    struct counts cnt;
-    size_t err_at; // index of the failing record, SIZE_MAX when none
-    struct kerr err;
+    struct chunk *chunks; // of the batch: n_chunks, claimed through *next
+    size_t n_chunks;
+    atomic_size_t *next;
+    struct chunk *c; // the chunk being encoded
     // scratch
     struct json_obj obj;
     struct buf text, ids_json, num;
@@ -249,14 +188,14 @@ ids_json(struct buf *out, const int32_t *v, size_t n) {
     ids_json2(out, v, n, NULL, 0);
 }
 
-// Encodes record i of the batch into w->out. 0, or -1 with w->err.
+// Encodes record i of the batch into w->c->out. 0, or -1 with w->c->err.
 static int
 encode_one(struct worker *w, size_t i) {
     const struct opts *o = w->o;
     const struct batch *b = w->b;
     const char *line = b->data.p + b->off[i];
     struct json_error je;
-    struct kerr *err = &w->err;
+    struct kerr *err = &w->c->err;
     if (json_obj_parse(&w->obj, line, b->len[i], &je) < 0)
         return kerr_set(err, "%s:%llu:%zu: invalid JSON: %s", b->name,
                         (unsigned long long)b->lineno[i], je.offset + 1, je.msg);
@@ -264,14 +203,14 @@ encode_one(struct worker *w, size_t i) {
     int flags = o->allow_special ? TOK_ALLOW_SPECIAL : 0;
     buf_reset(&w->text);
     if (o->prompt_set || o->completion_set) {
-        if (tpl_render(&o->prompt, &w->obj, &w->text, err) < 0)
-            goto located;
-        w->cnt.text_bytes += w->text.len;
+        if (tok_tpl_expand(o->prompt, &w->obj, NULL, NULL, &w->text, err) < 0)
+            goto template;
+        w->c->cnt.text_bytes += w->text.len;
         if (tok_encode(w->enc, w->text.p, w->text.len, flags, &w->p_ids, err) < 0)
             goto located;
         buf_reset(&w->text);
-        if (tpl_render(&o->completion, &w->obj, &w->text, err) < 0)
-            goto located;
+        if (tok_tpl_expand(o->completion, &w->obj, NULL, NULL, &w->text, err) < 0)
+            goto template;
     } else {
         struct json_val v;
         if (!json_obj_path(&w->obj, o->field, &v)) {
@@ -284,7 +223,7 @@ encode_one(struct worker *w, size_t i) {
         }
         json_str(&v, &w->text);
     }
-    w->cnt.text_bytes += w->text.len;
+    w->c->cnt.text_bytes += w->text.len;
     // Without a completion the text (or rendered prompt) is the truncatable part.
     if (tok_encode(w->enc, w->text.p, w->text.len, flags, o->completion_set ? &w->c_ids : &w->p_ids,
                    err) < 0)
@@ -313,7 +252,7 @@ encode_one(struct worker *w, size_t i) {
         else if (cut_eos)
             cut->v[room] = cut->v[body];
         cut->n = room + cut_eos;
-        w->cnt.truncated++;
+        w->c->cnt.truncated++;
     }
     // Output: the record with input_ids (and loss_start) set.
     buf_reset(&w->ids_json);
@@ -326,10 +265,12 @@ encode_one(struct worker *w, size_t i) {
         ed[1] = (struct json_edit){"loss_start", w->num.p, w->num.len};
         ne = 2;
     }
-    json_obj_rewrite(&w->obj, ed, ne, &w->out);
-    w->cnt.records++;
-    w->cnt.tokens += w->p_ids.n + w->c_ids.n;
+    json_obj_rewrite(&w->obj, ed, ne, &w->c->out);
+    w->c->cnt.records++;
+    w->c->cnt.tokens += w->p_ids.n + w->c_ids.n;
     return 0;
+template:
+    kerr_prefix(err, "template");
 located:
     kerr_prefix(err, "%s:%llu", b->name, (unsigned long long)b->lineno[i]);
     return -1;
@@ -338,18 +279,26 @@ located:
 static void *
 worker_run(void *arg) {
     struct worker *w = arg;
-    buf_reset(&w->out);
-    size_t need = w->to - w->from;
-    if (need > w->out_cap) {
-        w->out_cap = need;
-        w->out_off = xrealloc(w->out_off, need * sizeof *w->out_off);
-    }
-    for (size_t i = w->from; i < w->to; i++) {
-        if (encode_one(w, i) < 0) {
-            w->err_at = i;
-            return NULL;
+    for (;;) {
+        size_t k = atomic_fetch_add(w->next, 1);
+        if (k >= w->n_chunks)
+            break;
+        struct chunk *c = w->c = &w->chunks[k];
+        buf_reset(&c->out);
+        c->cnt = (struct counts){0};
+        c->err_at = SIZE_MAX;
+        size_t need = c->to - c->from;
+        if (need > c->end_cap) {
+            c->end_cap = need;
+            c->end = xrealloc(c->end, need * sizeof *c->end);
         }
-        w->out_off[i - w->from] = w->out.len;
+        for (size_t i = c->from; i < c->to; i++) {
+            if (encode_one(w, i) < 0) {
+                c->err_at = i;
+                break;
+            }
+            c->end[i - c->from] = c->out.len;
+        }
     }
     return NULL;
 }
@@ -506,6 +455,9 @@ run_encode(const struct opts *o, char **files, int nfiles) {
             w[k].b = &b;
         }
         pthread_t *th = xcalloc((size_t)nt, sizeof *th);
+        struct chunk *chunks = NULL;
+        size_t chunks_cap = 0;
+        atomic_size_t next;
         struct progress pr;
         progress_init(&pr, &o->c, "records", 0);
         for (int f = 0; f < (nfiles ? nfiles : 1); f++) {
@@ -532,36 +484,45 @@ run_encode(const struct opts *o, char **files, int nfiles) {
                 }
                 if (!b.n)
                     break;
-                for (int k = 0; k < nt; k++) {
-                    w[k].from = b.n * (size_t)k / (size_t)nt;
-                    w[k].to = b.n * (size_t)(k + 1) / (size_t)nt;
-                    w[k].err_at = SIZE_MAX;
-                    w[k].cnt = (struct counts){0};
+                size_t n_chunks = (b.n + CHUNK_RECORDS - 1) / CHUNK_RECORDS;
+                if (n_chunks > chunks_cap) {
+                    chunks = xrealloc(chunks, n_chunks * sizeof *chunks);
+                    memset(chunks + chunks_cap, 0, (n_chunks - chunks_cap) * sizeof *chunks);
+                    chunks_cap = n_chunks;
                 }
-                if (nt == 1) {
-                    worker_run(&w[0]);
-                } else {
-                    for (int k = 0; k < nt; k++)
-                        if (pthread_create(&th[k], NULL, worker_run, &w[k]) != 0)
-                            die("cannot start a thread:");
-                    for (int k = 0; k < nt; k++)
-                        pthread_join(th[k], NULL);
+                for (size_t k = 0; k < n_chunks; k++) {
+                    chunks[k].from = k * CHUNK_RECORDS;
+                    chunks[k].to = k + 1 < n_chunks ? (k + 1) * CHUNK_RECORDS : b.n;
                 }
+                atomic_store(&next, 0);
                 for (int k = 0; k < nt; k++) {
-                    if (w[k].err_at != SIZE_MAX) {
+                    w[k].chunks = chunks;
+                    w[k].n_chunks = n_chunks;
+                    w[k].next = &next;
+                }
+                // Workers 1..nt-1 on their own threads, worker 0 on this one.
+                int started = 1;
+                for (; started < nt && (size_t)started < n_chunks; started++)
+                    if (pthread_create(&th[started], NULL, worker_run, &w[started]) != 0)
+                        die("cannot start a thread:");
+                worker_run(&w[0]);
+                for (int k = 1; k < started; k++)
+                    pthread_join(th[k], NULL);
+                for (size_t k = 0; k < n_chunks; k++) {
+                    struct chunk *c = &chunks[k];
+                    if (c->err_at != SIZE_MAX) {
                         rec_writer_abort(out);
-                        die_kerr(&w[k].err);
+                        die_kerr(&c->err);
                     }
                     size_t start = 0;
-                    for (size_t i = 0; i < w[k].to - w[k].from; i++) {
-                        size_t end = w[k].out_off[i];
-                        if (rec_writer_write(out, w[k].out.p + start, end - start, &err) < 0) {
+                    for (size_t i = 0; i < c->to - c->from; i++) {
+                        if (rec_writer_write(out, c->out.p + start, c->end[i] - start, &err) < 0) {
                             rec_writer_abort(out);
                             die_kerr(&err);
                         }
-                        start = end;
+                        start = c->end[i];
                     }
-                    add_counts(&total, &w[k].cnt);
+                    add_counts(&total, &c->cnt);
                 }
                 st.records_in += b.n;
                 st.bytes_in += b.data.len + b.n;
@@ -573,14 +534,17 @@ run_encode(const struct opts *o, char **files, int nfiles) {
         for (int k = 0; k < nt; k++) {
             tok_enc_del(w[k].enc);
             json_obj_free(&w[k].obj);
-            buf_free(&w[k].out);
             buf_free(&w[k].text);
             buf_free(&w[k].ids_json);
             buf_free(&w[k].num);
             tok_ids_free(&w[k].p_ids);
             tok_ids_free(&w[k].c_ids);
-            free(w[k].out_off);
         }
+        for (size_t k = 0; k < chunks_cap; k++) {
+            buf_free(&chunks[k].out);
+            free(chunks[k].end);
+        }
+        free(chunks);
         free(w);
         free(th);
         buf_free(&b.data);
@@ -886,11 +850,11 @@ main(int argc, char **argv) {
             o.specials[o.n_specials++] = optarg;
             break;
         case OPT_PROMPT:
-            tpl_parse(&o.prompt, "--prompt", optarg);
+            o.prompt = template_opt(o.prompt, "--prompt", optarg);
             o.prompt_set = true;
             break;
         case OPT_COMPLETION:
-            tpl_parse(&o.completion, "--completion", optarg);
+            o.completion = template_opt(o.completion, "--completion", optarg);
             o.completion_set = true;
             break;
         case OPT_MAXLEN:
@@ -931,6 +895,10 @@ main(int argc, char **argv) {
         die_usage("--field and --prompt/--completion are exclusive");
     if (!o.field && o.mode == MODE_ENCODE)
         o.field = "text";
+    if (o.prompt_set && !o.completion_set)
+        o.completion = template_opt(NULL, "--completion", "");
+    if (o.completion_set && !o.prompt_set)
+        o.prompt = template_opt(NULL, "--prompt", "");
     char **files = argv + optind;
     int nfiles = argc - optind;
     if (o.mode == MODE_TRAIN)
@@ -939,8 +907,8 @@ main(int argc, char **argv) {
         run_encode(&o, files, nfiles);
     else
         run_decode(&o, files, nfiles);
-    tpl_free(&o.prompt);
-    tpl_free(&o.completion);
+    tok_tpl_del(o.prompt);
+    tok_tpl_del(o.completion);
     free(o.specials);
     cli_finish_stdout();
     return 0;

@@ -9,10 +9,18 @@
 // improvement. Checkpoints hold the full state (weights, AdamW moments, step, generator), so
 // --resume continues bit for bit; the results do not depend on --threads.
 //
+// Data-parallel (mpirun -np R train ...): every rank loads the data and builds the same
+// global batch; micro-batch a of the step's accum runs on the rank owning it (a contiguous
+// block of accum / R) into a zeroed gradient, and the micro-batch gradients are summed by
+// dist_tree_sum in one fixed tree over a — the same tree in a single process — so the weights
+// are byte-identical for any R and for the threaded trainer. Every rank then clips and
+// updates its own copy identically; rank 0 alone writes checkpoints, the log and stats.
+//
 // Output directory (-o DIR): DIR/checkpoint-N/ every --save-every steps (newest --keep kept),
 // DIR/best/ (with --valid), and at the end the final model's files in DIR itself.
 #include "checkpoint.h"
 #include "cli.h"
+#include "dist.h"
 #include "json.h"
 #include "kernels.h"
 #include "model.h"
@@ -185,7 +193,7 @@ parse_args(struct opts *o, int argc, char **argv)
                        .clip = 1.0, .sched = LR_COSINE, .beta = 0.1};
     peft_run_defaults(&o->pr);
     cw_defaults(&o->cw);
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN) / dist_local_size(); // ranks share the cores
     o->threads = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (int)ncpu;
     int opt;
     while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
@@ -346,7 +354,11 @@ setup_model(struct opts *o, struct model *m, const char **tok_src, struct buf *r
     }
     if (from) {
         enum st_dtype dt = ST_F32;
-        if (ckpt_load(from, m, &dt, &err) < 0)
+        // QLoRA quantizes the layer linears as they are read (never all resident in fp32).
+        int rc = o->pr.qlora && !o->resume
+                     ? ckpt_load_divert(from, m, &dt, qlora_divert, &o->pr.q, &err)
+                     : ckpt_load(from, m, &dt, &err);
+        if (rc < 0)
             die_kerr(&err);
         info("%s %s (%s weights)", o->resume ? "resuming from" : "initialized from", from,
              st_dtype_name(dt));
@@ -657,21 +669,85 @@ save_named(const struct opts *o, const char *name, const struct model *m, const 
     return rc;
 }
 
+// One optimizer step's micro-batches: a's sequences are tok/tgt + a·batch·t, packed to te[a]
+// positions each.
+struct step_mb {
+    struct model *m, *om;
+    struct model_acts *acts;
+    struct kpool *pool;
+    int *tok, *tgt, *te;
+    int batch, t, scored;
+    const float *roww; // --class-weights: each sequence's weight (NULL: unweighted)
+    double wscored;    // the step's scored tokens counted with their weights
+};
+
+// dist_leaf_fn: micro-batch a's gradient (scaled by 1 / the step's scored tokens) into v;
+// returns its summed loss.
+static double
+step_mb_grad(void *ctx, int a, float *v)
+{
+    struct step_mb *s = ctx;
+    size_t off = (size_t)a * s->batch * s->t;
+    model_grads_zero(s->om);
+    double loss =
+        s->roww ? cw_forward_backward(s->m, s->acts, s->pool, s->tok + off, s->tgt + off,
+                                      s->roww + (size_t)a * s->batch, s->batch, s->te[a],
+                                      (float)(1.0 / s->wscored))
+                : model_forward_backward(s->m, s->acts, s->pool, s->tok + off, s->tgt + off,
+                                         s->batch, s->te[a], 1.0f / (float)s->scored, NULL);
+    memcpy(v, s->om->grads, s->om->n_params * sizeof(float));
+    return loss;
+}
+
+// A usage error every rank detects alike: rank 0 says it, all leave MPI and exit 2.
+static noreturn void
+die_usage_all(const char *msg)
+{
+    if (dist_rank() != 0) {
+        dist_finalize();
+        exit(2);
+    }
+    dist_finalize();
+    die_usage("%s", msg);
+}
+
 // ---- main ----------------------------------------------------------------------------------
 
 int
 main(int argc, char **argv)
 {
     cli_init("train");
+    struct kerr err;
+    if (dist_init(&argc, &argv, &err) < 0)
+        die_kerr(&err);
+    int rank = dist_rank(), ranks = dist_size();
     struct opts o;
     parse_args(&o, argc, argv);
+    if (rank != 0) // rank 0 speaks for the job
+        cli_verbosity = 0, o.c.progress = 0;
+    if (ranks > 1 && o.dpo)
+        die_usage_all("--objective dpo does not run data-parallel; start it without mpirun");
+    if (o.accum % ranks != 0) {
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "--accum %d is not divisible by the %d MPI ranks: the global batch (--accum "
+                 "micro-batches of --batch sequences) is split by whole micro-batches",
+                 o.accum, ranks);
+        die_usage_all(msg);
+    }
     char *stdin_only[] = {"-", NULL};
     char **files = optind < argc ? argv + optind : stdin_only;
-    struct kerr err;
+    for (char **f = files; ranks > 1 && *f; f++)
+        if (strcmp(*f, "-") == 0)
+            die_usage_all("under MPI every rank reads the training data: give it as files "
+                          "(mpirun passes stdin to rank 0 only)");
     double t_start = now_seconds();
 
     struct kpool *pool = kpool_new(o.threads);
     info("%d threads, BLAS %s", kpool_threads(pool), kern_blas_desc());
+    if (dist_active())
+        info("data-parallel: %d MPI ranks (%s), %d threads each", ranks, dist_desc(),
+             kpool_threads(pool));
 
     struct model m;
     const char *tok_src = NULL;
@@ -738,7 +814,7 @@ main(int argc, char **argv)
     struct adamw opt;
     adamw_init(&opt, om, (float)o.beta1, (float)o.beta2, (float)o.adam_eps,
                (float)o.weight_decay);
-    size_t pbytes = m.n_params * sizeof(float), obytes = om->n_params * sizeof(float);
+    size_t pbytes = peft_run_base_bytes(&o.pr, &m), obytes = om->n_params * sizeof(float);
     size_t abytes = model_acts_bytes(c, acts_b, t, true, kpool_threads(pool));
     if (om != &m)
         pbytes += obytes;
@@ -759,7 +835,8 @@ main(int argc, char **argv)
 
     struct buf args = {0};
     args_json(&o, &train, batch, total, &args);
-    struct train_state st = {.total_steps = total, .seed = o.c.seed, .best_loss = NAN};
+    struct train_state st = {.total_steps = total, .seed = o.c.seed, .best_loss = NAN,
+                             .ranks = dist_active() ? ranks : 0};
     model_rng_seed(&st.rng_epoch, o.c.seed ^ 0x747261696e000000ull); // "train"
     if (o.resume) {
         if (state_load(resume_dir.p, &m, &opt, &st, args.p, &err) < 0)
@@ -770,13 +847,15 @@ main(int argc, char **argv)
     struct model_rng rng = st.rng_epoch;
     make_perm(perm, train.n_seq, &rng);
 
-    if (mkdir(o.c.output, 0777) < 0 && errno != EEXIST)
+    bool writer = rank == 0; // the one rank that writes files
+    if (writer && mkdir(o.c.output, 0777) < 0 && errno != EEXIST)
         die("%s: cannot create:", o.c.output);
-    remove_stale_tmp(o.c.output);
+    if (writer)
+        remove_stale_tmp(o.c.output);
     FILE *logf = NULL;
-    if (o.log && o.resume)
+    if (writer && o.log && o.resume)
         log_trim(o.log, st.step);
-    if (o.log && !(logf = fopen(o.log, o.resume ? "a" : "w")))
+    if (writer && o.log && !(logf = fopen(o.log, o.resume ? "a" : "w")))
         die("%s:", o.log);
 
     size_t rows = (size_t)(per_step > 2 ? per_step : 2);
@@ -787,6 +866,11 @@ main(int argc, char **argv)
     int64_t retain_every = o.retain_every ? o.retain_every : o.valid_every ? o.valid_every : 10;
     int *lens = xmalloc(sizeof(int) * (size_t)per_step);
     float *roww = xmalloc(sizeof(float) * (size_t)per_step);
+    struct step_mb mb = {.m = &m, .om = om, .acts = &acts, .pool = pool, .tok = tok, .tgt = tgt,
+                         .te = xmalloc(sizeof(int) * (size_t)o.accum), .batch = batch, .t = t,
+                         .roww = o.cw.spec ? roww : NULL};
+    double *mb_loss = xmalloc(sizeof(double) * (size_t)o.accum);
+    float *gsum = o.dpo ? NULL : xmalloc(om->n_params * sizeof(float));
     bool progress = o.c.progress == 1 || (o.c.progress < 0 && isatty(2) && cli_verbosity > 0);
     double t_loop = now_seconds(), last_draw = 0, loss = NAN;
     int64_t start_step = st.step;
@@ -843,13 +927,17 @@ main(int argc, char **argv)
                     memmove(bg + (size_t)j * te, bg + (size_t)j * t, sizeof(int) * te);
                 }
             }
-            if (o.cw.spec)
-                loss_sum += cw_forward_backward(&m, &acts, pool, bt, bg, roww + a * batch, batch,
-                                                te, (float)(1.0 / wscored));
-            else
-                loss_sum += model_forward_backward(&m, &acts, pool, bt, bg, batch, te,
-                                                   1.0f / (float)scored, NULL);
+            mb.te[a] = te;
             step_tokens += (uint64_t)batch * te;
+        }
+        if (!o.dpo) { // micro-batch gradients summed in the fixed tree, over the ranks
+            mb.scored = scored;
+            mb.wscored = wscored;
+            if (dist_tree_sum(o.accum, step_mb_grad, &mb, gsum, om->n_params, mb_loss, &err) < 0)
+                die_kerr(&err);
+            memcpy(om->grads, gsum, om->n_params * sizeof(float));
+            for (int a = 0; a < o.accum; a++)
+                loss_sum += mb_loss[a];
         }
         loss = loss_sum / (o.cw.spec ? wscored : scored);
         double norm = o.clip > 0 ? model_grad_clip(om, pool, o.clip) : model_grad_norm(om, pool);
@@ -947,7 +1035,7 @@ main(int argc, char **argv)
                 st.best_loss = vl;
                 st.best_step = step;
                 st.bad_validations = 0;
-                if (save_named(&o, "best", &m, &opt, &st, args.p, tok_src, &err) < 0)
+                if (writer && save_named(&o, "best", &m, &opt, &st, args.p, tok_src, &err) < 0)
                     die_kerr(&err);
             } else if (o.patience && ++st.bad_validations >= o.patience) {
                 stopped_early = true;
@@ -956,13 +1044,14 @@ main(int argc, char **argv)
         if (o.save_every && step % o.save_every == 0 && step != total && !stopped_early) {
             char name[64];
             snprintf(name, sizeof name, "checkpoint-%lld", (long long)step);
-            if (save_named(&o, name, &m, &opt, &st, args.p, tok_src, &err) < 0)
+            if (writer && save_named(&o, name, &m, &opt, &st, args.p, tok_src, &err) < 0)
                 die_kerr(&err);
-            prune_checkpoints(o.c.output, o.keep);
+            if (writer)
+                prune_checkpoints(o.c.output, o.keep);
             buf_reset(&last_saved);
             buf_printf(&last_saved, "%s/%s", o.c.output, name);
         }
-        if (kill_at && atoll(kill_at) == step)
+        if (kill_at && atoll(kill_at) == step && writer) // under MPI mpirun ends the others
             raise(SIGKILL);
         if (stopped_early) {
             if (progress)
@@ -976,7 +1065,7 @@ main(int argc, char **argv)
     if (progress)
         fputs("\r\033[K", stderr);
     double secs = now_seconds() - t_loop;
-    if (!peft_run_save(&o.pr, &m, pool, o.c.output, o.save_dtype) &&
+    if (writer && !peft_run_save(&o.pr, &m, pool, o.c.output, o.save_dtype) &&
         state_save_files(o.c.output, &m, &opt, &st, args.p, tok_src, o.save_dtype, &err) < 0)
         die_kerr(&err);
     if (logf && fclose(logf) != 0)
@@ -993,12 +1082,18 @@ main(int argc, char **argv)
     stats_u64(&stats, "tokens", st.tokens_seen);
     stats_u64(&stats, "parameters", m.n_params);
     stats_u64(&stats, "threads", (uint64_t)kpool_threads(pool));
+    if (dist_active()) {
+        stats_u64(&stats, "mpi_ranks", (uint64_t)ranks);
+        stats_u64(&stats, "mpi_bytes_sent_rank0", dist_bytes_sent());
+    }
     stats_f64(&stats, "final_loss", loss);
+    stats_f64(&stats, "tokens_per_s",
+              secs > 0 ? (double)(st.tokens_seen - start_tokens) / secs : 0);
     if (!isnan(st.best_loss)) {
         stats_f64(&stats, "best_valid_loss", st.best_loss);
         stats_f64(&stats, "unigram_valid_loss", unigram);
     }
-    if (stats_write(&stats, o.c.stats, &err) < 0)
+    if (writer && stats_write(&stats, o.c.stats, &err) < 0)
         die_kerr(&err);
     stats_free(&stats);
 
@@ -1006,6 +1101,9 @@ main(int argc, char **argv)
     free(tgt);
     free(lens);
     free(roww);
+    free(mb.te);
+    free(mb_loss);
+    free(gsum);
     free(pair_idx);
     free(perm);
     peft_run_free(&o.pr);
@@ -1023,5 +1121,6 @@ main(int argc, char **argv)
     model_free(&m);
     kpool_del(pool);
     cli_finish_stdout();
+    dist_finalize();
     return 0;
 }

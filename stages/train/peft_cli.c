@@ -32,9 +32,10 @@ peft_run_opt(struct peft_run *r, int opt, const char *arg)
         else if (strcmp(arg, "hft") == 0)
             r->method = METHOD_HFT;
         else if (strcmp(arg, "qlora") == 0)
-            die_usage("--method qlora is not implemented yet (use lora)");
+            r->method = METHOD_LORA;
         else
-            die_usage("--method: '%s' is not full, lora or hft", arg);
+            die_usage("--method: '%s' is not full, lora, qlora or hft", arg);
+        r->qlora = strcmp(arg, "qlora") == 0;
         return true;
     case PEFT_OPT_LORA_R: r->lc.r = (int)cli_parse_int("--lora-r", arg, 1, 65536); return true;
     case PEFT_OPT_LORA_ALPHA:
@@ -70,10 +71,14 @@ peft_run_setup(struct peft_run *r, struct model *m, struct kpool *pool, uint64_t
 {
     struct kerr err;
     r->om = m;
+    const char *name = r->qlora ? "qlora" : "lora";
     if (r->method != METHOD_LORA && (r->adapter || r->merge))
-        die_usage("--adapter and --merge need --method lora");
+        die_usage("--adapter and --merge need --method lora or qlora");
     if (r->method == METHOD_LORA && (r->freeze || r->n_lr_mult))
-        die_usage("--freeze and --lr-mult apply to --method full|hft (LoRA freezes the base)");
+        die_usage("--freeze and --lr-mult apply to --method full|hft (--method %s freezes the "
+                  "base)", name);
+    if (r->method != METHOD_HFT && r->hft_every)
+        die_usage("--hft-every needs --method hft");
     if (r->method == METHOD_LORA) {
         if (r->adapter) {
             if (lora_load(r->adapter, &r->lo, m, &err) < 0)
@@ -85,11 +90,19 @@ peft_run_setup(struct peft_run *r, struct model *m, struct kpool *pool, uint64_t
         }
         lora_attach(&r->lo, m, pool);
         r->om = &r->lo.view;
+        if (r->qlora) {
+            size_t before = m->n_params * sizeof(float);
+            qlora_attach(&r->q, m);
+            size_t after = qlora_bytes(&r->q) + r->q.slab * sizeof(float);
+            info("QLoRA: base layer linears in NF4 (blocks of %d, double-quantized absmax): "
+                 "weights %.2f MiB instead of %.2f MiB",
+                 QLORA_BLOCK, (double)after / 1048576.0, (double)before / 1048576.0);
+        }
         size_t n = lora_params(&r->lo);
-        info("LoRA: r %d, alpha %g (scale %.4g%s), dropout %g, %zu adapter parameters "
+        info("%s: r %d, alpha %g (scale %.4g%s), dropout %g, %zu adapter parameters "
              "(%.3f%% of %zu)%s%s",
-             r->lc.r, r->lc.alpha, r->lo.scale, r->lc.rslora ? ", rslora" : "", r->lc.dropout,
-             n, 100.0 * (double)n / (double)m->n_params, m->n_params,
+             r->qlora ? "QLoRA" : "LoRA", r->lc.r, r->lc.alpha, r->lo.scale,
+             r->lc.rslora ? ", rslora" : "", r->lc.dropout, n, 100.0 * (double)n / (double)m->n_params, m->n_params,
              r->adapter ? ", continuing " : "", r->adapter ? r->adapter : "");
         return;
     }
@@ -149,6 +162,14 @@ peft_run_step(struct peft_run *r, struct model *m, int64_t step, int64_t steps_p
     buf_free(&d);
 }
 
+size_t
+peft_run_base_bytes(const struct peft_run *r, const struct model *m)
+{
+    if (r->method == METHOD_LORA && r->qlora)
+        return qlora_bytes(&r->q) + r->q.slab * sizeof(float);
+    return m->n_params * sizeof(float);
+}
+
 void
 peft_run_update(struct peft_run *r, struct adamw *o, struct kpool *pool, float lr)
 {
@@ -166,6 +187,8 @@ peft_run_save(struct peft_run *r, struct model *m, struct kpool *pool, const cha
         die_kerr(&err);
     if (r->merge) {
         lora_detach(&r->lo, m);
+        if (r->qlora) // the base the adapter was trained against: NF4, dequantized
+            qlora_detach(&r->q, m);
         lora_merge(&r->lo, m, pool);
         if (ckpt_save(dir, m, dtype, &err) < 0)
             die_kerr(&err);
@@ -179,6 +202,8 @@ peft_run_free(struct peft_run *r)
 {
     if (r->method == METHOD_LORA)
         lora_free(&r->lo);
+    if (r->qlora)
+        qlora_free(&r->q);
     free(r->mult);
 }
 

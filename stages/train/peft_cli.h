@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "lora.h"
 #include "model.h"
+#include "qlora.h"
 #include "safetensors.h"
 
 #include <getopt.h>
@@ -54,8 +55,10 @@ struct peft_run {
     const char *lr_mult[PEFT_MAX_LR_MULT];
     int n_lr_mult;
     int64_t hft_every; // steps per HFT round (0: one round per epoch)
+    bool qlora;        // --method qlora: METHOD_LORA over an NF4 base (qlora.h)
     // run state
     struct lora lo;
+    struct qlora q;    // the quantized base when qlora
     float *mult;       // [n_tensors] or NULL
     struct model *om;  // what the optimizer updates: the model, or the adapter's view
     int64_t hft_round;
@@ -71,6 +74,8 @@ void peft_run_setup(struct peft_run *r, struct model *m, struct kpool *pool, uin
 // Before each optimizer step (1-based): HFT rounds, dropout masks.
 void peft_run_step(struct peft_run *r, struct model *m, int64_t step, int64_t steps_per_epoch,
                    uint64_t seed);
+// Bytes of the model's weights as held in memory (the slab, plus the NF4 base for QLoRA).
+size_t peft_run_base_bytes(const struct peft_run *r, const struct model *m);
 // The AdamW update with the multipliers.
 void peft_run_update(struct peft_run *r, struct adamw *o, struct kpool *pool, float lr);
 // The output: LoRA writes the adapter into dir (and, with --merge, the merged model);

@@ -81,6 +81,10 @@ state_json(const struct train_state *s, const char *args_json, struct buf *out)
     jw_int(&w, s->bad_validations);
     jw_key(&w, "tokens_seen");
     jw_uint(&w, s->tokens_seen);
+    if (s->ranks > 0) { // recorded under MPI only, so other runs' files stay as they were
+        jw_key(&w, "mpi_ranks");
+        jw_int(&w, s->ranks);
+    }
     jw_key(&w, "args");
     jw_raw(&w, args_json, strlen(args_json));
     jw_obj_end(&w);

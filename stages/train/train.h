@@ -56,6 +56,7 @@ struct train_state {
     int64_t best_step;
     int64_t bad_validations;  // validations since the last improvement
     uint64_t tokens_seen;
+    int64_t ranks;            // MPI ranks of the run that saved it; 0 = not under MPI (not saved)
 };
 
 // Nothing time-dependent is saved, so a checkpoint's bytes depend only on the inputs and options.

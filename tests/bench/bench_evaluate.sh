@@ -31,3 +31,40 @@ for th in 1 2; do
     bench_record "evaluate_forward_${th}t" threads "$th" evaluate_tokens_per_s "$me" \
         train_tokens_per_s "$mt" ratio "$ratio"
 done
+
+# Prompt processing against llama.cpp (npm node-llama-cpp 3.21.1, tests/bench/llama_pp.mjs) on
+# the same exported F32 GGUF: a V300 d256 L6 (8 heads, ffn 688) model, prompts of 512 tokens
+# processed as one batch. kiln: `evaluate lm --packed --seq-len 512 --batch 1` over the GGUF
+# (9 windows; it also computes every position's logits and log-softmax, llama.cpp only the
+# last one's); llama.cpp: 5 prompts after a warm-up, KV cache cleared between. Alternating,
+# EVAL_REPS times; medians of the per-run tokens/s and their ratio. Target: >= 0.7x.
+if command -v node >/dev/null && "$KILN_ROOT/tests/tools/nlc_install.sh" 2>"$work/nlc.err"; then
+    awk 'BEGIN { srand(12); for (i = 0; i < 8; i++) { s = "{\"input_ids\":["
+        for (j = 0; j < 600; j++) s = s (j ? "," : "") int(rand() * 299) + 1
+        print s "]}" } }' > "$work/pp.jsonl"
+    train --tokenizer "$work/tok/tokenizer.json" --eos 0 --dim 256 --layers 6 --heads 8 \
+        --ffn 688 --max-seq 512 --seq-len 256 --batch 2 --steps 1 -q -o "$work/pp-model" \
+        "$work/pp.jsonl" && quantize-export gguf -q -f --model "$work/pp-model" --type f32 \
+        -o "$work/pp.gguf" || return 1
+    for th in 1 2; do
+        ki=() ll=()
+        for ((r = 0; r < EVAL_REPS; r++)); do
+            evaluate lm --model "$work/pp.gguf" --tokenizer "$work/tok/tokenizer.json" --packed \
+                --seq-len 512 --batch 1 --threads "$th" --bootstrap-iters 0 \
+                --stats "$work/pp-st.json" -o /dev/null "$work/pp.jsonl" 2>"$work/ev.err" ||
+                { cat "$work/ev.err" >&2; return 1; }
+            ki+=("$(sed 's/.*"tokens_per_s":\([0-9.e+]*\).*/\1/' "$work/pp-st.json")")
+            ll+=("$(node "$KILN_ROOT/tests/bench/llama_pp.mjs" "$work/pp.gguf" 512 5 "$th" |
+                sed 's/.*"tokens_per_s":\([0-9.e+]*\).*/\1/')")
+        done
+        mk=$(printf '%s\n' "${ki[@]}" | median_of)
+        ml=$(printf '%s\n' "${ll[@]}" | median_of)
+        ratio=$(echo "$mk / $ml" | bc -l)
+        printf '%-46s evaluate %8.0f tok/s | llama.cpp %7.0f tok/s | ratio %.2fx (target >= 0.7x)\n' \
+            "prompt processing F32 GGUF (V300 d256 L6 T512) ${th}t" "$mk" "$ml" "$ratio"
+        bench_record "evaluate_pp_llama_${th}t" threads "$th" evaluate_tokens_per_s "$mk" \
+            llama_tokens_per_s "$ml" ratio "$ratio"
+    done
+else
+    echo "prompt processing vs llama.cpp: skipped ($(tail -n 1 "$work/nlc.err" 2>/dev/null || echo 'node not found'))"
+fi

@@ -227,12 +227,34 @@ TINY=$KILN_ROOT/build/tests/tools/eval_tiny_model
     expect_status 2
 }
 
+@test "evaluate report: the newest generate run's generations with prompt, target and exact match" {
+    "$TINY" m 1
+    evaluate report --db x.db --md none.md -o none.html 2>/dev/null || true
+    evaluate generate --model m --db x.db --run-name old --max-tokens 2 -q -o /dev/null "$E/gen.jsonl"
+    evaluate generate --model m --db x.db --run-name new --max-tokens 3 --stop zz -q -o g.jsonl "$E/gen.jsonl"
+    head -n 1 g.jsonl | grep -q '^{"id":"g1","prompt":"Win a free","gold":" prize","prediction":'
+    evaluate classify --model m --db x.db --run-name C -q -o /dev/null "$E/sms.jsonl"
+    run evaluate report --db x.db -o r.html --md r.md
+    expect_status 0
+    grep -q '^## Generations' r.md
+    grep -q '^Run 2 \*\*new\*\*: exact match 0 ± 0\.$' r.md
+    grep -q '^| g1 | Win a free | .* |  prize | no | 3 |  |$' r.md
+    grep -q '^| g2 | Meeting moved to | ' r.md
+    grep -q '<h2>Generations</h2>' r.html
+    grep -q '<td class="l">Meeting moved to</td>' r.html
+    # no generate run, no section
+    evaluate classify --model m --db y.db -q -o /dev/null "$E/sms.jsonl"
+    evaluate report --db y.db -o y.html --md y.md
+    ! grep -q 'Generations' y.md y.html
+}
+
 @test "evaluate report: self-contained HTML opens in headless Chromium without console errors; charts drawn" {
     if ! command -v chromium > /dev/null; then
         echo "# SKIPPED LOUDLY: chromium is not installed (apt-get install chromium)" >&3
         skip "chromium is not installed"
     fi
     "$TINY" m 1
+    evaluate generate --model m --db x.db --run-name G --max-tokens 4 -q -o /dev/null "$E/gen.jsonl"
     evaluate classify --model m --db x.db --run-name A -q -o /dev/null "$E/sms.jsonl"
     evaluate classify --model m --db x.db --run-name B --choices ham,spam -q -o /dev/null "$E/sms.jsonl"
     printf '{"stage":"filter","version":"0.1.0","records_in":10,"bytes_in":100,"records_out":8,"bytes_out":80,"seconds":0.1}\n' > st.json
@@ -244,6 +266,7 @@ TINY=$KILN_ROOT/build/tests/tools/eval_tiny_model
     ! grep -Eq 'https?://|<script|<link|src=' report.html
     grep -q '^## Data funnel' report.md
     grep -q '^| ham | ' report.md
+    grep -q '^## Generations' report.md
     # the same database renders the same bytes
     evaluate report --db x.db -o again.html
     cmp report.html again.html

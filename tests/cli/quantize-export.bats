@@ -15,6 +15,14 @@ setup_file() {
 
 B() { echo "$BATS_FILE_TMPDIR/$1"; }
 
+# no_stray_left: no *.tmp files and no directory temporaries (.kiln-tmp-*, .kiln-old-*).
+no_stray_left() {
+    no_tmp_left
+    local n
+    n=$(find . -name '.kiln-*' | wc -l)
+    [ "$n" -eq 0 ] || { find . -name '.kiln-*' >&2; return 1; }
+}
+
 @test "gguf: every type reads back through the GGUF reader with the report's RMSE and max error" {
     for t in f32 f16 q8_0 q4_0 q4_k; do
         run quantize-export gguf -q --model "$(B base)" --type $t -o m.gguf --report r.json
@@ -23,7 +31,7 @@ B() { echo "$BATS_FILE_TMPDIR/$1"; }
         expect_status 0
         expect_output_contains "tensors 21 mismatches 0"
     done
-    no_tmp_left
+    no_stray_left
 }
 
 @test "gguf: F32 is exact, quantized errors are in the expected order, fallbacks are reported" {
@@ -103,7 +111,7 @@ B() { echo "$BATS_FILE_TMPDIR/$1"; }
     run quantize-export hf -f --model "$(B base)" --dtype f16 -o out-f32
     expect_status 0
     grep -q '"dtype":"F16"' out-f32/model.safetensors
-    no_tmp_left
+    no_stray_left
 }
 
 @test "peft: validated copy; checked against a base; bad adapters are refused" {
@@ -122,7 +130,7 @@ B() { echo "$BATS_FILE_TMPDIR/$1"; }
     run quantize-export peft --adapter dora -o q
     expect_status 1
     expect_output_contains 'peft_type is not "LORA"'
-    no_tmp_left
+    no_stray_left
 }
 
 @test "bad input: an adapter for another base, exit 1, no output" {
@@ -135,7 +143,7 @@ B() { echo "$BATS_FILE_TMPDIR/$1"; }
     run quantize-export peft --adapter wlora --model "$(B base)" -o p
     expect_status 1
     [ ! -e p ]
-    no_tmp_left
+    no_stray_left
 }
 
 @test "bad input: checkpoint with missing or mis-shaped tensors, exit 1, no output" {
@@ -154,7 +162,7 @@ B() { echo "$BATS_FILE_TMPDIR/$1"; }
     run quantize-export gguf --model nowhere --type f32 -o m.gguf
     expect_status 1
     [ ! -e m.gguf ]
-    no_tmp_left
+    no_stray_left
 }
 
 @test "bad input: unwritable output, exit 1, nothing left" {
@@ -166,7 +174,7 @@ B() { echo "$BATS_FILE_TMPDIR/$1"; }
     expect_status 1
     run quantize-export bundle -o afile/b.tar "$(B base)/config.json"
     expect_status 1
-    no_tmp_left
+    no_stray_left
 }
 
 @test "usage errors exit 2" {
@@ -206,7 +214,7 @@ B() { echo "$BATS_FILE_TMPDIR/$1"; }
     expect_output_contains "2023-11-14"
     [ "$(tar -tf a.tar | tr '\n' ' ')" = "MANIFEST.json README.md config.json m.gguf tokenizer.json " ]
     zstd -dc a.tar.zst | cmp - a.tar
-    no_tmp_left
+    no_stray_left
 }
 
 @test "bundle: model card and manifest carry the run, metrics, hashes and provenance" {
@@ -264,4 +272,48 @@ B() { echo "$BATS_FILE_TMPDIR/$1"; }
     run quantize-export verify bad2.tar
     expect_status 1
     expect_output_contains "config.json: sha256"
+}
+
+# A SIGKILL mid-export leaves the hidden temporary (nothing at the output); the next run to the
+# same output removes it and succeeds. The kill lands while model.safetensors is being written
+# (retried on a machine too fast to catch it).
+@test "hf: kill -9 mid-export leaves only .kiln-tmp-NAME, which the next run removes" {
+    "$FIX" model big 3 0 256 8 256 2>/dev/null
+    local caught=0 pid
+    for attempt in 1 2 3 4 5 6 7 8; do
+        rm -rf out-k .kiln-tmp-out-k
+        quantize-export hf --model big --dtype bf16 -o out-k &
+        pid=$!
+        while kill -0 "$pid" 2>/dev/null && [ ! -d .kiln-tmp-out-k ]; do :; done
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        if [ -d .kiln-tmp-out-k ] && [ ! -e out-k ]; then
+            caught=1
+            break
+        fi
+    done
+    [ "$caught" = 1 ] || skip "the export finished before the kill 8 times"
+    run quantize-export hf --model big --dtype bf16 -o out-k
+    expect_status 0
+    [ -f out-k/model.safetensors ] && [ -f out-k/tokenizer.json ]
+    no_stray_left
+    # A -f replacement killed between its two renames leaves the old directory aside and no
+    # output: the next run puts it back (then, without -f, refuses to replace it).
+    mv out-k .kiln-old-out-k
+    mkdir .kiln-tmp-out-k
+    run quantize-export hf --model big --dtype f32 -o out-k
+    expect_status 1
+    expect_output_contains "out-k: already exists"
+    grep -q '"dtype":"BF16"' out-k/model.safetensors
+    no_stray_left
+}
+
+@test "peft: a stale temporary, and a stale moved-aside copy beside the output, are removed" {
+    mkdir -p sub/.kiln-tmp-p
+    touch sub/.kiln-tmp-p/junk
+    quantize-export peft --adapter "$(B lora)" -o sub/p/
+    cmp sub/p/adapter_model.safetensors "$(B lora)/adapter_model.safetensors"
+    mkdir sub/.kiln-old-p
+    quantize-export peft -f --adapter "$(B lora)" -o sub/p
+    no_stray_left
 }

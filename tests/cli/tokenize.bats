@@ -130,7 +130,7 @@ setup_file() {
     printf '{"text":"x","label":"a"}\n{"text":"y"}\n' >m.jsonl
     run tokenize encode --tokenizer "$TOKDIR/tok.json" --prompt '{text}' --completion ' {label}' m.jsonl -o out.jsonl
     expect_status 1
-    expect_output_contains "m.jsonl:2: template field 'label' is missing"
+    expect_output_contains "m.jsonl:2: template: no field 'label'"
     [ ! -e out.jsonl ]
     no_tmp_left
     run tokenize encode --tokenizer "$TOKDIR/tok.json" --prompt '{text' m.jsonl

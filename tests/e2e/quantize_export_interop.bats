@@ -92,3 +92,29 @@ compare() {
     want="{\"tokens\":[$(tr ' ' ',' <"$BATS_FILE_TMPDIR/held_out.ids")]}"
     [ "$output" = "$want" ] || { echo "llama.cpp: $output" >&2; echo "kiln:      $want" >&2; return 1; }
 }
+
+# Q4_K_M is llama.cpp's mix, block for block: llama.cpp's own llama_model_quantize (LLAMA_FTYPE
+# _MOSTLY_Q4_K_M = 15, token_embd at Q6_K = 14) of kiln's F32 export equals kiln's q4_k export
+# tensor by tensor (types and bytes). 8 layers of width 256 so Q6_K fits and use_more_bits picks
+# layers 0, 3, 6 and 7. Then llama.cpp runs kiln's file and agrees with kiln's forward over it.
+@test "Q4_K_M: tensors byte-identical to llama.cpp's quantizer; llama.cpp runs the file" {
+    need_llama
+    local lib
+    lib=$(find "${KILN_NLC_DIR:-$KILN_ROOT/build/cache/nlc}/node_modules/@node-llama-cpp" \
+        -name 'libllama*.so' | head -n 1)
+    [ -n "$lib" ]
+    "$FIX" model wide 11 0 256 8 256 2>/dev/null
+    quantize-export gguf -q --model wide --type f32 -o f32.gguf
+    quantize-export gguf -q --model wide --type q4_k -o k.gguf --report k.json
+    run "$TOOLS/llama_quantize" "$lib" f32.gguf ref.gguf 15 14 k.gguf
+    echo "$output" >&3
+    expect_status 0
+    expect_output_contains "75 tensors (10 Q6_K), 0 differ"
+    ids=$(cat "$BATS_FILE_TMPDIR/held_out.ids")
+    node "$KILN_ROOT/tests/tools/llama_logits.mjs" k.gguf $ids >llama.json
+    "$FIX" logits k.gguf $ids >ref.json
+    run node "$KILN_ROOT/tests/tools/logits_compare.mjs" --max-diff 0.3 --min-top1 0.9 \
+        llama.json ref.json
+    echo "Q4_K_M vs the GGUF read back: $output" >&3
+    expect_status 0
+}

@@ -35,10 +35,11 @@ main(int argc, char **argv)
     struct tok_train_opts to = {
         .vocab_size = 300, .specials = specials, .n_specials = 1, .pre = TOK_PRE_GPT2};
     struct tok_trainer *tr = tok_trainer_new(&to, &err);
-    for (size_t i = 0; tr && i < sizeof text / sizeof *text; i++)
-        if (tok_trainer_add(tr, text[i], strlen(text[i]), &err) < 0)
-            tr = NULL;
-    struct tok *t = tr ? tok_trainer_finish(tr, &err) : NULL;
+    bool ok = tr != NULL;
+    for (size_t i = 0; ok && i < sizeof text / sizeof *text; i++)
+        ok = tok_trainer_add(tr, text[i], strlen(text[i]), &err) == 0;
+    struct tok *t = ok ? tok_trainer_finish(tr, &err) : NULL;
+    tok_trainer_del(tr);
     if (!t) {
         fprintf(stderr, "eval_tiny_model: %s\n", err.msg);
         return 1;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // gen_quant_ref: writes the committed fixture tests/unit/data/quant_ggml_ref.bin by running
-// ggml's own reference quantizers (quantize_row_{q8_0,q4_0,q4_K}_ref from libggml-base.so, as
+// ggml's own reference quantizers (quantize_row_{q8_0,q4_0,q4_K,q6_K}_ref from libggml-base.so, as
 // shipped in the npm package node-llama-cpp 3.21.1) on a fixed set of input blocks that cover
 // the edge cases (zeros, constants, ties, outliers, subnormals, huge values, random rows).
 // Run once by hand; the unit test reads the fixture and needs neither this tool nor ggml:
@@ -8,7 +8,7 @@
 //   gen_quant_ref PATH/TO/libggml-base.so OUT.bin
 //
 // Fixture layout (little-endian): "KQREF1\0\0", u32 n (floats), n f32 inputs, then for each of
-// Q8_0, Q4_0, Q4_K: u32 ggml type, u32 byte count, the bytes. Also prints ggml's dequantized
+// Q8_0, Q4_0, Q4_K, Q6_K: u32 ggml type, u32 byte count, the bytes. Also prints ggml's dequantized
 // Q4_K row checksum for a sanity check of our dequantizer.
 #include "quant.h"
 
@@ -129,7 +129,8 @@ main(int argc, char **argv)
         const char *sym;
     } fns[] = {{QTYPE_Q8_0, "quantize_row_q8_0_ref"},
                {QTYPE_Q4_0, "quantize_row_q4_0_ref"},
-               {QTYPE_Q4_K, "quantize_row_q4_K_ref"}};
+               {QTYPE_Q4_K, "quantize_row_q4_K_ref"},
+               {QTYPE_Q6_K, "quantize_row_q6_K_ref"}};
     float *x = malloc(N * sizeof(float));
     make_inputs(x);
     FILE *f = fopen(argv[2], "wb");
@@ -141,7 +142,7 @@ main(int argc, char **argv)
     fwrite("KQREF1\0\0", 1, 8, f);
     fwrite(&n, 4, 1, f);
     fwrite(x, 4, N, f);
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
         quant_fn fn = (quant_fn)dlsym(h, fns[i].sym);
         if (!fn) {
             fprintf(stderr, "gen_quant_ref: %s: %s\n", fns[i].sym, dlerror());

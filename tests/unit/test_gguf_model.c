@@ -156,15 +156,15 @@ test_quantized(void)
         q4k += t->type == QTYPE_Q4_K;
         if (strstr(t->name, "norm"))
             CHECK(t->type == QTYPE_F32 && t->rmse == 0);
-        else if (strstr(t->name, "ffn_down"))
-            CHECK(t->type == QTYPE_Q4_K && !t->fallback);
+        else if (strstr(t->name, "ffn_down")) // layer 1 of 2 is a use_more_bits layer
+            CHECK(t->type == (t->name[4] == '1' ? QTYPE_Q6_K : QTYPE_Q4_K) && !t->fallback);
         else if (strcmp(t->name, "token_embd.weight") == 0 || strcmp(t->name, "output.weight") == 0)
-            CHECK(t->type == QTYPE_Q8_0 && !t->fallback); // the mix, not a fallback
+            CHECK(t->type == QTYPE_Q8_0 && !t->fallback); // llama.cpp's rule, not a fallback
         else
             CHECK_MSG(t->type == QTYPE_Q8_0 && t->fallback, "%s", t->name);
         CHECK(t->rmse <= t->max_err && t->max_err < 0.02);
     }
-    CHECK_EQ_INT(q4k, 2);
+    CHECK_EQ_INT(q4k, 1);
     CHECK_EQ_INT(fallbacks, 2 * 6);
     gguf_export_report_free(&rep);
 
@@ -270,6 +270,52 @@ test_errors(void)
     model_free(&m);
 }
 
+// The Q4_K_M mix on 8 layers of width 256 (every row fits a K block): llama.cpp's
+// use_more_bits picks layers 0, 3, 6 and 7 for attn_v and ffn_down at Q6_K; output and
+// token_embd are Q6_K; every other matrix is Q4_K; nothing falls back.
+static void
+test_q4_k_m_mix(void)
+{
+    struct model m;
+    struct vocab v;
+    struct kerr err;
+    struct model_config c = {.vocab = 40,
+                             .dim = 256,
+                             .n_layers = 8,
+                             .n_heads = 4,
+                             .n_kv_heads = 2,
+                             .ffn = 256,
+                             .max_seq = 16,
+                             .norm_eps = 1e-6f,
+                             .rope_theta = 10000.0f,
+                             .bos_id = 0,
+                             .eos_id = 1};
+    CHECK_EQ_INT(model_init(&m, &c, &err), 0);
+    model_init_random(&m, 3);
+    vocab_init(&v, 40);
+    struct gguf_export_opts o = {.type = QTYPE_Q4_K, .mixed = true};
+    struct gguf_export_report rep;
+    CHECK_EQ_INT(gguf_model_write(tmp_path("mix.gguf"), &m, &v.p, &o, &rep, &err), 0);
+    int q6k = 0;
+    for (int i = 0; i < rep.n; i++) {
+        const struct gguf_export_tensor *t = &rep.t[i];
+        int layer = -1;
+        sscanf(t->name, "blk.%d.", &layer);
+        bool more = layer == 0 || layer == 3 || layer == 6 || layer == 7;
+        int want = QTYPE_Q4_K;
+        if (strstr(t->name, "norm"))
+            want = QTYPE_F32;
+        else if (layer < 0 || (more && (strstr(t->name, "attn_v") || strstr(t->name, "ffn_down"))))
+            want = QTYPE_Q6_K;
+        CHECK_MSG(t->type == want && !t->fallback, "%s: %s", t->name, quant_type_name(t->type));
+        q6k += t->type == QTYPE_Q6_K;
+    }
+    CHECK_EQ_INT(q6k, 2 + 2 * 4);
+    gguf_export_report_free(&rep);
+    vocab_free(&v);
+    model_free(&m);
+}
+
 int
 main(void)
 {
@@ -281,6 +327,7 @@ main(void)
     test_f32_round_trip(false);
     test_f32_round_trip(true);
     test_quantized();
+    test_q4_k_m_mix();
     test_errors();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Unit tests for common/quant: exact bytes against ggml's reference quantizers (a committed
-// fixture produced by tests/tools/gen_quant_ref from llama.cpp's libggml-base.so), hand-derived
-// blocks, vector path == scalar path, round-trip error bounds, edge cases, dot products.
+// fixture produced by tests/tools/gen_quant_ref from llama.cpp's libggml-base.so: Q8_0, Q4_0,
+// Q4_K, Q6_K), hand-derived blocks, vector path == scalar path, round-trip error bounds, edge
+// cases, dot products.
 #include "half.h"
 #include "quant.h"
 #include "test.h"
@@ -81,7 +82,7 @@ test_ggml_fixture(void)
         off += nb;
         seen++;
     }
-    CHECK_EQ_INT(seen, 3);
+    CHECK_EQ_INT(seen, 4);
     free(x);
     buf_free(&f);
 }
@@ -184,8 +185,8 @@ test_round_trip(void)
     static const struct {
         int type;
         double rel_rmse;
-    } cases[] = {{QTYPE_F32, 0},     {QTYPE_F16, 4e-4},  {QTYPE_BF16, 3e-3}, {QTYPE_Q8_0, 6e-3},
-                 {QTYPE_Q4_0, 0.12}, {QTYPE_Q4_K, 0.09}, {QTYPE_NF4, 0.11}};
+    } cases[] = {{QTYPE_F32, 0},     {QTYPE_F16, 4e-4},  {QTYPE_BF16, 3e-3},  {QTYPE_Q8_0, 6e-3},
+                 {QTYPE_Q4_0, 0.12}, {QTYPE_Q4_K, 0.09}, {QTYPE_Q6_K, 0.025}, {QTYPE_NF4, 0.11}};
     for (size_t c = 0; c < KILN_ARRAY_LEN(cases); c++) {
         int t = cases[c].type;
         CHECK_EQ_INT(quant_row_quantize(t, x, q, N), 0);
@@ -242,7 +243,7 @@ static void
 test_edge_cases(void)
 {
     static const int types[] = {QTYPE_F32,  QTYPE_F16,  QTYPE_BF16, QTYPE_Q8_0,
-                                QTYPE_Q4_0, QTYPE_Q4_K, QTYPE_NF4};
+                                QTYPE_Q4_0, QTYPE_Q4_K, QTYPE_Q6_K, QTYPE_NF4};
     float x[256], y[256];
     uint8_t q[1024];
     for (size_t t = 0; t < KILN_ARRAY_LEN(types); t++) {
@@ -303,6 +304,8 @@ test_api(void)
     CHECK_EQ_INT(quant_row_size(QTYPE_Q8_0, 64), 68);
     CHECK_EQ_INT(quant_row_size(QTYPE_Q4_0, 64), 36);
     CHECK_EQ_INT(quant_row_size(QTYPE_Q4_K, 512), 288);
+    CHECK_EQ_INT(quant_row_size(QTYPE_Q6_K, 512), 420);
+    CHECK_EQ_INT(quant_row_size(QTYPE_Q6_K, 128), 0);
     CHECK_EQ_INT(quant_row_size(QTYPE_NF4, 128), 72);
     CHECK_EQ_INT(quant_row_size(QTYPE_F16, 3), 6);
     CHECK_EQ_INT(quant_row_size(QTYPE_Q4_K, 32), 0);
@@ -317,6 +320,7 @@ test_api(void)
     CHECK_EQ_STR(quant_type_name(QTYPE_Q4_K), "Q4_K");
     CHECK_EQ_INT(quant_type_parse("q8_0"), QTYPE_Q8_0);
     CHECK_EQ_INT(quant_type_parse("bf16"), QTYPE_BF16);
+    CHECK_EQ_INT(quant_type_parse("q6_k"), QTYPE_Q6_K);
     CHECK_EQ_INT(quant_type_parse("Q5_K"), -1);
     CHECK(quant_type_known(QTYPE_NF4) && !quant_type_known(3));
 }
