@@ -4,9 +4,9 @@
 // reports/report.html and reports/report.css, embedded into the binary (report_asset). Charts
 // are inline SVG drawn here: data funnel (stage_stats), training and validation loss (metrics),
 // the metric table with standard errors and a comparison of the two newest evaluated runs
-// (results), confusion matrix and reliability diagram (the run's summary param), the
-// data-efficiency curve when metrics named efficiency/* exist, and sample predictions
-// (examples). No scripts and no external references, so it opens anywhere offline. The output
+// (results), confusion matrix and reliability diagram (the run's summary param), and sample
+// predictions (examples); studies add their own sections (report_study_data.c: data efficiency
+// and imbalance). No scripts and no external references, so it opens anywhere offline. The output
 // depends only on the database contents.
 #include "report.h"
 
@@ -136,45 +136,6 @@ section_loss(struct store *s, struct buf *h, struct buf *md)
     }
     report_table_free(&tr);
     report_table_free(&va);
-}
-
-static void
-section_efficiency(struct store *s, struct buf *h, struct buf *md)
-{
-    struct report_table t;
-    report_query(s, "efficiency.sql", NULL, &t);
-    if (t.nrow) {
-        struct report_series sr[REPORT_NCOLORS] = {0};
-        int ns = 0;
-        for (size_t r = 0; r < t.nrow && ns < REPORT_NCOLORS;) {
-            size_t e = r;
-            while (e < t.nrow && !strcmp(report_cell(&t, e, 0), report_cell(&t, r, 0)))
-                e++;
-            struct report_series *q = &sr[ns];
-            q->name = report_cell(&t, r, 0) + strlen("efficiency/");
-            q->color = report_colors[ns];
-            q->n = e - r;
-            q->x = xmalloc(q->n * sizeof *q->x);
-            q->y = xmalloc(q->n * sizeof *q->y);
-            for (size_t i = r; i < e; i++)
-                q->x[i - r] = atof(report_cell(&t, i, 1)),
-                         q->y[i - r] = atof(report_cell(&t, i, 2));
-            ns++;
-            r = e;
-        }
-        buf_puts(h, "<h2>Data efficiency</h2>\n");
-        report_svg_lines(h, "metric against training examples", "training examples", sr, ns);
-        buf_puts(md, "## Data efficiency\n\n");
-        for (int k = 0; k < ns; k++) {
-            buf_printf(md, "- %s:", sr[k].name);
-            for (size_t i = 0; i < sr[k].n; i++)
-                buf_printf(md, " %.0f→%.4f", sr[k].x[i], sr[k].y[i]);
-            buf_puts(md, "\n");
-            report_series_free(&sr[k]);
-        }
-        buf_puts(md, "\n");
-    }
-    report_table_free(&t);
 }
 
 // Confusion matrix and reliability diagram from a classify summary's JSON text.
@@ -474,6 +435,7 @@ section_results(struct store *s, struct buf *h, struct buf *md)
 report_section_fn report_section_methods;  // report_methods.c (study 3)
 report_section_fn report_section_generate; // report_generate.c
 report_section_fn report_section_hpo;      // report_hpo.c (study 2)
+report_section_fn report_section_efficiency, report_section_imbalance; // report_study_data.c
 
 // One section per line (clang-format off), so additions merge cleanly.
 // clang-format off
@@ -481,11 +443,12 @@ static report_section_fn *const sections[] = {
     section_runs,
     section_funnel,
     section_loss,
-    section_efficiency,
     section_results,
     report_section_generate,
+    report_section_efficiency, // the studies of issue 12, in order
     report_section_hpo,
     report_section_methods,
+    report_section_imbalance,
 };
 // clang-format on
 

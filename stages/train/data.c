@@ -27,7 +27,9 @@ ex_push(struct dataset *d, size_t off, int len, int ls)
         d->ex_off = xrealloc(d->ex_off, d->ex_cap * sizeof *d->ex_off);
         d->ex_len = xrealloc(d->ex_len, d->ex_cap * sizeof *d->ex_len);
         d->ex_ls = xrealloc(d->ex_ls, d->ex_cap * sizeof *d->ex_ls);
+        d->ex_rec = xrealloc(d->ex_rec, d->ex_cap * sizeof *d->ex_rec);
     }
+    d->ex_rec[d->n_ex] = d->records - 1;
     d->ex_off[d->n_ex] = off;
     d->ex_len[d->n_ex] = len;
     d->ex_ls[d->n_ex] = ls;
@@ -150,6 +152,7 @@ data_free(struct dataset *d)
     free(d->ex_off);
     free(d->ex_len);
     free(d->ex_ls);
+    free(d->ex_rec);
     memset(d, 0, sizeof *d);
 }
 

@@ -25,6 +25,7 @@
 #include "kernels.h"
 #include "model.h"
 #include "peft.h"
+#include "class_weights.h"
 #include "peft_cli.h"
 #include "rec.h"
 #include "safetensors.h"
@@ -52,6 +53,8 @@ struct opts {
     double epochs, lr, min_lr_ratio, weight_decay, beta1, beta2, adam_eps, clip;
     enum lr_sched sched;
     struct peft_run pr;     // --method and its options (peft_cli.h)
+    // --class-weights, --label-field (class_weights.h)
+    struct class_weights cw;
     bool dpo;               // --objective dpo
     double beta;            // DPO beta
     const char *retain;     // --retain FILE: a language-model stream watched for forgetting
@@ -80,6 +83,7 @@ usage(FILE *f)
             "              --adapter DIR  --merge  --freeze PATTERN  --lr-mult PATTERN=X\n"
             "              --hft-every N  --objective lm|dpo  --beta X\n"
             "              --retain FILE  --retain-every N   (see PEFT.md)\n"
+            "              --class-weights auto|LABEL=W,...  --label-field NAME\n"
             "Output:       -o DIR  --save-every N  --keep N  --save-dtype f32|f16|bf16\n"
             "              --log FILE  --stats FILE\n"
             "Run:          --threads N  --seed N  -q  -v  --progress|--no-progress\n"
@@ -179,6 +183,7 @@ parse_args(struct opts *o, int argc, char **argv)
         {"retain", required_argument, 0, OPT_RETAIN},
         {"retain-every", required_argument, 0, OPT_RETAIN_EVERY},
         PEFT_LONGOPTS,
+        CW_LONGOPTS,
         {0, 0, 0, 0},
     };
     cli_common_init(&o->c);
@@ -187,11 +192,13 @@ parse_args(struct opts *o, int argc, char **argv)
                        .weight_decay = 0.1, .beta1 = 0.9, .beta2 = 0.95, .adam_eps = 1e-8,
                        .clip = 1.0, .sched = LR_COSINE, .beta = 0.1};
     peft_run_defaults(&o->pr);
+    cw_defaults(&o->cw);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN) / dist_local_size(); // ranks share the cores
     o->threads = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (int)ncpu;
     int opt;
     while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
-        if (cli_common_opt(&o->c, opt, optarg, usage) || peft_run_opt(&o->pr, opt, optarg))
+        if (cli_common_opt(&o->c, opt, optarg, usage) || peft_run_opt(&o->pr, opt, optarg) ||
+            cw_opt(&o->cw, opt, optarg))
             continue;
         switch (opt) {
         case OPT_OBJECTIVE:
@@ -303,6 +310,8 @@ parse_args(struct opts *o, int argc, char **argv)
         die_usage("--resume with --method lora: continue an adapter with --init BASE --adapter DIR");
     if (o->dpo && o->valid)
         die_usage("--valid takes language-model records; with --objective dpo use --retain FILE");
+    if (o->dpo && o->cw.spec)
+        die_usage("--class-weights weights supervised examples; not with --objective dpo");
     if (o->retain_every && !o->retain)
         die_usage("--retain-every needs --retain FILE");
 }
@@ -478,6 +487,10 @@ args_json(const struct opts *o, const struct dataset *d, int batch, int64_t tota
     jw_int(&w, o->patience);
     jw_key(&w, "seed");
     jw_uint(&w, o->c.seed);
+    if (o->cw.spec) {
+        jw_key(&w, "class_weights");
+        cw_json(&o->cw, &w);
+    }
     jw_obj_end(&w);
 }
 
@@ -664,6 +677,8 @@ struct step_mb {
     struct kpool *pool;
     int *tok, *tgt, *te;
     int batch, t, scored;
+    const float *roww; // --class-weights: each sequence's weight (NULL: unweighted)
+    double wscored;    // the step's scored tokens counted with their weights
 };
 
 // dist_leaf_fn: micro-batch a's gradient (scaled by 1 / the step's scored tokens) into v;
@@ -674,7 +689,11 @@ step_mb_grad(void *ctx, int a, float *v)
     struct step_mb *s = ctx;
     size_t off = (size_t)a * s->batch * s->t;
     model_grads_zero(s->om);
-    double loss = model_forward_backward(s->m, s->acts, s->pool, s->tok + off, s->tgt + off,
+    double loss =
+        s->roww ? cw_forward_backward(s->m, s->acts, s->pool, s->tok + off, s->tgt + off,
+                                      s->roww + (size_t)a * s->batch, s->batch, s->te[a],
+                                      (float)(1.0 / s->wscored))
+                : model_forward_backward(s->m, s->acts, s->pool, s->tok + off, s->tgt + off,
                                          s->batch, s->te[a], 1.0f / (float)s->scored, NULL);
     memcpy(v, s->om->grads, s->om->n_params * sizeof(float));
     return loss;
@@ -748,7 +767,8 @@ main(int argc, char **argv)
         train.records = pairs.n;
         if (pairs.cut)
             warnx_("%d pairs cut to %d tokens", pairs.cut, t + 1);
-    } else if (data_load(&train, files, o.mode, m.cfg.vocab, o.eos, t, &err) < 0) {
+    } else if (data_load(&train, files, o.mode, m.cfg.vocab, o.eos, t, &err) < 0 ||
+               cw_setup(&o.cw, &train, files, &err) < 0) {
         die_kerr(&err);
     }
     if (o.retain) {
@@ -845,8 +865,10 @@ main(int argc, char **argv)
     double dpo_margin = 0, dpo_acc = 0;
     int64_t retain_every = o.retain_every ? o.retain_every : o.valid_every ? o.valid_every : 10;
     int *lens = xmalloc(sizeof(int) * (size_t)per_step);
+    float *roww = xmalloc(sizeof(float) * (size_t)per_step);
     struct step_mb mb = {.m = &m, .om = om, .acts = &acts, .pool = pool, .tok = tok, .tgt = tgt,
-                         .te = xmalloc(sizeof(int) * (size_t)o.accum), .batch = batch, .t = t};
+                         .te = xmalloc(sizeof(int) * (size_t)o.accum), .batch = batch, .t = t,
+                         .roww = o.cw.spec ? roww : NULL};
     double *mb_loss = xmalloc(sizeof(double) * (size_t)o.accum);
     float *gsum = o.dpo ? NULL : xmalloc(om->n_params * sizeof(float));
     bool progress = o.c.progress == 1 || (o.c.progress < 0 && isatty(2) && cli_verbosity > 0);
@@ -863,6 +885,7 @@ main(int argc, char **argv)
         peft_run_step(&o.pr, &m, step, (int64_t)train.n_seq / per_step, o.c.seed);
         model_grads_zero(om);
         int scored = 0;
+        double wscored = 0; // scored tokens, each counted with its example's class weight
         int64_t g0 = (step - 1) * per_step;
         for (int64_t k = 0; k < per_step; k++) {
             int64_t g = g0 + k, ep = g / (int64_t)train.n_seq;
@@ -874,8 +897,12 @@ main(int argc, char **argv)
             size_t seq = perm[g % (int64_t)train.n_seq];
             if (o.dpo)
                 pair_idx[k] = seq;
-            else
+            else {
+                int before = scored;
                 lens[k] = data_seq(&train, seq, tok + k * t, tgt + k * t, &scored);
+                roww[k] = cw_weight(&o.cw, seq);
+                wscored += (double)roww[k] * (scored - before);
+            }
         }
         double loss_sum = 0;
         uint64_t step_tokens = 0;
@@ -905,13 +932,14 @@ main(int argc, char **argv)
         }
         if (!o.dpo) { // micro-batch gradients summed in the fixed tree, over the ranks
             mb.scored = scored;
+            mb.wscored = wscored;
             if (dist_tree_sum(o.accum, step_mb_grad, &mb, gsum, om->n_params, mb_loss, &err) < 0)
                 die_kerr(&err);
             memcpy(om->grads, gsum, om->n_params * sizeof(float));
             for (int a = 0; a < o.accum; a++)
                 loss_sum += mb_loss[a];
         }
-        loss = loss_sum / scored;
+        loss = loss_sum / (o.cw.spec ? wscored : scored);
         double norm = o.clip > 0 ? model_grad_clip(om, pool, o.clip) : model_grad_norm(om, pool);
         if (!isfinite(loss) || !isfinite(norm)) { // nothing is written: checkpoints stay good
             if (progress)
@@ -1072,12 +1100,14 @@ main(int argc, char **argv)
     free(tok);
     free(tgt);
     free(lens);
+    free(roww);
     free(mb.te);
     free(mb_loss);
     free(gsum);
     free(pair_idx);
     free(perm);
     peft_run_free(&o.pr);
+    cw_free(&o.cw);
     dpo_set_free(&pairs);
     data_free(&retain);
     buf_free(&line);

@@ -28,6 +28,7 @@ struct dataset {
     size_t n_tok, cap;
     size_t *ex_off; // sft: start of example i in tok
     int *ex_len, *ex_ls;
+    uint64_t *ex_rec; // sft: index of example i's record among all records read (0-based)
     size_t n_ex, ex_cap;
     size_t n_seq;     // sequences available
     uint64_t records, truncated, skipped; // skipped: sft examples with nothing to score
