@@ -40,6 +40,9 @@ PROMPT := {text}\nLabel:
 COMPLETION := $(space){label}
 CHOICES := spam,ham
 FILTER_OPTS ?= --transform email,html,whitespace --redact all
+# The files of a checkpoint directory, for rules that list them one by one as --in (other
+# pipelines' .mk files); --in-dir DIR hashes and audits the whole directory and is preferred.
+BASE_FILES := config.json model.safetensors tokenizer.json generation_config.json
 
 .PHONY: pipeline pipeline-run audit FORCE
 .SECONDARY:

@@ -93,7 +93,7 @@ B" ] || [ "$(tail -c 1 out.txt)" = B ]
     kiln-step run --in in.txt --out mid.txt -- bin/upper in.txt mid.txt
     kiln-step run --in mid.txt --out out.txt -- bin/slow mid.txt out.txt &
     pid=$!
-    sleep 1
+    for _ in $(seq 100); do [ -s .kiln-tmp-out.txt ] && break; sleep 0.1; done # the command runs
     kill -INT $pid
     wait $pid || true
     [ ! -e out.txt ]
