@@ -151,7 +151,7 @@ $(P)/finetuned/model.safetensors: $(P)/train-bal.sft.jsonl.zst $(P)/split/valid.
 
 $(P)/model-%.gguf: $(P)/finetuned/model.safetensors $(KB)/quantize-export
 	$(STEP) --name gguf-$* --in-dir $(P)/finetuned --out $@ \
-	  --out $(P)/model-$*.report.json -- \
+	  --aux $(P)/model-$*.report.json -- \
 	  $(KB)/quantize-export gguf -q --model $(P)/finetuned --type $* --name kiln-spam \
 	  --report $(P)/model-$*.report.json -o $@
 

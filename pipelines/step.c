@@ -1404,7 +1404,7 @@ cmd_audit(const char *cache, const char *log)
 // ---- provenance ---------------------------------------------------------------------------
 
 // Writes the latest record per output path of LOG, without the volatile fields (seconds,
-// hit), sorted by step name, skipping steps named in exclude: a deterministic summary of how
+// hit, --aux outputs), sorted by step name, skipping steps named in exclude: a deterministic summary of how
 // the current outputs were made, for bundles.
 static int
 cmd_provenance(const char *log, const char *out, const char *const *exclude, int nexclude)
@@ -1473,7 +1473,26 @@ cmd_provenance(const char *log, const char *out, const char *const *exclude, int
                 buf_putc(&o, ',');
             json_write_str(&o, keep_keys[k], strlen(keep_keys[k]));
             buf_putc(&o, ':');
-            buf_append(&o, m.raw, m.raw_len);
+            struct out outs[MAXF];
+            int nout;
+            if (strcmp(keep_keys[k], "out") || (nout = read_outs(&m, outs, MAXF)) < 0) {
+                buf_append(&o, m.raw, m.raw_len);
+                continue;
+            }
+            // --aux outputs (stats with timings, logs) differ from run to run: their hashes
+            // would make the provenance, and the bundle that carries it, nondeterministic.
+            int keep = 0;
+            for (int f = 0; f < nout; f++) {
+                if (outs[f].kind == OUT_AUX) {
+                    free_outs(&outs[f], 1);
+                    continue;
+                }
+                outs[keep++] = outs[f];
+            }
+            struct json_writer w;
+            json_writer_init(&w, &o);
+            write_outs(&w, outs, keep);
+            free_outs(outs, keep);
         }
         buf_puts(&o, "}\n");
         free(recs[i].name);
