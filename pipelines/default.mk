@@ -39,11 +39,26 @@ space := $(empty) $(empty)
 PROMPT := {text}\nLabel:
 COMPLETION := $(space){label}
 CHOICES := spam,ham
-# What the fine-tuning step reads from the base checkpoint (hashed into its cache key).
+FILTER_OPTS ?= --transform email,html,whitespace --redact all
+# The files of a checkpoint directory, for rules that list them one by one as --in (other
+# pipelines' .mk files); --in-dir DIR hashes and audits the whole directory and is preferred.
 BASE_FILES := config.json model.safetensors tokenizer.json generation_config.json
 
-.PHONY: pipeline pipeline-run audit
+.PHONY: pipeline pipeline-run audit FORCE
 .SECONDARY:
+
+# Options: every step depends on $(CONFIG), a file holding the settings above, rewritten only
+# when one changes (`make pipeline VOCAB=8192`), and on this file (an edited recipe). Make then
+# re-invokes the steps; kiln-step reruns exactly those whose command or inputs changed (and so
+# what depends on them) and answers the others from the cache without running their stage.
+KNOBS := PIPELINE VOCAB PRE_STEPS FT_STEPS MAX_LEN THREADS SEED PROMPT COMPLETION CHOICES \
+         FILTER_OPTS SOURCE_DATE_EPOCH
+CONFIG := $(P)/config.txt
+PIPELINE_MK := $(lastword $(MAKEFILE_LIST))
+$(CONFIG): FORCE
+	@mkdir -p $(@D)
+	@printf '%s\n' $(foreach v,$(KNOBS),'$(v)=$($(v))') >$@.$$$$.tmp && \
+	  if cmp -s $@.$$$$.tmp $@; then rm -f $@.$$$$.tmp; else mv -f $@.$$$$.tmp $@; fi
 
 pipeline: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) all
@@ -83,8 +98,7 @@ $(P)/dedup.jsonl.zst: $(P)/raw.jsonl.zst $(KB)/dedupe
 $(P)/clean.jsonl.zst: $(P)/dedup.jsonl.zst pipelines/default.rules $(KB)/filter
 	$(STEP) --name filter --in $< --dep pipelines/default.rules --out $@ \
 	  --out $(P)/filter.rejects.jsonl.zst --aux $(P)/filter.stats.json -- \
-	  $(KB)/filter -q --transform email,html,whitespace --rules pipelines/default.rules \
-	  --redact all --rejects $(P)/filter.rejects.jsonl.zst --stats $(P)/filter.stats.json \
+	  $(KB)/filter -q $(FILTER_OPTS) --rules pipelines/default.rules --rejects $(P)/filter.rejects.jsonl.zst --stats $(P)/filter.stats.json \
 	  -o $@ $<
 
 SPLITS := train valid test
@@ -127,8 +141,7 @@ $(P)/base/model.safetensors: $(P)/pretrain.tok.jsonl.zst $(P)/tokenizer.json $(K
 
 $(P)/finetuned/model.safetensors: $(P)/train-bal.sft.jsonl.zst $(P)/split/valid.sft.jsonl.zst \
                                   $(P)/base/model.safetensors $(KB)/train
-	$(STEP) --name finetune --in $< --in $(P)/split/valid.sft.jsonl.zst \
-	  $(foreach f,$(BASE_FILES),--in $(P)/base/$(f)) \
+	$(STEP) --name finetune --in $< --in $(P)/split/valid.sft.jsonl.zst --in-dir $(P)/base \
 	  --out-dir $(P)/finetuned --aux $(P)/finetune.log.jsonl -- \
 	  $(KB)/train -q --init $(P)/base --mode sft --batch 16 --steps $(FT_STEPS) --lr 1e-3 \
 	  --warmup 15 --threads $(THREADS) --seed $(SEED) --valid $(P)/split/valid.sft.jsonl.zst \
@@ -137,51 +150,56 @@ $(P)/finetuned/model.safetensors: $(P)/train-bal.sft.jsonl.zst $(P)/split/valid.
 # ---- export and evaluation -----------------------------------------------------------------
 
 $(P)/model-%.gguf: $(P)/finetuned/model.safetensors $(KB)/quantize-export
-	$(STEP) --name gguf-$* $(foreach f,$(BASE_FILES),--in $(P)/finetuned/$(f)) --out $@ \
-	  --out $(P)/model-$*.report.json -- \
+	$(STEP) --name gguf-$* --in-dir $(P)/finetuned --out $@ \
+	  --aux $(P)/model-$*.report.json -- \
 	  $(KB)/quantize-export gguf -q --model $(P)/finetuned --type $* --name kiln-spam \
 	  --report $(P)/model-$*.report.json -o $@
 
 # The model a name evaluates: a checkpoint directory or a GGUF file.
 eval_model = $(if $(filter base finetuned,$(1)),$(P)/$(1),$(P)/model-$(1).gguf)
 eval_dep = $(if $(filter base finetuned,$(1)),$(P)/$(1)/model.safetensors,$(P)/model-$(1).gguf)
-eval_inputs = $(if $(filter base finetuned,$(1)),$(foreach f,$(BASE_FILES),$(P)/$(1)/$(f)),$(P)/model-$(1).gguf)
+eval_input = $(if $(filter base finetuned,$(1)),--in-dir $(P)/$(1),--in $(P)/model-$(1).gguf)
 
 $(P)/eval-%.jsonl: $(P)/split/test.jsonl.zst $$(call eval_dep,$$*) $(KB)/evaluate
-	$(STEP) --name eval-$* --in $< $(foreach f,$(call eval_inputs,$*),--in $(f)) \
+	$(STEP) --name eval-$* --in $< $(call eval_input,$*) \
 	  --in $(P)/tokenizer.json --out $@ -- \
 	  $(KB)/evaluate classify -q --model $(call eval_model,$*) \
 	  --tokenizer $(P)/tokenizer.json --choices $(CHOICES) --prompt '$(PROMPT)' \
 	  --completion '$(COMPLETION)' --max-len $(MAX_LEN) --threads $(THREADS) -o $@ $<
 
 $(P)/lm-%.jsonl: $(P)/split/test.jsonl.zst $$(call eval_dep,$$*) $(KB)/evaluate
-	$(STEP) --name lm-$* --in $< $(foreach f,$(call eval_inputs,$*),--in $(f)) \
+	$(STEP) --name lm-$* --in $< $(call eval_input,$*) \
 	  --in $(P)/tokenizer.json --out $@ -- \
 	  $(KB)/evaluate lm -q --model $(call eval_model,$*) --tokenizer $(P)/tokenizer.json \
 	  --threads $(THREADS) -o $@ $<
 
 # The database and the report are rebuilt from the (cached, deterministic) step outputs on
 # every change; they hold timestamps, so they are not kiln-step outputs.
+# Built under a name of its own (one per make process) and renamed, so two runs of one tree
+# never write the same database.
 STATS := ingest dedupe filter split balance
-$(P)/kiln.db: $(EVALS:%=$(P)/eval-%.jsonl) $(P)/lm-base.jsonl $(P)/lm-finetuned.jsonl \
-              $(P)/lm-q8_0.jsonl $(P)/pretrain.log.jsonl $(P)/finetune.log.jsonl
-	@rm -f $@ $@-wal $@-shm
-	@$(KB)/evaluate import -q --db $@ --pipeline $(PIPELINE) --run-name data --kind data \
-	  $(STATS:%=$(P)/%.stats.json)
-	@$(KB)/evaluate import -q --db $@ --pipeline $(PIPELINE) --run-name pretrain --kind train \
-	  $(P)/pretrain.log.jsonl
-	@$(KB)/evaluate import -q --db $@ --pipeline $(PIPELINE) --run-name finetune --kind train \
-	  $(P)/finetune.log.jsonl
-	@for e in $(EVALS); do $(KB)/evaluate import -q --db $@ --pipeline $(PIPELINE) \
+LMS := base finetuned q8_0
+$(P)/kiln.db: $(EVALS:%=$(P)/eval-%.jsonl) $(LMS:%=$(P)/lm-%.jsonl) $(P)/pretrain.log.jsonl \
+              $(P)/finetune.log.jsonl
+	@db=$(P)/.kiln.db.$$$$; rm -f $$db $$db-wal $$db-shm; \
+	$(KB)/evaluate import -q --db $$db --pipeline $(PIPELINE) --run-name data --kind data \
+	  $(STATS:%=$(P)/%.stats.json) && \
+	$(KB)/evaluate import -q --db $$db --pipeline $(PIPELINE) --run-name pretrain --kind train \
+	  $(P)/pretrain.log.jsonl && \
+	$(KB)/evaluate import -q --db $$db --pipeline $(PIPELINE) --run-name finetune --kind train \
+	  $(P)/finetune.log.jsonl && \
+	for e in $(EVALS); do $(KB)/evaluate import -q --db $$db --pipeline $(PIPELINE) \
 	  --run-name $$e --kind evaluate $(P)/eval-$$e.jsonl \
-	  $$( [ -f $(P)/lm-$$e.jsonl ] && echo $(P)/lm-$$e.jsonl ); done
+	  $$( [ -f $(P)/lm-$$e.jsonl ] && echo $(P)/lm-$$e.jsonl ) || exit 1; done && \
+	mv -f $$db $@ || { rm -f $$db $$db-wal $$db-shm; exit 1; }
 
 $(P)/report.html $(P)/report.md &: $(P)/kiln.db $(KB)/evaluate
 	@$(KB)/evaluate report -q --db $< -o $(P)/report.html --md $(P)/report.md
 
 # Provenance: how every current output was made (deterministic; the bundle step itself and
-# this file are left out so the record converges).
-$(P)/provenance.jsonl: $(EVALS:%=$(P)/eval-%.jsonl) $(P)/lm-q8_0.jsonl
+# this file are left out so the record converges). It waits for every other step, so that
+# under make -j it never reads the run record while a step is still to be added to it.
+$(P)/provenance.jsonl: $(EVALS:%=$(P)/eval-%.jsonl) $(LMS:%=$(P)/lm-%.jsonl)
 	@$(KB)/kiln-step provenance --exclude bundle -o $@ $(P)/steps.jsonl
 
 $(P)/bundle.tar.zst: $(P)/model-q8_0.gguf $(P)/model-q4_0.gguf $(P)/provenance.jsonl \
@@ -193,6 +211,15 @@ $(P)/bundle.tar.zst: $(P)/model-q8_0.gguf $(P)/model-q4_0.gguf $(P)/provenance.j
 	  $(P)/model-q8_0.gguf $(P)/model-q4_0.gguf $(P)/tokenizer.json \
 	  $(P)/finetuned/config.json $(P)/eval-finetuned.jsonl
 SOURCE_DATE_EPOCH ?= 1700000000
+
+# Every step re-checks its key when the settings or this file change (see KNOBS above).
+STEP_TARGETS := $(P)/raw.jsonl.zst $(P)/pretrain-raw.jsonl.zst $(P)/dedup.jsonl.zst \
+  $(P)/clean.jsonl.zst $(SPLITS:%=$(P)/split/%.jsonl.zst) $(P)/train-bal.jsonl.zst \
+  $(P)/tokenizer.json $(P)/pretrain.tok.jsonl.zst $(P)/train-bal.sft.jsonl.zst \
+  $(P)/split/valid.sft.jsonl.zst $(P)/split/test.sft.jsonl.zst $(P)/base/model.safetensors \
+  $(P)/finetuned/model.safetensors $(P)/model-q8_0.gguf $(P)/model-q4_0.gguf \
+  $(EVALS:%=$(P)/eval-%.jsonl) $(LMS:%=$(P)/lm-%.jsonl) $(P)/bundle.tar.zst
+$(STEP_TARGETS): $(CONFIG) $(PIPELINE_MK)
 
 # Training logs are written by their steps (--aux); naming them as targets tells make so.
 $(P)/pretrain.log.jsonl: $(P)/base/model.safetensors ;

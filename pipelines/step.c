@@ -1,20 +1,23 @@
 // SPDX-License-Identifier: MIT
 // kiln-step: content-hashed caching, audit and pruning for Makefile pipelines.
 //
-//   kiln-step run   [--cache DIR] [--log FILE] [--name NAME] [--in F]... [--dep F]...
-//                   [--out F]... [--out-dir D]... [--aux F]... -- COMMAND [ARG...]
+//   kiln-step run   [--cache DIR] [--log FILE] [--name NAME] [--in F]... [--in-dir D]...
+//                   [--dep F]... [--out F]... [--out-dir D]... [--aux F]... -- COMMAND [ARG...]
 //   kiln-step audit [--cache DIR] LOG
 //   kiln-step provenance [--exclude NAME]... -o FILE LOG
 //   kiln-step gc    [--cache DIR] [--max-age DAYS] [--max-size BYTES]
 //
 // run: the step's key is the SHA-256 of a canonical description: the command line with every
 // --in/--out path replaced by a placeholder (@in0, @out0, ...), the contents' hashes of the
-// command's binary, of every --in and of every --dep. Identical steps in two pipelines (other
+// command's binary, of every --in, of every --in-dir (a tree hash over its files' names, modes,
+// sizes and contents) and of every --dep. Identical steps in two pipelines (other
 // paths, same contents) therefore share a key. On a hit, each output is verified against its
 // recorded hash (a corrupt object is discarded and the step rebuilt) and linked into place; the
 // command does not run. On a miss the command runs with each output path replaced by a
-// temporary (DIR/.kiln-tmp-NAME) that is renamed into place only when the command succeeds: a failed
-// or killed step leaves no output and no cache entry. Outputs and inputs are stored in the
+// temporary (DIR/.kiln-tmp-NAME) that is renamed into place only when the command succeeded and
+// its result is stored: a failed or killed step, or one that cannot store its result (full
+// disk), leaves no output and no cache entry. Steps writing the same output path are
+// serialised by a lock (DIR/locks/), so concurrent runs of one tree never share a temporary. Outputs and inputs are stored in the
 // content-addressed object store (DIR/objects/xx/sha256, read-only, hard-linked when possible);
 // --out-dir names a directory output (e.g. a checkpoint), stored file by file; --aux names a
 // volatile output (stats with timings, logs) that is cached and restored like the others but
@@ -1401,7 +1404,7 @@ cmd_audit(const char *cache, const char *log)
 // ---- provenance ---------------------------------------------------------------------------
 
 // Writes the latest record per output path of LOG, without the volatile fields (seconds,
-// hit), sorted by step name, skipping steps named in exclude: a deterministic summary of how
+// hit, --aux outputs), sorted by step name, skipping steps named in exclude: a deterministic summary of how
 // the current outputs were made, for bundles.
 static int
 cmd_provenance(const char *log, const char *out, const char *const *exclude, int nexclude)
@@ -1470,7 +1473,26 @@ cmd_provenance(const char *log, const char *out, const char *const *exclude, int
                 buf_putc(&o, ',');
             json_write_str(&o, keep_keys[k], strlen(keep_keys[k]));
             buf_putc(&o, ':');
-            buf_append(&o, m.raw, m.raw_len);
+            struct out outs[MAXF];
+            int nout;
+            if (strcmp(keep_keys[k], "out") || (nout = read_outs(&m, outs, MAXF)) < 0) {
+                buf_append(&o, m.raw, m.raw_len);
+                continue;
+            }
+            // --aux outputs (stats with timings, logs) differ from run to run: their hashes
+            // would make the provenance, and the bundle that carries it, nondeterministic.
+            int keep = 0;
+            for (int f = 0; f < nout; f++) {
+                if (outs[f].kind == OUT_AUX) {
+                    free_outs(&outs[f], 1);
+                    continue;
+                }
+                outs[keep++] = outs[f];
+            }
+            struct json_writer w;
+            json_writer_init(&w, &o);
+            write_outs(&w, outs, keep);
+            free_outs(outs, keep);
         }
         buf_puts(&o, "}\n");
         free(recs[i].name);

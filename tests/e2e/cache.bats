@@ -93,7 +93,7 @@ B" ] || [ "$(tail -c 1 out.txt)" = B ]
     kiln-step run --in in.txt --out mid.txt -- bin/upper in.txt mid.txt
     kiln-step run --in mid.txt --out out.txt -- bin/slow mid.txt out.txt &
     pid=$!
-    sleep 1
+    for _ in $(seq 100); do [ -s .kiln-tmp-out.txt ] && break; sleep 0.1; done # the command runs
     kill -INT $pid
     wait $pid || true
     [ ! -e out.txt ]
@@ -377,4 +377,18 @@ MK
     timeout 20 kiln-step run -q --in mid.txt --out out.txt -- bin/slow mid.txt out.txt
     [ "$(cat out.txt)" = HELLO ] && [ ! -e .kiln-tmp-out.txt ]
     [ "$(runs)" -eq 3 ] # upper once, the killed command, its rerun
+}
+
+@test "provenance leaves out --aux outputs, so two fresh runs give the same record" {
+    printf '#!/bin/sh\ncp "$1" "$2"\ndate +%%s%%N >"$3"\n' >bin/withstats
+    chmod +x bin/withstats
+    for r in 1 2; do
+        KILN_CACHE_DIR=$PWD/cache$r kiln-step run -q --log run$r.jsonl --name s --in in.txt \
+            --out o.txt --aux st.txt -- bin/withstats in.txt o.txt st.txt
+        kiln-step provenance -o prov$r.jsonl run$r.jsonl
+    done
+    ! cmp -s run1.jsonl run2.jsonl
+    cmp prov1.jsonl prov2.jsonl
+    grep -q '"path":"o.txt"' prov1.jsonl
+    ! grep -q "$(sha256sum st.txt | cut -c1-64)" prov2.jsonl
 }
