@@ -1077,6 +1077,7 @@ main(int argc, char **argv)
 
     struct stats stats;
     stats_init(&stats, "train");
+    stats.t0 = t_start; // the whole run, not just the writing of the stats
     stats.records_in = train.records;
     stats_u64(&stats, "steps", (uint64_t)st.step);
     stats_u64(&stats, "tokens", st.tokens_seen);
