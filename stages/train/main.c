@@ -699,15 +699,15 @@ step_mb_grad(void *ctx, int a, float *v)
     return loss;
 }
 
-// A usage error every rank detects alike: rank 0 says it, all leave MPI and exit 2.
+// A usage error every rank detects alike: rank 0 says it and exits 2, which becomes the job's
+// status. The other ranks leave quietly with 0: had they exited 2 too, mpirun could end the
+// job on their status and kill rank 0 before its message reached the terminal.
 static noreturn void
 die_usage_all(const char *msg)
 {
-    if (dist_rank() != 0) {
-        dist_finalize();
-        exit(2);
-    }
     dist_finalize();
+    if (dist_rank() != 0)
+        exit(0);
     die_usage("%s", msg);
 }
 
