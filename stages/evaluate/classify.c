@@ -8,9 +8,14 @@
 // candidates' probabilities are the softmax of their scores (for ECE and the reliability
 // diagram). The end-of-sequence token is not scored (lm-eval scores the continuation only).
 //
+// Scoring: each record alone (score.c's group scorer): its prompt through the KV cache once,
+// each choice's completion on top, so a record's scores depend on nothing else — not the
+// other records, --batch or --threads — and a sharded run's rows equal the unsharded ones.
+//
 // Output: one JSON line per record in input order, then {"summary": {...}}. No times and no
-// paths: the same model, data and options give the same bytes, for any --threads (--batch
-// changes which sequences share a forward pass, and so float rounding: keep it fixed).
+// paths: the same model, data and options give the same bytes. --predictions FILE: every
+// input record as it came (unknown fields kept, input order) with prediction,
+// prediction_norm, logprobs and probs set — the record-wise output for shard split/merge.
 #include "evaluate.h"
 #include "metrics.h"
 #include "rec.h"
