@@ -1,7 +1,9 @@
 # bench_evaluate.sh (sourced by tests/bench/run.sh): forward-only scoring throughput of
 # `evaluate lm --packed` against the trainer's tokens/s on the same model, data, sequence
 # length and batch (config B of bench_train: V 4096, d 256, 6 layers, T 256, B 8), alternating,
-# EVAL_REPS times; medians and ratio. Target: ≥ 3x the trainer.
+# EVAL_REPS times; medians and ratio (and the 1-minute load average). Target: ≥ 3x the trainer.
+# evaluate runs whole batches one per thread (stages/evaluate/score.c); the trainer splits
+# every product across the threads.
 : "${EVAL_REPS:=3}"
 work=$BENCH_WORK/evaluate
 mkdir -p "$work"
@@ -26,10 +28,11 @@ for th in 1 2; do
     mt=$(printf '%s\n' "${tr[@]}" | median_of)
     me=$(printf '%s\n' "${ev[@]}" | median_of)
     ratio=$(echo "$me / $mt" | bc -l)
-    printf '%-46s evaluate %8.0f tok/s | train %7.0f tok/s | ratio %.2fx (target >= 3x)\n' \
-        "evaluate lm forward-only (V4096 d256 L6 T256 B8) ${th}t" "$me" "$mt" "$ratio"
+    la=$(loadavg)
+    printf '%-46s evaluate %8.0f tok/s | train %7.0f tok/s | ratio %.2fx (target >= 3x) | load %s\n' \
+        "evaluate lm forward-only (V4096 d256 L6 T256 B8) ${th}t" "$me" "$mt" "$ratio" "$la"
     bench_record "evaluate_forward_${th}t" threads "$th" evaluate_tokens_per_s "$me" \
-        train_tokens_per_s "$mt" ratio "$ratio"
+        train_tokens_per_s "$mt" ratio "$ratio" load "$la"
 done
 
 # Prompt processing against llama.cpp (npm node-llama-cpp 3.21.1, tests/bench/llama_pp.mjs) on
@@ -60,10 +63,11 @@ if command -v node >/dev/null && "$KILN_ROOT/tests/tools/nlc_install.sh" 2>"$wor
         mk=$(printf '%s\n' "${ki[@]}" | median_of)
         ml=$(printf '%s\n' "${ll[@]}" | median_of)
         ratio=$(echo "$mk / $ml" | bc -l)
-        printf '%-46s evaluate %8.0f tok/s | llama.cpp %7.0f tok/s | ratio %.2fx (target >= 0.7x)\n' \
-            "prompt processing F32 GGUF (V300 d256 L6 T512) ${th}t" "$mk" "$ml" "$ratio"
+        la=$(loadavg)
+        printf '%-46s evaluate %8.0f tok/s | llama.cpp %7.0f tok/s | ratio %.2fx (target >= 0.7x) | load %s\n' \
+            "prompt processing F32 GGUF (V300 d256 L6 T512) ${th}t" "$mk" "$ml" "$ratio" "$la"
         bench_record "evaluate_pp_llama_${th}t" threads "$th" evaluate_tokens_per_s "$mk" \
-            llama_tokens_per_s "$ml" ratio "$ratio"
+            llama_tokens_per_s "$ml" ratio "$ratio" load "$la"
     done
 else
     echo "prompt processing vs llama.cpp: skipped ($(tail -n 1 "$work/nlc.err" 2>/dev/null || echo 'node not found'))"
