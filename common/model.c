@@ -503,6 +503,8 @@ model_forward_logprobs(struct model *m, struct model_acts *a, struct kpool *p, c
         return;
     const float *normw = m->params + m->tensors[1 + 9 * c->n_layers].offset;
     kern_rmsnorm_fwd(p, a->xnf, a->rstdf, a->xn1, normw, k, d, c->norm_eps);
+    // row blocks as kern_gemm cuts k rows (OpenBLAS rounds a row differently in a block of
+    // another size): with every row scored, the bits of model_forward + model_logprobs
     int rows = (k / 4 + KERN_ROWS - 1) / KERN_ROWS * KERN_ROWS;
     rows = rows < KERN_ROWS ? KERN_ROWS : rows > HEAD_ROWS ? HEAD_ROWS : rows;
     // per-thread scratch when it fits: fewer pages touched, and they stay in cache
