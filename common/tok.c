@@ -239,7 +239,7 @@ bmap_get_h(const struct tok *t, uint64_t hash, uint64_t w, const char *s, size_t
 {
     for (size_t h = hash & t->bmask;; h = (h + 1) & t->bmask) {
         const struct tok_bslot *b = &t->bmap[h];
-        if (b->id < 0)
+        if (!b->len)
             return -1;
         if (b->word == w && b->len == n &&
             (n <= 8 || memcmp(t->slab.p + t->ent[b->id].off + 8, s + 8, n - 8) == 0))
@@ -256,16 +256,22 @@ bmap_get(const struct tok *t, const char *s, size_t n)
     return bmap_get_h(t, bytes_hash(s, n, w), w, s, n);
 }
 
-void
+int32_t
 tok_bmap_put(struct tok *t, int32_t id)
 {
     const struct tok_ent *e = &t->ent[id];
     const char *s = t->slab.p + e->off;
-    uint64_t w = key_word(s, e->len);
-    size_t h = bytes_hash(s, e->len, w) & t->bmask;
-    while (t->bmap[h].id >= 0)
-        h = (h + 1) & t->bmask;
-    t->bmap[h] = (struct tok_bslot){w, id, e->len};
+    size_t n = e->len;
+    uint64_t w = key_word(s, n);
+    size_t h = bytes_hash(s, n, w) & t->bmask;
+    for (; t->bmap[h].len; h = (h + 1) & t->bmask) {
+        const struct tok_bslot *b = &t->bmap[h];
+        if (b->word == w && b->len == n &&
+            (n <= 8 || memcmp(t->slab.p + t->ent[b->id].off + 8, s + 8, n - 8) == 0))
+            return b->id;
+    }
+    t->bmap[h] = (struct tok_bslot){w, id, (uint32_t)n};
+    return -1;
 }
 
 static void
@@ -296,14 +302,18 @@ tok_index(struct tok *t, struct kerr *err)
     while (cap < 2 * t->n + 16)
         cap *= 2;
     free(t->bmap);
-    t->bmap = xmalloc(cap * sizeof *t->bmap);
-    memset(t->bmap, 0xff, cap * sizeof *t->bmap);
+    t->bmap = xcalloc(cap, sizeof *t->bmap);
     t->bmask = cap - 1;
     free(t->spec);
     t->spec = NULL;
     t->n_spec = 0;
     for (size_t id = 0; id < t->n; id++) {
         const struct tok_ent *e = &t->ent[id];
+        if (id + 16 < t->n) { // the slot of a token a little ahead: insertion is latency-bound
+            const struct tok_ent *f = &t->ent[id + 16];
+            const char *fs = t->slab.p + f->off;
+            __builtin_prefetch(&t->bmap[bytes_hash(fs, f->len, key_word(fs, f->len)) & t->bmask]);
+        }
         if (e->type == TOK_TYPE_CONTROL || e->type == TOK_TYPE_USER) {
             t->spec = xrealloc(t->spec, (t->n_spec + 1) * sizeof *t->spec);
             t->spec[t->n_spec++] = (int32_t)id;
@@ -312,15 +322,15 @@ tok_index(struct tok *t, struct kerr *err)
         if (e->type != TOK_TYPE_NORMAL)
             continue;
         const char *s = t->slab.p + e->off;
-        if (bmap_get(t, s, e->len) >= 0) {
+        int32_t twin = tok_bmap_put(t, (int32_t)id);
+        if (twin >= 0) {
             struct buf u = {0};
             tok_bytes_to_unicode(s, e->len, &u);
-            kerr_set(err, "token \"%.200s\" appears twice (ids %ld and %ld)", u.p,
-                     (long)bmap_get(t, s, e->len), (long)id);
+            kerr_set(err, "token \"%.200s\" appears twice (ids %ld and %ld)", u.p, (long)twin,
+                     (long)id);
             buf_free(&u);
             return -1;
         }
-        tok_bmap_put(t, (int32_t)id);
         if (e->len == 1)
             t->byte_id[(unsigned char)s[0]] = (int32_t)id;
     }
@@ -468,11 +478,22 @@ tok_finish(struct tok *t, bool tiktoken, bool ignore_merges, struct kerr *err)
     t->byte_pairs = xmalloc(256 * 256 * sizeof *t->byte_pairs);
     for (int a = 0; a < 256; a++)
         for (int b = 0; b < 256; b++) {
-            const char two[2] = {(char)a, (char)b};
             struct tok_rank *r = &t->byte_pairs[a << 8 | b];
+            if (tiktoken) { // the two-byte tokens, below
+                *r = (struct tok_rank){INT32_MAX, -1};
+                continue;
+            }
+            const char two[2] = {(char)a, (char)b};
             r->rank = pair_rank(t, (const unsigned char *)two, 0, 2, t->byte_id[a], t->byte_id[b],
                                 &r->res);
         }
+    for (size_t id = 0; tiktoken && id < t->n; id++) {
+        const struct tok_ent *e = &t->ent[id];
+        if (e->type == TOK_TYPE_NORMAL && e->len == 2) {
+            const unsigned char *s = (const unsigned char *)t->slab.p + e->off;
+            t->byte_pairs[s[0] << 8 | s[1]] = (struct tok_rank){(int32_t)id, (int32_t)id};
+        }
+    }
     (void)err;
     return 0;
 }

@@ -27,8 +27,8 @@ struct tok_pair { // open-addressing slot: key (a << 32 | b), 0 = empty (a pair 
 
 struct tok_bslot { // bytes → id, open addressing
     uint64_t word; // the token's key word (tok.c: key_word): all its bytes when len <= 8
-    int32_t id;    // -1 = empty slot
-    uint32_t len;
+    int32_t id;
+    uint32_t len; // 0 = empty slot (no token is empty)
 };
 
 struct tok_rank { // rank and result of merging a pair of single-byte tokens
@@ -68,8 +68,9 @@ struct tok *tok_alloc(enum tok_pre pre, const char *regex);
 int tok_set_token(struct tok *t, int32_t id, const char *s, size_t n, enum tok_type type,
                   struct kerr *err);
 int tok_index(struct tok *t, struct kerr *err);
-// Adds ordinary token id to the bytes map (the caller keeps the map under half full).
-void tok_bmap_put(struct tok *t, int32_t id);
+// Adds ordinary token id to the bytes map (the caller keeps the map under half full); -1, or
+// the id already holding the same bytes (then nothing is added).
+int32_t tok_bmap_put(struct tok *t, int32_t id);
 void tok_push_merge(struct tok *t, int32_t a, int32_t b, int32_t c);
 int tok_finish(struct tok *t, bool tiktoken, bool ignore_merges, struct kerr *err);
 // Makes t->merges complete: a tiktoken vocabulary derives its merge list on first use (encoding
