@@ -883,6 +883,10 @@ main(int argc, char **argv)
     for (int64_t step = st.step + 1; step <= total; step++) {
         double ts = now_seconds();
         peft_run_step(&o.pr, &m, step, (int64_t)train.n_seq / per_step, o.c.seed);
+        if (o.pr.hft_trains.p) {
+            st.hft_round = o.pr.hft_round;
+            st.hft_trains = o.pr.hft_trains.p;
+        }
         model_grads_zero(om);
         int scored = 0;
         double wscored = 0; // scored tokens, each counted with its example's class weight

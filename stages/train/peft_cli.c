@@ -155,11 +155,10 @@ peft_run_step(struct peft_run *r, struct model *m, int64_t step, int64_t steps_p
         if (peft_select(m, r->freeze, m->frozen, &err) < 0)
             die("--freeze: %s", err.msg);
     }
-    struct buf d = {0};
-    peft_hft_describe(m, &d);
+    buf_reset(&r->hft_trains);
+    peft_hft_describe(m, &r->hft_trains);
     info("step %lld: HFT round %lld trains %zu of %zu parameters: %s", (long long)step,
-         (long long)round, n, m->n_params, d.p ? d.p : "");
-    buf_free(&d);
+         (long long)round, n, m->n_params, r->hft_trains.p ? r->hft_trains.p : "");
 }
 
 size_t
@@ -205,6 +204,7 @@ peft_run_free(struct peft_run *r)
     if (r->qlora)
         qlora_free(&r->q);
     free(r->mult);
+    buf_free(&r->hft_trains);
 }
 
 // ---- DPO -----------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ struct peft_run {
     float *mult;       // [n_tensors] or NULL
     struct model *om;  // what the optimizer updates: the model, or the adapter's view
     int64_t hft_round;
+    struct buf hft_trains; // the current round's trainable set (peft_hft_describe)
 };
 
 void peft_run_defaults(struct peft_run *r);
