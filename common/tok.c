@@ -234,6 +234,14 @@ bytes_hash(const char *s, size_t n, uint64_t w)
     return hash64(s, n);
 }
 
+// Whether slot b holds s[0..n), whose key word is w.
+static inline bool
+slot_is(const struct tok *t, const struct tok_bslot *b, uint64_t w, const char *s, size_t n)
+{
+    return b->word == w && b->len == n &&
+           (n <= 8 || memcmp(t->slab.p + t->ent[b->id].off + 8, s + 8, n - 8) == 0);
+}
+
 static inline int32_t
 bmap_get_h(const struct tok *t, uint64_t hash, uint64_t w, const char *s, size_t n)
 {
@@ -241,8 +249,7 @@ bmap_get_h(const struct tok *t, uint64_t hash, uint64_t w, const char *s, size_t
         const struct tok_bslot *b = &t->bmap[h];
         if (!b->len)
             return -1;
-        if (b->word == w && b->len == n &&
-            (n <= 8 || memcmp(t->slab.p + t->ent[b->id].off + 8, s + 8, n - 8) == 0))
+        if (slot_is(t, b, w, s, n))
             return b->id;
     }
 }
@@ -264,12 +271,9 @@ tok_bmap_put(struct tok *t, int32_t id)
     size_t n = e->len;
     uint64_t w = key_word(s, n);
     size_t h = bytes_hash(s, n, w) & t->bmask;
-    for (; t->bmap[h].len; h = (h + 1) & t->bmask) {
-        const struct tok_bslot *b = &t->bmap[h];
-        if (b->word == w && b->len == n &&
-            (n <= 8 || memcmp(t->slab.p + t->ent[b->id].off + 8, s + 8, n - 8) == 0))
-            return b->id;
-    }
+    for (; t->bmap[h].len; h = (h + 1) & t->bmask)
+        if (slot_is(t, &t->bmap[h], w, s, n))
+            return t->bmap[h].id;
     t->bmap[h] = (struct tok_bslot){w, id, (uint32_t)n};
     return -1;
 }
