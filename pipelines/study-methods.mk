@@ -54,7 +54,8 @@
 # difference 0.59-0.60 for r16 vs the base's 0.54; full 0.93). SM_LORA_LR 5e-3 is the best of
 # the rates tried (stages/train/PEFT.md, "LoRA learning rate"): 1e-2 and above are unstable,
 # 3e-3 (the old default) learned nothing either; 450 steps at 5e-3 changed no prediction. The
-# embedding and lm_head are 57% of this model's parameters, and LoRA cannot touch them.
+# embedding and lm_head (57% of this model's parameters) carry what full fine-tuning learns:
+# full fine-tuning with them frozen stalls the same way (loss 2.32, constant prediction).
 
 ifeq ($(SIZE),small)
 VOCAB = 300
