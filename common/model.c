@@ -3,9 +3,10 @@
 // schedules, clipping and the seeded generator (contracts in model.h).
 //
 // Activations: with training, every layer keeps its own buffers (backward needs them);
-// without, the layer buffers are one slot reused by every layer and the residual stream
-// ping-pongs between two slots. Backward walks the layers in reverse with one set of
-// gradient buffers; dx is the gradient of the residual stream and is updated in place.
+// without, the layer buffers are one slot reused by every layer, the residual stream is one
+// slot updated in place and attention runs one sequence at a time. Backward walks the layers
+// in reverse with one set of gradient buffers; dx is the gradient of the residual stream and
+// is updated in place.
 #include "model.h"
 
 // Run-time trip counts (AdamW, embedding gradient): see kernels.c.
@@ -220,10 +221,12 @@ acts_sizes(const struct model_config *c, int b, int t, bool training, int n_thre
     s.nao = n * c->n_heads * hd;
     s.ngu = n * 2 * (size_t)c->ffn;
     s.nh = n * c->ffn;
-    s.natt = (size_t)b * c->n_heads * t * t;
+    // forward only: attention probabilities of one sequence at a time (nothing reads them
+    // after), one residual slot updated in place
+    s.natt = (size_t)(training ? b : 1) * c->n_heads * t * t;
     s.nv = n * (size_t)c->vocab;
     s.slots = training ? c->n_layers : 1;
-    s.xslots = training ? c->n_layers + 1 : 2;
+    s.xslots = training ? c->n_layers + 1 : 1;
     s.scratch = (size_t)(n_threads < 1 ? 1 : n_threads) * t * t;
     return s;
 }
@@ -233,12 +236,12 @@ model_acts_bytes(const struct model_config *c, int b, int t, bool training, int 
 {
     struct acts_sizes s = acts_sizes(c, b, t, training, n_threads);
     size_t n = (size_t)b * t;
-    size_t f = s.nd * s.xslots + (size_t)s.slots * (3 * s.nd + 2 * n + s.nqkv + s.natt + s.nao +
+    size_t f = s.nd * s.xslots + (size_t)s.slots * (2 * s.nd + 2 * n + s.nqkv + s.natt + s.nao +
                                                    s.ngu + s.nh) +
                s.nd + n + s.nv + n;
     if (training)
-        f += 2 * s.nd + s.nqkv + s.nao + s.ngu + s.nh + s.scratch;
-    return f * sizeof(float) + n * sizeof(int);
+        f += (size_t)s.slots * s.nd + 2 * s.nd + s.nqkv + s.nao + s.ngu + s.nh + s.scratch;
+    return f * sizeof(float) + 3 * n * sizeof(int);
 }
 
 int
@@ -257,8 +260,10 @@ model_acts_init(struct model_acts *a, const struct model *m, int b, int t, bool 
     a->b = b, a->t = t, a->cur_t = t, a->training = training, a->n = (int)n;
     a->n_threads = n_threads < 1 ? 1 : n_threads;
     a->tokens = xcalloc(n, sizeof(int));
+    a->sel = xcalloc(2 * n, sizeof(int));
     a->x = xcalloc(s.nd * s.xslots, sizeof(float));
-    a->xmid = xcalloc(s.nd * s.slots, sizeof(float));
+    if (training)
+        a->xmid = xcalloc(s.nd * s.slots, sizeof(float));
     a->xn1 = xcalloc(s.nd * s.slots, sizeof(float));
     a->xn2 = xcalloc(s.nd * s.slots, sizeof(float));
     a->rstd1 = xcalloc(n * s.slots, sizeof(float));
@@ -294,6 +299,7 @@ model_acts_free(struct model_acts *a)
     for (size_t i = 0; i < KILN_ARRAY_LEN(bufs); i++)
         free(bufs[i]);
     free(a->tokens);
+    free(a->sel);
     memset(a, 0, sizeof *a);
 }
 
@@ -374,13 +380,12 @@ layer_acts(const struct model *m, const struct model_acts *a, int l)
     const struct model_config *c = &m->cfg;
     size_t n = (size_t)a->b * a->t, hd = (size_t)m->hd;
     size_t s = a->training ? (size_t)l : 0;
-    size_t xi = a->training ? (size_t)l : (size_t)(l % 2);
-    size_t xn = a->training ? (size_t)l + 1 : (size_t)((l + 1) % 2);
     size_t nq = n * (c->n_heads + 2 * c->n_kv_heads) * hd;
+    // forward only: x, xmid and xnext are the one residual slot, updated in place
     struct layer_a la = {
-        .x = a->x + xi * n * c->dim,
-        .xnext = a->x + xn * n * c->dim,
-        .xmid = a->xmid + s * n * c->dim,
+        .x = a->x + s * n * c->dim,
+        .xnext = a->x + (a->training ? s + 1 : 0) * n * c->dim,
+        .xmid = a->training ? a->xmid + s * n * c->dim : a->x,
         .xn1 = a->xn1 + s * n * c->dim,
         .xn2 = a->xn2 + s * n * c->dim,
         .rstd1 = a->rstd1 + s * n,
@@ -394,9 +399,10 @@ layer_acts(const struct model *m, const struct model_acts *a, int l)
     return la;
 }
 
-void
-model_forward(struct model *m, struct model_acts *a, struct kpool *p, const int *tokens, int b,
-              int t)
+// The layers of the forward pass; returns the residual stream leaving the last one [n, dim].
+static const float *
+forward_layers(struct model *m, struct model_acts *a, struct kpool *p, const int *tokens, int b,
+               int t)
 {
     const struct model_config *c = &m->cfg;
     int n = b * t, d = c->dim, hd = m->hd, f = c->ffn;
@@ -407,7 +413,10 @@ model_forward(struct model *m, struct model_acts *a, struct kpool *p, const int 
     const float *emb = m->params + m->tensors[0].offset;
     for (int r = 0; r < n; r++)
         memcpy(a->x + (size_t)r * d, emb + (size_t)tokens[r] * d, sizeof(float) * d);
-    struct kern_attn ka = {b, t, c->n_heads, c->n_kv_heads, hd};
+    // training keeps every sequence's attention probabilities for backward; forward only runs
+    // one sequence at a time through one sequence's buffer (the same tasks, the same bits)
+    int seqs = a->training ? b : 1;
+    struct kern_attn ka = {seqs, t, c->n_heads, c->n_kv_heads, hd};
     for (int l = 0; l < c->n_layers; l++) {
         struct layer_w w = layer_ptrs(m, m->params, l);
         struct layer_a la = layer_acts(m, a, l);
@@ -416,22 +425,93 @@ model_forward(struct model *m, struct model_acts *a, struct kpool *p, const int 
         hook_fwd(m, l, MODEL_LIN_QKV, la.xn1, la.qkv, n);
         kern_rope(p, la.qkv, n, nq, 0, c->n_heads + c->n_kv_heads, hd, t, NULL, m->rope_cos,
                   m->rope_sin, false);
-        kern_attn_fwd(p, &ka, la.ao, la.att, la.qkv);
-        memcpy(la.xmid, la.x, sizeof(float) * (size_t)n * d);
+        for (int s0 = 0; s0 < b; s0 += seqs)
+            kern_attn_fwd(p, &ka, la.ao + (size_t)s0 * t * no, la.att,
+                          la.qkv + (size_t)s0 * t * nq);
+        if (la.xmid != la.x)
+            memcpy(la.xmid, la.x, sizeof(float) * (size_t)n * d);
         lin_fwd(m, p, l, MODEL_LIN_O, la.xmid, la.ao, w.wo, n, no, d, true);
         hook_fwd(m, l, MODEL_LIN_O, la.ao, la.xmid, n);
         kern_rmsnorm_fwd(p, la.xn2, la.rstd2, la.xmid, w.ln2, n, d, c->norm_eps);
         lin_fwd(m, p, l, MODEL_LIN_GU, la.gu, la.xn2, w.wgu, n, d, 2 * f, false);
         hook_fwd(m, l, MODEL_LIN_GU, la.xn2, la.gu, n);
         kern_swiglu_fwd(p, la.h, la.gu, n, f);
-        memcpy(la.xnext, la.xmid, sizeof(float) * (size_t)n * d);
+        if (la.xnext != la.xmid)
+            memcpy(la.xnext, la.xmid, sizeof(float) * (size_t)n * d);
         lin_fwd(m, p, l, MODEL_LIN_DOWN, la.xnext, la.h, w.wdown, n, f, d, true);
         hook_fwd(m, l, MODEL_LIN_DOWN, la.h, la.xnext, n);
     }
-    const float *xl = layer_acts(m, a, c->n_layers - 1).xnext;
+    return layer_acts(m, a, c->n_layers - 1).xnext;
+}
+
+void
+model_forward(struct model *m, struct model_acts *a, struct kpool *p, const int *tokens, int b,
+              int t)
+{
+    const struct model_config *c = &m->cfg;
+    int n = b * t, d = c->dim;
+    const float *xl = forward_layers(m, a, p, tokens, b, t);
     const float *normw = m->params + m->tensors[1 + 9 * c->n_layers].offset;
     kern_rmsnorm_fwd(p, a->xnf, a->rstdf, xl, normw, n, d, c->norm_eps);
     kern_linear_fwd(p, a->logits, a->xnf, head_weight(m, m->params), n, d, c->vocab, false);
+}
+
+// Rows of the output projection per task of model_forward_logprobs: their logits [rows, vocab]
+// are reduced to log-probabilities while still in cache; big enough that packing the head
+// weight once per task costs little.
+#define HEAD_ROWS 512
+
+struct head_job {
+    const float *w, *xn;
+    float *logits, *lp;
+    const int *targets;
+    int n, d, v, rows;
+    bool per_thread; // logits scratch per thread (else per task)
+};
+
+static void
+head_task(void *ctx, int task, int thread)
+{
+    struct head_job *j = ctx;
+    int r0 = task * j->rows, rows = j->n - r0 < j->rows ? j->n - r0 : j->rows;
+    float *lg = j->logits + (size_t)(j->per_thread ? thread : task) * j->rows * j->v;
+    // lg [rows, v] = xn[r0..] W^T, as kern_linear_fwd computes each row
+    kern_gemm1(false, true, rows, j->v, j->d, 1.0f, j->xn + (size_t)r0 * j->d, j->d, j->w, j->d,
+               0.0f, lg, j->v);
+    kern_logprobs(NULL, lg, j->lp + r0, j->targets + r0, rows, j->v);
+}
+
+void
+model_forward_logprobs(struct model *m, struct model_acts *a, struct kpool *p, const int *tokens,
+                       const int *targets, int b, int t, float *lp)
+{
+    const struct model_config *c = &m->cfg;
+    int n = b * t, d = c->dim, k = 0;
+    const float *xl = forward_layers(m, a, p, tokens, b, t);
+    // the scored rows: sel[0..k) their indices, sel[n..n+k) their targets; their final
+    // residuals gathered into xn1 (free after the layers), normed into xnf
+    int *sel = a->sel, *tg = a->sel + n;
+    for (int r = 0; r < n; r++) {
+        lp[r] = 0;
+        if (targets[r] < 0)
+            continue;
+        memcpy(a->xn1 + (size_t)k * d, xl + (size_t)r * d, sizeof(float) * d);
+        sel[k] = r;
+        tg[k++] = targets[r];
+    }
+    if (k == 0)
+        return;
+    const float *normw = m->params + m->tensors[1 + 9 * c->n_layers].offset;
+    kern_rmsnorm_fwd(p, a->xnf, a->rstdf, a->xn1, normw, k, d, c->norm_eps);
+    int rows = (k / 4 + KERN_ROWS - 1) / KERN_ROWS * KERN_ROWS;
+    rows = rows < KERN_ROWS ? KERN_ROWS : rows > HEAD_ROWS ? HEAD_ROWS : rows;
+    // per-thread scratch when it fits: fewer pages touched, and they stay in cache
+    struct head_job j = {head_weight(m, m->params), a->xnf, a->logits, a->loss, tg, k, d,
+                         c->vocab, rows,
+                         (int64_t)kpool_threads(p) * rows <= (int64_t)a->b * a->t};
+    kpool_run(p, (k + rows - 1) / rows, head_task, &j);
+    for (int i = 0; i < k; i++)
+        lp[sel[i]] = a->loss[i];
 }
 
 void
@@ -570,7 +650,7 @@ model_kv_init(struct model_kv *kv, const struct model *m, int max_t, struct kerr
     kv->h = xcalloc(r * c->ffn, sizeof(float));
     kv->att = xcalloc((size_t)c->n_heads * r * max_t, sizeof(float));
     kv->rstd = xcalloc(r, sizeof(float));
-    kv->logits = xcalloc((size_t)c->vocab, sizeof(float));
+    kv->logits = xcalloc(r * c->vocab, sizeof(float)); // pages touched only when scoring
     return 0;
 }
 
@@ -588,6 +668,13 @@ void
 model_kv_reset(struct model_kv *kv)
 {
     kv->len = 0;
+}
+
+void
+model_kv_rewind(struct model_kv *kv, int len)
+{
+    if (len >= 0 && len < kv->len)
+        kv->len = len;
 }
 
 struct kv_attn_job {
@@ -681,6 +768,41 @@ model_kv_forward(struct model *m, struct model_kv *kv, struct kpool *p, const in
     const float *xl = kv->x + (size_t)(last - 1) * c->dim;
     kern_rmsnorm_fwd(p, kv->xn, kv->rstd, xl, normw, 1, c->dim, c->norm_eps);
     kern_linear_fwd(p, logits, kv->xn, head_weight(m, m->params), 1, c->dim, c->vocab, false);
+}
+
+void
+model_kv_forward_logprobs(struct model *m, struct model_kv *kv, struct kpool *p,
+                          const int *tokens, const int *targets, int n, float *lp)
+{
+    const struct model_config *c = &m->cfg;
+    int d = c->dim;
+    const float *normw = m->params + m->tensors[1 + 9 * c->n_layers].offset;
+    for (int i = 0; i < n; i += KV_CHUNK) {
+        int rows = n - i < KV_CHUNK ? n - i : KV_CHUNK, k = 0;
+        kv_chunk(m, kv, p, tokens + i, rows);
+        if (!targets)
+            continue;
+        // the chunk's scored rows gathered into xn, normed in place, then model_forward_logprobs'
+        // output projection and log-softmax
+        int sel[KV_CHUNK], tg[KV_CHUNK];
+        for (int r = 0; r < rows; r++) {
+            lp[i + r] = 0;
+            if (targets[i + r] < 0)
+                continue;
+            memcpy(kv->xn + (size_t)k * d, kv->x + (size_t)r * d, sizeof(float) * d);
+            sel[k] = r;
+            tg[k++] = targets[i + r];
+        }
+        if (k == 0)
+            continue;
+        kern_rmsnorm_fwd(p, kv->xn, kv->rstd, kv->xn, normw, k, d, c->norm_eps);
+        // log-probabilities into rstd (free after the norm)
+        struct head_job j = {head_weight(m, m->params), kv->xn, kv->logits, kv->rstd, tg, k, d,
+                             c->vocab, KV_CHUNK, false};
+        head_task(&j, 0, 0);
+        for (int r = 0; r < k; r++)
+            lp[i + sel[r]] = kv->rstd[r];
+    }
 }
 
 // ---- optimizer ---------------------------------------------------------------------------

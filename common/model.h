@@ -155,12 +155,14 @@ struct model_acts {
     bool training;
     int n, cur_t;   // the current batch: n = b' * cur_t rows
     int *tokens;    // [b*t] copy of the current inputs
+    int *sel;       // [2*b*t] model_forward_logprobs: scored rows, then their targets
     float *x;       // [L+1, n, dim] residual stream entering each layer, then the final one
-    float *xmid;    // [L, n, dim] residual after attention
+                    // (forward only: [n, dim], updated in place)
+    float *xmid;    // [L, n, dim] residual after attention (training only)
     float *xn1, *xn2; // [L, n, dim] normed inputs of attention and MLP
     float *rstd1, *rstd2; // [L, n]
     float *qkv;     // [L, n, (nh+2nkv)hd] (q, k rotated)
-    float *att;     // [L, b, nh, t, t] attention probabilities
+    float *att;     // [L, b, nh, t, t] attention probabilities (forward only: [nh, t, t])
     float *ao;      // [L, n, nh*hd] attention output before o_proj
     float *gu;      // [L, n, 2ffn]
     float *h;       // [L, n, ffn] silu(gate)*up
@@ -187,6 +189,12 @@ void model_forward(struct model *m, struct model_acts *a, struct kpool *p, const
 // After model_forward: lp[r] = log p(targets[r] | tokens[..r]) (0 where targets[r] < 0).
 void model_logprobs(struct model *m, struct model_acts *a, struct kpool *p, const int *targets,
                     float *lp);
+// Forward-only scoring: lp[r] = log p(targets[r] | tokens[..r]) for rows with targets[r] ≥ 0,
+// 0 elsewhere — model_forward then model_logprobs, except that the output projection runs only
+// for the scored rows, a block of rows at a time whose logits are reduced while in cache
+// (a->logits is scratch afterwards). Same values as model_forward + model_logprobs.
+void model_forward_logprobs(struct model *m, struct model_acts *a, struct kpool *p,
+                            const int *tokens, const int *targets, int b, int t, float *lp);
 // Backward from a->logits holding dL/dlogits (overwrites the activations' gradient buffers);
 // adds parameter gradients into m->grads (except frozen tensors). Needs training acts.
 void model_backward(struct model *m, struct model_acts *a, struct kpool *p);
@@ -202,15 +210,25 @@ double model_forward_backward(struct model *m, struct model_acts *a, struct kpoo
 struct model_kv {
     int max_t, len;     // capacity and positions filled
     float *k, *v;       // [L, max_t, nkv*hd]
-    float *x, *xn, *qkv, *ao, *gu, *h, *att, *rstd, *logits; // scratch for up to max_t rows
+    float *x, *xn, *qkv, *ao, *gu, *h, *att, *rstd; // scratch for a chunk of rows
+    float *logits; // [chunk, vocab] scratch of model_kv_forward_logprobs
 };
 int model_kv_init(struct model_kv *kv, const struct model *m, int max_t, struct kerr *err);
 void model_kv_free(struct model_kv *kv);
 void model_kv_reset(struct model_kv *kv); // len = 0
+void model_kv_rewind(struct model_kv *kv, int len); // len = min(len, kv->len): drop the rest
 // Appends n tokens at positions len..len+n-1 (len + n ≤ max_t) and writes the logits of the
 // last one into logits[vocab]. Matches model_forward on the same prefix (to float rounding).
 void model_kv_forward(struct model *m, struct model_kv *kv, struct kpool *p, const int *tokens,
                       int n, float *logits);
+
+// Appends n tokens as model_kv_forward does; instead of the last one's logits, lp[i] =
+// log p(targets[i] | the cached tokens and tokens[..i]) for targets[i] ≥ 0 (0 elsewhere), the
+// output projection run only for those rows. targets NULL: the cache only (lp unused).
+// Positions already cached are never rewritten, so a shared prefix runs once: append it, then
+// for each continuation model_kv_rewind to its length and append the continuation.
+void model_kv_forward_logprobs(struct model *m, struct model_kv *kv, struct kpool *p,
+                               const int *tokens, const int *targets, int n, float *lp);
 
 // ---- optimizer ---------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@
 
 struct cls_opts {
     struct eval_common c;
-    const char *choices, *prompt, *completion, *field;
+    const char *choices, *prompt, *completion, *field, *predictions;
     int max_len, bins, iters;
     bool keep_tail;
 };
@@ -40,7 +40,7 @@ cls_usage(FILE *f)
     fputs("usage: evaluate classify --model DIR|FILE.gguf [--adapter DIR] [--tokenizer FILE]\n"
           "         [--choices A,B,...] [--prompt T] [--completion T] [--field NAME]\n"
           "         [--max-len N] [--keep head|tail] [--bins N] [--bootstrap-iters N]\n"
-          "         [--seed N] [--threads N] [--batch N] [-o RESULTS.jsonl]\n"
+          "         [--seed N] [--threads N] [-o RESULTS.jsonl] [--predictions FILE]\n"
           "         [--db DB [--run-name NAME] [--pipeline NAME]] [FILE...]\n"
           "Defaults: --prompt '{text}\\nLabel:' --completion ' {label}' --field label,\n"
           "choices = every label seen (sorted), --bins 10, --bootstrap-iters 1000, --seed 1234.\n",
@@ -56,11 +56,13 @@ enum {
     OPT_KEEP,
     OPT_BINS,
     OPT_ITERS,
+    OPT_PREDICTIONS,
 };
 
 static void
 cls_parse(struct cls_opts *o, int argc, char **argv)
 {
+    memset(o, 0, sizeof *o);
     eval_common_init(&o->c);
     o->prompt = "{text}\\nLabel:";
     o->completion = " {label}";
@@ -77,11 +79,15 @@ cls_parse(struct cls_opts *o, int argc, char **argv)
         {"keep", required_argument, 0, OPT_KEEP},
         {"bins", required_argument, 0, OPT_BINS},
         {"bootstrap-iters", required_argument, 0, OPT_ITERS},
+        {"predictions", required_argument, 0, OPT_PREDICTIONS},
         {0, 0, 0, 0},
     };
     int opt;
     while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         switch (opt) {
+        case OPT_PREDICTIONS:
+            o->predictions = optarg;
+            break;
         case OPT_CHOICES:
             o->choices = optarg;
             break;
@@ -206,6 +212,54 @@ stat_ece(void *ctx, const size_t *idx, size_t n)
 {
     struct cls_data *d = ctx;
     return metrics_ece(d->conf, d->correct, idx, n, d->n_bins, NULL);
+}
+
+// A {choice: value} object of one record's k values.
+static void
+jw_choice_obj(struct json_writer *w, const struct labels *choices, const double *v)
+{
+    jw_obj_begin(w);
+    for (int c = 0; c < choices->n; c++) {
+        jw_key(w, choices->v[c]);
+        jw_double(w, v[c]);
+    }
+    jw_obj_end(w);
+}
+
+// --predictions: the input record with prediction, prediction_norm, logprobs and probs set
+// (json_obj_rewrite: every other field, an unknown one or shard's tag, passes through).
+static void
+write_prediction(struct rec_writer *pw, struct json_obj *obj, const char *rec,
+                 const struct labels *choices, int best, int best_n, const double *lp,
+                 const double *prob, struct buf *vals, struct buf *line)
+{
+    if (json_obj_parse(obj, rec, strlen(rec), NULL) < 0)
+        die("internal: a record does not parse again");
+    size_t at[4];
+    struct json_writer w;
+    buf_reset(vals);
+    at[0] = vals->len;
+    json_writer_init(&w, vals);
+    jw_str(&w, choices->v[best]);
+    at[1] = vals->len;
+    json_writer_init(&w, vals);
+    jw_str(&w, choices->v[best_n]);
+    at[2] = vals->len;
+    json_writer_init(&w, vals);
+    jw_choice_obj(&w, choices, lp);
+    at[3] = vals->len;
+    json_writer_init(&w, vals);
+    jw_choice_obj(&w, choices, prob);
+    const char *keys[] = {"prediction", "prediction_norm", "logprobs", "probs"};
+    struct json_edit ed[4];
+    for (int i = 0; i < 4; i++)
+        ed[i] =
+            (struct json_edit){keys[i], vals->p + at[i], (i < 3 ? at[i + 1] : vals->len) - at[i]};
+    buf_reset(line);
+    json_obj_rewrite(obj, ed, 4, line);
+    struct kerr err;
+    if (rec_writer_write(pw, line->p, line->len, &err) < 0)
+        die_kerr(&err);
 }
 
 int
@@ -359,11 +413,11 @@ cmd_classify(int argc, char **argv)
     }
 
     struct kpool *pool = kpool_new(o.c.threads);
-    struct scorer sc;
-    if (scorer_init(&sc, &em, pool, o.c.batch, t_max - 1, &err) < 0)
+    struct group_scorer sc;
+    if (group_scorer_init(&sc, &em, pool, t_max, &err) < 0)
         die_kerr(&err);
     double t0 = now_seconds();
-    scorer_run(&sc, seqs, n * (size_t)k);
+    group_scorer_run(&sc, seqs, n, k);
     double secs = now_seconds() - t0;
     info("%zu records x %d choices: %llu positions in %.2f s (%.0f tokens/s)%s", n, k,
          (unsigned long long)sc.tokens_run, secs, (double)sc.tokens_run / (secs > 0 ? secs : 1),
@@ -377,8 +431,12 @@ cmd_classify(int argc, char **argv)
     d.conf = xmalloc(n * sizeof *d.conf);
     d.conf_mat = xmalloc((size_t)k * (size_t)k * sizeof *d.conf_mat);
     double *acc_v = xmalloc(n * sizeof *acc_v), *accn_v = xmalloc(n * sizeof *accn_v);
-    double *prob = xmalloc((size_t)k * sizeof *prob);
-    struct buf out = {0};
+    double *prob = xmalloc((size_t)k * sizeof *prob), *lps = xmalloc((size_t)k * sizeof *lps);
+    struct buf out = {0}, pvals = {0}, pline = {0};
+    struct rec_wopts wo = {.level = o.c.cli.level, .plain = o.c.cli.plain, .force = o.c.cli.force};
+    struct rec_writer *pw = NULL;
+    if (o.predictions && !(pw = rec_writer_open(o.predictions, &wo, &err)))
+        die_kerr(&err);
     for (size_t i = 0; i < n; i++) {
         const struct score_seq *s = seqs + i * (size_t)k;
         int best = 0, best_n = 0;
@@ -404,6 +462,12 @@ cmd_classify(int argc, char **argv)
         d.conf[i] = prob[best];
         acc_v[i] = d.correct[i];
         accn_v[i] = best_n == ex[i].gold;
+        if (pw) {
+            for (int c = 0; c < k; c++)
+                lps[c] = s[c].logprob;
+            write_prediction(pw, &obj, rec_text[i], &choices, best, best_n, lps, prob, &pvals,
+                             &pline);
+        }
 
         struct json_writer w;
         json_writer_init(&w, &out);
@@ -420,20 +484,12 @@ cmd_classify(int argc, char **argv)
         jw_bool(&w, d.correct[i]);
         jw_key(&w, "correct_norm");
         jw_bool(&w, accn_v[i] > 0);
+        for (int c = 0; c < k; c++)
+            lps[c] = s[c].logprob;
         jw_key(&w, "logprobs");
-        jw_obj_begin(&w);
-        for (int c = 0; c < k; c++) {
-            jw_key(&w, choices.v[c]);
-            jw_double(&w, s[c].logprob);
-        }
-        jw_obj_end(&w);
+        jw_choice_obj(&w, &choices, lps);
         jw_key(&w, "probs");
-        jw_obj_begin(&w);
-        for (int c = 0; c < k; c++) {
-            jw_key(&w, choices.v[c]);
-            jw_double(&w, prob[c]);
-        }
-        jw_obj_end(&w);
+        jw_choice_obj(&w, &choices, prob);
         jw_obj_end(&w);
         buf_putc(&out, '\n');
     }
@@ -576,7 +632,11 @@ cmd_classify(int argc, char **argv)
 
     const char *params[] = {"task",       "classify", "prompt", o.prompt, "completion",
                             o.completion, "field",    o.field,  NULL};
+    // the predictions stay in FILE.tmp until the results (and the database) are done: a
+    // failure there removes them
     eval_results_finish(&o.c, em.desc, files, params, &out);
+    if (pw && rec_writer_close(pw, &err) < 0)
+        die_kerr(&err);
 
     struct stats st;
     stats_init(&st, "evaluate");
@@ -606,10 +666,10 @@ cmd_classify(int argc, char **argv)
     free(choices.v);
     free(ex), free(gold_text), free(rec_text), free(seqs), free(seq_tok), free(comp_chars);
     free(d.gold), free(d.pred), free(d.correct), free(d.conf), free(d.conf_mat);
-    free(acc_v), free(accn_v), free(prob), free(cls), free(conf_mat), free(bins);
-    buf_free(&out), buf_free(&text), buf_free(&lab);
+    free(acc_v), free(accn_v), free(prob), free(lps), free(cls), free(conf_mat), free(bins);
+    buf_free(&out), buf_free(&text), buf_free(&lab), buf_free(&pvals), buf_free(&pline);
     json_obj_free(&obj);
-    scorer_free(&sc);
+    group_scorer_free(&sc);
     kpool_del(pool);
     tok_enc_del(enc);
     tok_tpl_del(tp);

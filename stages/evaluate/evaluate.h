@@ -49,18 +49,43 @@ struct score_seq {
 struct scorer {
     struct eval_model *em;
     struct kpool *pool;
-    struct model_acts acts;
-    int batch, t;
-    int *tok, *tgt;
-    float *lp;
-    uint64_t tokens_run; // positions run through the model (padding included)
+    int batch, t, n_threads;
+    struct model_acts *acts; // [n_threads]: one batch per thread at a time
+    int *tok, *tgt;          // [n_threads, batch * t]
+    float *lp;               // [n_threads, batch * t]
+    uint64_t tokens_run;     // positions run through the model (padding included)
 };
 // Activations for batches of batch sequences of up to t + 1 tokens (t inputs). 0 or -1.
 int scorer_init(struct scorer *s, struct eval_model *em, struct kpool *pool, int batch, int t,
                 struct kerr *err);
 void scorer_free(struct scorer *s);
-// Scores seqs[0..n) (each len ≤ s->t + 1, from ≥ 1) in batches; fills logprob and scored.
+// Scores seqs[0..n) (each len ≤ s->t + 1, from ≥ 1) in batches of consecutive sequences;
+// fills logprob and scored. Whole batches run in parallel, one per thread (no thread waits
+// on another inside a forward pass); batches left over when fewer than the threads remain
+// run one at a time with the threads inside. Either way a batch's scores are the same bits.
 void scorer_run(struct scorer *s, struct score_seq *seqs, size_t n);
+
+// Groups of k sequences scored one group at a time (a record's candidates, which share their
+// prompt): the group's common prefix, up to its first scored position, runs through a KV
+// cache once, then each sequence's rest on top of it. A group's scores depend on that group
+// alone — not on batching, on the other records or on threads — so per-record results are
+// the same on any shard of the input. Groups run in parallel, one per thread.
+struct group_scorer {
+    struct eval_model *em;
+    struct kpool *pool;
+    int n_threads, max_len;
+    struct model_kv *kv; // [n_threads]
+    int *tgt;            // [n_threads, max_len]
+    float *lp;           // [n_threads, max_len]
+    uint64_t tokens_run; // positions run through the model
+};
+// For sequences of up to max_len tokens. 0 or -1 with err.
+int group_scorer_init(struct group_scorer *g, struct eval_model *em, struct kpool *pool,
+                      int max_len, struct kerr *err);
+void group_scorer_free(struct group_scorer *g);
+// Scores seqs[0..n_groups * k) (each len ≤ max_len, from ≥ 1), group i being
+// seqs[i*k .. i*k + k); fills logprob and scored.
+void group_scorer_run(struct group_scorer *g, struct score_seq *seqs, size_t n_groups, int k);
 
 // ---- subcommands ---------------------------------------------------------------------------
 
