@@ -473,7 +473,7 @@ scan_plain(const char *p, const char *end, bool *high)
 #if defined(__AVX512VBMI__)
 // Constants of the vector UTF-8 check (utf8_block_errors), made once per string scan.
 struct utf8_simd {
-    __m512i idx1, idx2, idx3, t1h, t1l, t2h, nib, third, fourth, top;
+    __m512i idx, t1h, t1l, t2h, nib, third, fourth, top;
 };
 
 static inline void
@@ -484,15 +484,9 @@ utf8_simd_init(struct utf8_simd *c)
         SURROGATE = 1 << 4, OVERLONG_2 = 1 << 5, TOO_LARGE_1000 = 1 << 6, OVERLONG_4 = 1 << 6,
         TWO_CONTS = 1 << 7, CARRY = TOO_SHORT | TOO_LONG | TWO_CONTS,
     };
-    // Byte i of [prev | v] shifted by 1, 2, 3: prevK[i] = (i >= K ? v[i-K] : prev[64+i-K]).
-    c->idx1 = _mm512_set_epi8(
-        126, 125, 124, 123, 122, 121, 120, 119, 118, 117, 116, 115, 114, 113, 112, 111, 110, 109,
-        108, 107, 106, 105, 104, 103, 102, 101, 100, 99, 98, 97, 96, 95, 94, 93, 92, 91, 90, 89,
-        88, 87, 86, 85, 84, 83, 82, 81, 80, 79, 78, 77, 76, 75, 74, 73, 72, 71, 70, 69, 68, 67,
-        66, 65, 64, 63);
-    const __m512i one = _mm512_set1_epi8(1);
-    c->idx2 = _mm512_sub_epi8(c->idx1, one);
-    c->idx3 = _mm512_sub_epi8(c->idx2, one);
+    // 64-bit lanes 6, 7 of prev then 0..5 of v: each 128-bit lane of it is the one before the
+    // same lane of v, so that a per-lane alignr yields v shifted by 1, 2, 3 bytes across lanes.
+    c->idx = _mm512_set_epi64(13, 12, 11, 10, 9, 8, 7, 6);
     c->t1h = _mm512_broadcast_i32x4(_mm_setr_epi8(
         TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG,
         TWO_CONTS, TWO_CONTS, TWO_CONTS, TWO_CONTS, TOO_SHORT | OVERLONG_2, TOO_SHORT,
@@ -528,9 +522,10 @@ utf8_simd_init(struct utf8_simd *c)
 static inline uint64_t
 utf8_block_errors(__m512i v, __m512i prev, const struct utf8_simd *c)
 {
-    __m512i prev1 = _mm512_permutex2var_epi8(prev, c->idx1, v);
-    __m512i prev2 = _mm512_permutex2var_epi8(prev, c->idx2, v);
-    __m512i prev3 = _mm512_permutex2var_epi8(prev, c->idx3, v);
+    __m512i before = _mm512_permutex2var_epi64(prev, c->idx, v);
+    __m512i prev1 = _mm512_alignr_epi8(v, before, 15);
+    __m512i prev2 = _mm512_alignr_epi8(v, before, 14);
+    __m512i prev3 = _mm512_alignr_epi8(v, before, 13);
     __m512i b1h = _mm512_shuffle_epi8(c->t1h, _mm512_and_si512(_mm512_srli_epi16(prev1, 4), c->nib));
     __m512i b1l = _mm512_shuffle_epi8(c->t1l, _mm512_and_si512(prev1, c->nib));
     __m512i b2h = _mm512_shuffle_epi8(c->t2h, _mm512_and_si512(_mm512_srli_epi16(v, 4), c->nib));
@@ -581,21 +576,21 @@ parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
             _mm_setr_epi8(0, 0, 0x0D, 0, 0x08, 0x08, 0x04, 0, 0, 0, 0, 0, 0x02, 0, 0x04, 0x01));
         __m512i hi_tab = _mm512_broadcast_i32x4(
             _mm_setr_epi8(0, 0, 0x01, 0, 0, 0x02, 0x04, 0x08, 0, 0, 0, 0, 0, 0, 0, 0));
-        // Opaque to the compiler: otherwise GCC re-creates the constants in every iteration
-        // (broadcasts that compete for the shuffle port with the real work).
         // Hex digits by nibbles: hx_lo[c & 15] & hx_hi[c >> 4] != 0 exactly for 0-9a-fA-F.
         __m512i hx_lo = _mm512_broadcast_i32x4(
             _mm_setr_epi8(1, 3, 3, 3, 3, 3, 3, 1, 1, 1, 0, 0, 0, 0, 0, 0));
         __m512i hx_hi = _mm512_broadcast_i32x4(
             _mm_setr_epi8(0, 0, 0, 1, 2, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0));
         __m512i vd = _mm512_set1_epi8('d');
+        // Opaque to the compiler: otherwise GCC re-creates the constants in every iteration
+        // (broadcasts that compete for the shuffle port with the real work).
         __asm__("" : "+v"(vq), "+v"(vbs), "+v"(vsp), "+v"(vu), "+v"(nib), "+v"(lo_tab),
                 "+v"(hi_tab), "+v"(hx_lo), "+v"(hx_hi), "+v"(vd));
 #if defined(__AVX512VBMI__)
         struct utf8_simd u8;
         utf8_simd_init(&u8);
-        __asm__("" : "+v"(u8.idx1), "+v"(u8.idx2), "+v"(u8.idx3), "+v"(u8.t1h), "+v"(u8.t1l),
-                "+v"(u8.t2h), "+v"(u8.third), "+v"(u8.fourth), "+v"(u8.top));
+        __asm__("" : "+v"(u8.idx), "+v"(u8.t1h), "+v"(u8.t1l), "+v"(u8.t2h), "+v"(u8.third),
+                "+v"(u8.fourth), "+v"(u8.top));
         u8.nib = nib;
 #endif
         unsigned k = 0;
