@@ -34,8 +34,12 @@
 // are: with AVX-512BW a string is decided 64 bytes per step entirely with bit masks — closing
 // quote, escaped positions (odd backslash runs, carried across blocks), invalid escapes,
 // controls and (with AVX-512 VBMI) UTF-8 validity — so a "\n" every few dozen bytes costs no
-// exit from the vector loop; only \uXXXX escapes go through scalar code. Short plain strings
-// (keys, labels) are decided inline with a single 64-byte compare. Without AVX-512 the scan
+// exit from the vector loop, nor does a \uXXXX escape unless it is a surrogate or crosses a
+// block boundary (those go through scalar code). Short plain strings (keys, labels) are
+// decided inline from the bit masks of a 64-byte window that several consecutive strings
+// share: the end of each token is on the parser's critical path (the next token starts after
+// it), and a shift and a tzcnt are much shorter than a load and a compare. Duplicate keys are
+// first compared by a tag (length and first 8 bytes). Without AVX-512 the scan
 // runs 32 (AVX2) or 1 byte at a time and stops at each backslash, and UTF-8 is validated by
 // utf8_valid_prefix (vector ASCII skip, scalar decoding of non-ASCII characters), which is
 // also the exact reference the vector check defers to for error offsets. Measured with
@@ -59,10 +63,12 @@
 #include <immintrin.h>
 #endif
 
-// A key seen in an object that is still open: raw bytes between the quotes.
+// A key seen in an object that is still open: raw bytes between the quotes, and a tag that
+// equal unescaped keys share (length and first bytes; see key_tag).
 struct key_ref {
     const char *p;
     size_t len;
+    uint64_t tag;
     bool esc;
 };
 
@@ -76,6 +82,14 @@ struct json_scratch {
     uint32_t *slots; // its open-addressing table: key index + 1, 0 = empty
     size_t caphs, capslots;
     struct buf tmp;
+};
+
+// A window of the input that short strings are decided from (parse_string, AVX-512 only):
+// from base, bit i of quote is set when base[i] is '"', bit i of other when base[i] is a
+// backslash, a control or non-ASCII (bits past the end of the input are clear in quote).
+struct strwin {
+    const char *base;
+    uint64_t quote, other;
 };
 
 struct parser {
@@ -114,7 +128,9 @@ fail(struct parser *ps, const char *at, const char *fmt, ...)
 static inline const char *
 skip_ws(const char *p, const char *end)
 {
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+    // One compare decides the usual case (no whitespace at all between tokens).
+    while (p < end && (unsigned char)*p <= ' ' &&
+           (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
         p++;
     return p;
 }
@@ -457,7 +473,7 @@ scan_plain(const char *p, const char *end, bool *high)
 #if defined(__AVX512VBMI__)
 // Constants of the vector UTF-8 check (utf8_block_errors), made once per string scan.
 struct utf8_simd {
-    __m512i idx1, idx2, idx3, t1h, t1l, t2h, nib, third, fourth, top;
+    __m512i idx, t1h, t1l, t2h, nib, third, fourth, top;
 };
 
 static inline void
@@ -468,15 +484,9 @@ utf8_simd_init(struct utf8_simd *c)
         SURROGATE = 1 << 4, OVERLONG_2 = 1 << 5, TOO_LARGE_1000 = 1 << 6, OVERLONG_4 = 1 << 6,
         TWO_CONTS = 1 << 7, CARRY = TOO_SHORT | TOO_LONG | TWO_CONTS,
     };
-    // Byte i of [prev | v] shifted by 1, 2, 3: prevK[i] = (i >= K ? v[i-K] : prev[64+i-K]).
-    c->idx1 = _mm512_set_epi8(
-        126, 125, 124, 123, 122, 121, 120, 119, 118, 117, 116, 115, 114, 113, 112, 111, 110, 109,
-        108, 107, 106, 105, 104, 103, 102, 101, 100, 99, 98, 97, 96, 95, 94, 93, 92, 91, 90, 89,
-        88, 87, 86, 85, 84, 83, 82, 81, 80, 79, 78, 77, 76, 75, 74, 73, 72, 71, 70, 69, 68, 67,
-        66, 65, 64, 63);
-    const __m512i one = _mm512_set1_epi8(1);
-    c->idx2 = _mm512_sub_epi8(c->idx1, one);
-    c->idx3 = _mm512_sub_epi8(c->idx2, one);
+    // 64-bit lanes 6, 7 of prev then 0..5 of v: each 128-bit lane of it is the one before the
+    // same lane of v, so that a per-lane alignr yields v shifted by 1, 2, 3 bytes across lanes.
+    c->idx = _mm512_set_epi64(13, 12, 11, 10, 9, 8, 7, 6);
     c->t1h = _mm512_broadcast_i32x4(_mm_setr_epi8(
         TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG,
         TWO_CONTS, TWO_CONTS, TWO_CONTS, TWO_CONTS, TOO_SHORT | OVERLONG_2, TOO_SHORT,
@@ -512,9 +522,10 @@ utf8_simd_init(struct utf8_simd *c)
 static inline uint64_t
 utf8_block_errors(__m512i v, __m512i prev, const struct utf8_simd *c)
 {
-    __m512i prev1 = _mm512_permutex2var_epi8(prev, c->idx1, v);
-    __m512i prev2 = _mm512_permutex2var_epi8(prev, c->idx2, v);
-    __m512i prev3 = _mm512_permutex2var_epi8(prev, c->idx3, v);
+    __m512i before = _mm512_permutex2var_epi64(prev, c->idx, v);
+    __m512i prev1 = _mm512_alignr_epi8(v, before, 15);
+    __m512i prev2 = _mm512_alignr_epi8(v, before, 14);
+    __m512i prev3 = _mm512_alignr_epi8(v, before, 13);
     __m512i b1h = _mm512_shuffle_epi8(c->t1h, _mm512_and_si512(_mm512_srli_epi16(prev1, 4), c->nib));
     __m512i b1l = _mm512_shuffle_epi8(c->t1l, _mm512_and_si512(prev1, c->nib));
     __m512i b2h = _mm512_shuffle_epi8(c->t2h, _mm512_and_si512(_mm512_srli_epi16(v, 4), c->nib));
@@ -536,7 +547,9 @@ utf8_block_errors(__m512i v, __m512i prev, const struct utf8_simd *c)
 //   escaped             bytes preceded by an odd run of backslashes (carry across blocks)
 //   end                 first unescaped quote; only bytes before it are checked
 //   invalid escapes     escaped bytes outside "\\/bfnrtu (a nibble-table lookup)
-//   \u escapes          handed to escape_check (hex digits, surrogate pairs), then the scan
+//   \u escapes          four hex digits in the same block, not starting with d/D: checked
+//                       with masks, the scan goes on; others (surrogates, escapes crossing
+//                       the block end, errors) are handed to escape_check, then the scan
 //                       restarts after the escape with no carry
 //   UTF-8               utf8_block_errors on blocks with non-ASCII bytes (with AVX-512 VBMI);
 //                       a flagged string is re-checked by utf8_valid_prefix, which is exact
@@ -563,15 +576,21 @@ parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
             _mm_setr_epi8(0, 0, 0x0D, 0, 0x08, 0x08, 0x04, 0, 0, 0, 0, 0, 0x02, 0, 0x04, 0x01));
         __m512i hi_tab = _mm512_broadcast_i32x4(
             _mm_setr_epi8(0, 0, 0x01, 0, 0, 0x02, 0x04, 0x08, 0, 0, 0, 0, 0, 0, 0, 0));
+        // Hex digits by nibbles: hx_lo[c & 15] & hx_hi[c >> 4] != 0 exactly for 0-9a-fA-F.
+        __m512i hx_lo = _mm512_broadcast_i32x4(
+            _mm_setr_epi8(1, 3, 3, 3, 3, 3, 3, 1, 1, 1, 0, 0, 0, 0, 0, 0));
+        __m512i hx_hi = _mm512_broadcast_i32x4(
+            _mm_setr_epi8(0, 0, 0, 1, 2, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0));
+        __m512i vd = _mm512_set1_epi8('d');
         // Opaque to the compiler: otherwise GCC re-creates the constants in every iteration
         // (broadcasts that compete for the shuffle port with the real work).
         __asm__("" : "+v"(vq), "+v"(vbs), "+v"(vsp), "+v"(vu), "+v"(nib), "+v"(lo_tab),
-                "+v"(hi_tab));
+                "+v"(hi_tab), "+v"(hx_lo), "+v"(hx_hi), "+v"(vd));
 #if defined(__AVX512VBMI__)
         struct utf8_simd u8;
         utf8_simd_init(&u8);
-        __asm__("" : "+v"(u8.idx1), "+v"(u8.idx2), "+v"(u8.idx3), "+v"(u8.t1h), "+v"(u8.t1l),
-                "+v"(u8.t2h), "+v"(u8.third), "+v"(u8.fourth), "+v"(u8.top));
+        __asm__("" : "+v"(u8.idx), "+v"(u8.t1h), "+v"(u8.t1l), "+v"(u8.t2h), "+v"(u8.third),
+                "+v"(u8.fourth), "+v"(u8.top));
         u8.nib = nib;
 #endif
         unsigned k = 0;
@@ -610,11 +629,20 @@ parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
             uint64_t ctl = _mm512_cmplt_epu8_mask(v, vsp) & before & ~escd;
             uint64_t e = escd & before;
             esc |= e != 0;
-            __m512i l = _mm512_shuffle_epi8(lo_tab, _mm512_and_si512(v, nib));
-            __m512i h = _mm512_shuffle_epi8(hi_tab,
-                                            _mm512_and_si512(_mm512_srli_epi16(v, 4), nib));
+            __m512i lo = _mm512_and_si512(v, nib);
+            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
+            __m512i l = _mm512_shuffle_epi8(lo_tab, lo), h = _mm512_shuffle_epi8(hi_tab, hi);
             uint64_t bad_esc = e & ~_mm512_test_epi8_mask(l, h);
             uint64_t u = e & _mm512_cmpeq_epi8_mask(v, vu);
+            if (u) {
+                // A \u escape whose four hex digits lie in this block and do not start with
+                // d/D (no surrogate) is complete: the scan goes on past it. Hex digits are not
+                // quotes, backslashes or controls, so the masks above stay right.
+                uint64_t hex = _mm512_test_epi8_mask(_mm512_shuffle_epi8(hx_lo, lo),
+                                                     _mm512_shuffle_epi8(hx_hi, hi));
+                uint64_t dd = _mm512_cmpeq_epi8_mask(_mm512_or_si512(v, vsp), vd);
+                u &= ~(((hex & ~dd) >> 1) & (hex >> 2) & (hex >> 3) & (hex >> 4));
+            }
             uint64_t stop = ctl | bad_esc | u;
             if (__builtin_expect(stop != 0, 0)) {
                 k = (unsigned)__builtin_ctzll(stop);
@@ -659,18 +687,41 @@ parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
     return p + 1;
 }
 
-// Strings that end within 64 bytes with no backslash, control or non-ASCII byte (keys, labels,
-// most metadata) are decided here, inline in the parser loop; the rest go to the block scanner.
+// Loads the window at p: the next 64 bytes (fewer at the end of the input).
+static inline void
+strwin_load(struct strwin *w, const char *p, const char *end)
+{
+    // Near the end of the input (the last fields of a record) a masked load stays in bounds.
+    uint64_t valid = ~0ull;
+    __m512i v;
+    if (__builtin_expect(end - p >= 64, 1))
+        v = _mm512_loadu_si512((const void *)p);
+    else {
+        valid = (1ull << (end - p)) - 1;
+        v = _mm512_maskz_loadu_epi8(valid, p);
+    }
+    w->base = p;
+    w->quote = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('"')) & valid;
+    w->other = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\\')) |
+               _mm512_cmplt_epu8_mask(v, _mm512_set1_epi8(0x20)) | _mm512_movepi8_mask(v);
+}
+
+// Strings that end within the window with no backslash, control or non-ASCII byte (keys,
+// labels, most metadata) are decided here, inline in the parser loop, with a few bit
+// operations on the window's masks; the rest go to the block scanner. The window moves only
+// when a string starts past it or does not end in it, so several short strings share one load.
+// (The position of every token depends on the length of the string before it: this is the
+// parser's critical path, and a shift and a tzcnt are much shorter than load + compare.)
 static inline const char *
-parse_string(struct parser *ps, const char *open, bool *escaped)
+parse_string(struct parser *ps, struct strwin *w, const char *open, bool *escaped)
 {
     const char *p = open + 1;
-    // Near the end of the input (the last fields of a record) a masked load stays in bounds.
-    uint64_t valid = ps->end - p >= 64 ? ~0ull : (1ull << (ps->end - p)) - 1;
-    __m512i v = _mm512_maskz_loadu_epi8(valid, p);
-    uint64_t quote = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('"')) & valid;
-    uint64_t other = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\\')) |
-                     _mm512_cmplt_epu8_mask(v, _mm512_set1_epi8(0x20)) | _mm512_movepi8_mask(v);
+    uintptr_t off = (uintptr_t)p - (uintptr_t)w->base;
+    if (off >= 64 || (w->quote >> off) == 0) {
+        strwin_load(w, p, ps->end);
+        off = 0;
+    }
+    uint64_t quote = w->quote >> off, other = w->other >> off;
     if (quote && (other & ((quote & (0 - quote)) - 1)) == 0) {
         *escaped = false;
         return p + __builtin_ctzll(quote) + 1;
@@ -679,8 +730,9 @@ parse_string(struct parser *ps, const char *open, bool *escaped)
 }
 #else
 static const char *
-parse_string(struct parser *ps, const char *open, bool *escaped)
+parse_string(struct parser *ps, struct strwin *w, const char *open, bool *escaped)
 {
+    (void)w;
     const char *body = open + 1, *p = body, *end = ps->end;
     bool esc = false, high = false;
     for (;;) {
@@ -795,9 +847,8 @@ check_dups(struct parser *ps, const struct key_ref *keys, size_t n)
         for (size_t i = 1; i < n; i++)
             for (size_t j = 0; j < i; j++) {
                 const struct key_ref *a = &keys[i], *b = &keys[j];
-                // Unescaped keys of different lengths or first bytes differ: the usual case.
-                if (!(a->esc | b->esc) &&
-                    (a->len != b->len || (a->len && a->p[0] != b->p[0])))
+                // Unescaped keys with different tags differ: the usual case.
+                if (a->tag != b->tag && !(a->esc | b->esc))
                     continue;
                 if (key_ref_eq(sc, a, b))
                     return fail_dup(ps, a);
@@ -858,14 +909,30 @@ field_push(struct json_obj *o, const struct key_ref *k, const struct json_val *v
     f->val.escaped = v->escaped;
 }
 
+// Tag of the raw key p[0..len) (which is followed by its closing quote, before end): its first
+// eight bytes (fewer when shorter) with the length folded into the top byte. Equal raw keys
+// have equal tags; different tags mean different keys unless one of them is escaped.
+static inline uint64_t
+key_tag(const char *p, size_t len, const char *end)
+{
+    uint64_t w = 0;
+    if (end - p >= 8)
+        memcpy(&w, p, 8);
+    else
+        memcpy(&w, p, len); // len < 8 here: the key and its quote fit before end
+    if (len < 8)
+        w &= (1ull << (8 * len)) - 1;
+    return w ^ ((uint64_t)len << 56);
+}
+
 static void
-key_push(struct json_scratch *sc, const char *p, size_t len, bool esc)
+key_push(struct json_scratch *sc, const char *p, size_t len, bool esc, const char *end)
 {
     if (sc->nkeys == sc->capkeys) {
         sc->capkeys = sc->capkeys ? sc->capkeys * 2 : 64;
         sc->keys = xrealloc(sc->keys, sc->capkeys * sizeof *sc->keys);
     }
-    sc->keys[sc->nkeys++] = (struct key_ref){p, len, esc};
+    sc->keys[sc->nkeys++] = (struct key_ref){p, len, key_tag(p, len, end), esc};
 }
 
 // Parses one value at ps->p (after optional whitespace) into *root and leaves ps->p after it.
@@ -882,6 +949,7 @@ parse_doc(struct parser *ps, struct json_val *root, struct json_obj *o)
     size_t kstart[JSON_MAX_DEPTH];
     int d = 0;
     struct json_val v;
+    struct strwin win = {ps->s, 0, 0};
 
 value:
     p = skip_ws(p, end);
@@ -906,7 +974,7 @@ value:
         goto value;
     case '"':
         v.type = JSON_STRING;
-        p = parse_string(ps, p, &v.escaped);
+        p = parse_string(ps, &win, p, &v.escaped);
         break;
     case 't':
         v.type = JSON_TRUE;
@@ -973,10 +1041,10 @@ member: // p at the opening quote of a key (whitespace skipped)
     {
         const char *q = p;
         bool esc;
-        p = parse_string(ps, q, &esc);
+        p = parse_string(ps, &win, q, &esc);
         if (!p)
             return -1;
-        key_push(sc, q + 1, (size_t)(p - q - 2), esc);
+        key_push(sc, q + 1, (size_t)(p - q - 2), esc, end);
     }
     p = skip_ws(p, end);
     if (p == end || *p != ':')

@@ -147,25 +147,34 @@ peft_hft_round(struct model *m, uint64_t seed, int64_t round)
     struct model_rng r;
     model_rng_seed(&r, hash_mix64(seed ^ hash_mix64((uint64_t)round + 0x48465431u)));
     int L = m->cfg.n_layers;
-    if (m->cfg.tie_embeddings) {
-        int one[1] = {0};
-        choose(m, &r, one, 1, (int)(model_rng_next(&r) & 1));
-        int nrm[1] = {1 + 9 * L};
-        choose(m, &r, nrm, 1, (int)(model_rng_next(&r) & 1));
-    } else {
-        int io[2] = {0, 2 + 9 * L};
-        choose(m, &r, io, 2, 1);
-        int nrm[1] = {1 + 9 * L};
-        choose(m, &r, nrm, 1, (int)(model_rng_next(&r) & 1));
+    m->frozen[0] = false; // embed (and the tied lm_head) always trains
+    if (!m->cfg.tie_embeddings)
+        m->frozen[2 + 9 * L] = false; // lm_head
+    int nrm[1] = {1 + 9 * L};
+    choose(m, &r, nrm, 1, (int)(model_rng_next(&r) & 1));
+    // The layers whose MLP trains 2 of its 3 matrices: a uniform random half of them (for
+    // an odd count, L/2 rounded down or up by a fair coin); the others train 1 of 3.
+    int *order = xmalloc(sizeof(int) * (size_t)(L > 0 ? L : 1));
+    bool *two = xcalloc((size_t)(L > 0 ? L : 1), sizeof(bool));
+    for (int l = 0; l < L; l++)
+        order[l] = l;
+    int h = L / 2 + (L % 2 ? (int)(model_rng_next(&r) & 1) : 0);
+    for (int i = 0; i < h; i++) { // partial Fisher-Yates
+        int j = i + (int)(model_rng_next(&r) % (uint64_t)(L - i));
+        int tmp = order[i];
+        order[i] = order[j], order[j] = tmp;
+        two[order[i]] = true;
     }
     for (int l = 0; l < L; l++) {
         int t0 = model_layer_tensor(m, l, 0);
         int attn[4] = {t0 + 1, t0 + 2, t0 + 3, t0 + 4}, mlp[3] = {t0 + 6, t0 + 7, t0 + 8};
         int norms[2] = {t0, t0 + 5};
         choose(m, &r, attn, 4, 2);
-        choose(m, &r, mlp, 3, 1 + (int)(model_rng_next(&r) & 1));
+        choose(m, &r, mlp, 3, two[l] ? 2 : 1);
         choose(m, &r, norms, 2, 1);
     }
+    free(order);
+    free(two);
     size_t n = 0;
     for (int i = 0; i < m->n_tensors; i++)
         if (!m->frozen[i])

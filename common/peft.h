@@ -14,12 +14,13 @@
 // An item that selects nothing is an error (a typo must not silently train everything).
 //
 // HFT (Hui et al. 2024, arXiv 2404.18466, "half fine-tuning"): at the start of each round
-// half of the parameters are frozen at the category level (the paper's Fig. 2 caption; the
-// per-category counts below are our reading, see stages/train/PEFT.md), drawn from a
-// generator seeded with (seed, round). Per layer: 2 of the 4 attention matrices (q, k, v, o) train; of the 3
-// MLP matrices (gate, up, down) 1 or 2 train (a fair coin), so half on average; 1 of the 2
-// RMSNorms trains. Outside the layers: one of embed / lm_head trains (embed and the final
-// norm each with probability 1/2 when tied). peft_hft_describe records the choice.
+// half of the parameters are frozen at the category level, the choice drawn from a generator
+// seeded with (seed, round). The paper's rule (§3, for LLaMA-2; see stages/train/PEFT.md):
+// per layer 2 of the 4 attention matrices (q, k, v, o) train; of the 3 MLP matrices (gate,
+// up, down) 2 train in a random half of the layers and 1 in the other half (odd layer
+// count: the half rounded down or up by a fair coin), so exactly half overall; 1 of the 2
+// RMSNorms trains. The embedding and lm_head always train; the final norm with probability
+// 1/2. peft_hft_describe records the choice.
 //
 // DPO (Rafailov et al. 2023): for a prompt x with chosen y_w and rejected y_l,
 //   z = beta · [(log π(y_w|x) − log π_ref(y_w|x)) − (log π(y_l|x) − log π_ref(y_l|x))]

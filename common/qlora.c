@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// qlora: NF4 storage with double quantization for a model's frozen layer linears and the
-// on-the-fly dequantizing linear forward/backward (see qlora.h).
+// qlora: NF4 storage with double quantization (or Q8_0 / Q4_0 blocks) for a model's frozen
+// layer linears and the on-the-fly dequantizing linear forward/backward (see qlora.h).
 #include "qlora.h"
 
 #include "quant.h"
@@ -76,14 +76,37 @@ dyn_nearest(const float *map, float v)
 
 // ---- one tensor ----------------------------------------------------------------------------
 
+// Q8_0 / Q4_0: the flattened weight in quant.h blocks of 32 values (the last one padded).
+static void
+ggml_quantize(struct qlora_tensor *t, const float *w)
+{
+    int bv = quant_block_values(t->type);
+    size_t bb = quant_block_bytes(t->type);
+    t->n_blocks = (t->numel + bv - 1) / bv;
+    t->qs = xmalloc((size_t)t->n_blocks * bb);
+    int64_t full = t->numel / bv;
+    if (full > 0)
+        quant_row_quantize(t->type, w, t->qs, full * bv);
+    if (full < t->n_blocks) {
+        float pad[64] = {0};
+        memcpy(pad, w + full * bv, sizeof(float) * (size_t)(t->numel - full * bv));
+        quant_row_quantize(t->type, pad, t->qs + (size_t)full * bb, bv);
+    }
+}
+
 void
-qlora_tensor_quantize(struct qlora_tensor *t, const float *w, int64_t out, int64_t in)
+qlora_tensor_quantize(struct qlora_tensor *t, int type, const float *w, int64_t out, int64_t in)
 {
     const float *map = qlora_dynamic_map();
     memset(t, 0, sizeof *t);
+    t->type = type ? type : QTYPE_NF4;
     t->out = out;
     t->in = in;
     t->numel = out * in;
+    if (t->type != QTYPE_NF4) {
+        ggml_quantize(t, w);
+        return;
+    }
     t->n_blocks = (t->numel + QLORA_BLOCK - 1) / QLORA_BLOCK;
     int64_t nb = t->n_blocks, ng = (nb + QLORA_DQ_GROUP - 1) / QLORA_DQ_GROUP;
     size_t bb = quant_block_bytes(QTYPE_NF4); // f32 absmax | u8 qs[32]
@@ -133,6 +156,8 @@ qlora_tensor_free(struct qlora_tensor *t)
 size_t
 qlora_tensor_bytes(const struct qlora_tensor *t)
 {
+    if (t->type != QTYPE_NF4)
+        return (size_t)t->n_blocks * quant_block_bytes(t->type);
     int64_t ng = (t->n_blocks + QLORA_DQ_GROUP - 1) / QLORA_DQ_GROUP;
     return (size_t)t->n_blocks * 33 + sizeof(float) * ((size_t)ng + 1);
 }
@@ -142,6 +167,18 @@ qlora_tensor_dequantize(const struct qlora_tensor *t, int64_t start, int64_t cou
 {
     const float *map = qlora_dynamic_map();
     int64_t end = start + count;
+    if (t->type != QTYPE_NF4) {
+        int bv = quant_block_values(t->type);
+        size_t bb = quant_block_bytes(t->type);
+        for (int64_t b = start / bv; b * bv < end; b++) {
+            float v[64];
+            quant_row_dequantize(t->type, t->qs + (size_t)b * bb, v, bv);
+            int64_t i0 = b * bv < start ? start - b * bv : 0;
+            int64_t i1 = end - b * bv < bv ? end - b * bv : bv;
+            memcpy(y + (b * bv + i0 - start), v + i0, sizeof(float) * (size_t)(i1 - i0));
+        }
+        return;
+    }
     for (int64_t b = start / QLORA_BLOCK; b * QLORA_BLOCK < end; b++) {
         float a = map[t->qabs[b]] * t->scale[b / QLORA_DQ_GROUP] + t->mean;
         float v[QLORA_BLOCK];
@@ -266,7 +303,8 @@ qlora_divert(void *ctx, const struct model *m, int i, const float *data)
         alloc_tables(q, m);
         int l = (i - 1) / 9, k = (i - 1) % 9; // ln1 q k v o ln2 gate up down
         int j = l * QLORA_N_LINEAR + (k < 5 ? k - 1 : k - 2);
-        qlora_tensor_quantize(&q->w[j], data, m->tensors[i].shape[0], m->tensors[i].shape[1]);
+        qlora_tensor_quantize(&q->w[j], q->type, data, m->tensors[i].shape[0],
+                              m->tensors[i].shape[1]);
         q->taken[j] = true;
     }
     return true;
@@ -283,8 +321,8 @@ qlora_attach(struct qlora *q, struct model *m)
             int ti = linear_tensor(m, l, k);
             const struct model_tensor *t = &m->tensors[ti];
             if (!q->taken[l * QLORA_N_LINEAR + k])
-                qlora_tensor_quantize(&q->w[l * QLORA_N_LINEAR + k], m->params + t->offset,
-                                      t->shape[0], t->shape[1]);
+                qlora_tensor_quantize(&q->w[l * QLORA_N_LINEAR + k], q->type,
+                                      m->params + t->offset, t->shape[0], t->shape[1]);
             m->frozen[ti] = true;
         }
     q->offset = xmalloc(sizeof(size_t) * (size_t)m->n_tensors);

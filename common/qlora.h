@@ -15,6 +15,10 @@
 //   so absmax' = dyn[qabs[b]] · scale[b / 256] + mean, and x = absmax' · NF4[code].
 // That is 4 + 8/64 + 32/(64·256) ≈ 4.127 bits per weight (the paper's 0.127 bits of
 // constants). Embedding, norms and lm_head stay fp32.
+// The base may instead be held in ggml's Q8_0 or Q4_0 blocks (quant.h, byte for byte: 32
+// values per block with an fp16 scale; 8.5 and 4.5 bits per weight), the flattened weight cut
+// into blocks of 32 (the last one zero-padded) — the 8-bit and 4-bit formats of
+// ../shared/REFERENCE.md, for comparing with NF4 (struct qlora's type, set before loading).
 //
 // Use:
 //   struct qlora q = {0};
@@ -40,17 +44,21 @@
 #define QLORA_BLOCK 64     // values per NF4 block
 #define QLORA_DQ_GROUP 256 // blocks per second-level (double quantization) group
 
-// One weight in NF4 with double-quantized absmax.
+// One weight in NF4 with double-quantized absmax, or in Q8_0 / Q4_0 blocks.
 struct qlora_tensor {
+    int type; // QTYPE_NF4, QTYPE_Q8_0 or QTYPE_Q4_0
     int64_t out, in, numel, n_blocks;
-    uint8_t *qs;   // [n_blocks * 32] NF4 codes, two per byte (high nibble first)
-    uint8_t *qabs; // [n_blocks] absmax − mean, 8-bit dynamic code
-    float *scale;  // [ceil(n_blocks / 256)] second-level scales
-    float mean;    // mean of the first-level absmax values
+    uint8_t *qs;   // NF4: [n_blocks * 32] codes, two per byte (high nibble first);
+                   // Q8_0/Q4_0: [n_blocks] quant.h blocks of 32 values
+    uint8_t *qabs; // NF4: [n_blocks] absmax − mean, 8-bit dynamic code
+    float *scale;  // NF4: [ceil(n_blocks / 256)] second-level scales
+    float mean;    // NF4: mean of the first-level absmax values
 };
 
-// Quantizes w [out*in] into t. qlora_tensor_free releases it.
-void qlora_tensor_quantize(struct qlora_tensor *t, const float *w, int64_t out, int64_t in);
+// Quantizes w [out*in] into t in type (QTYPE_NF4, QTYPE_Q8_0 or QTYPE_Q4_0; 0 = NF4).
+// qlora_tensor_free releases it.
+void qlora_tensor_quantize(struct qlora_tensor *t, int type, const float *w, int64_t out,
+                           int64_t in);
 void qlora_tensor_free(struct qlora_tensor *t);
 // y[count] = values start..start+count-1 of the flattened weight.
 void qlora_tensor_dequantize(const struct qlora_tensor *t, int64_t start, int64_t count, float *y);
@@ -65,6 +73,7 @@ const float *qlora_dynamic_map(void);
 #define QLORA_N_LINEAR 7
 
 struct qlora {
+    int type;               // of the base: QTYPE_NF4 (0 also means NF4), QTYPE_Q8_0, QTYPE_Q4_0
     int n_layers;
     bool *taken;            // [n_layers * 7] quantized by qlora_divert during the load
     struct qlora_tensor *w; // [n_layers * 7]

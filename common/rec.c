@@ -822,10 +822,13 @@ writer_finish(struct rec_writer *w, int rc, struct kerr *err)
 }
 
 // zstd's own compression threads. Any count >= 1 gives the same bytes (zstd cuts the input
-// into jobs of a size fixed by the level, never by timing), so the count only sets speed.
+// into jobs of a size fixed by the level, never by timing), so the count only sets speed;
+// 0 (REC_WORKERS_NONE) is zstd's single-threaded streaming mode.
 static int
-zstd_workers(void)
+zstd_workers(int want)
 {
+    if (want != REC_WORKERS_DEFAULT)
+        return want < 0 ? 0 : want > REC_ZSTD_WORKERS_MAX ? REC_ZSTD_WORKERS_MAX : want;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : n > REC_ZSTD_WORKERS_MAX ? REC_ZSTD_WORKERS_MAX : (int)n;
 }
@@ -882,7 +885,7 @@ rec_writer_open(const char *path, const struct rec_wopts *opts, struct kerr *err
         if (!ZSTD_isError(rc))
             rc = ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 1);
         if (!ZSTD_isError(rc))
-            rc = ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_nbWorkers, zstd_workers());
+            rc = ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_nbWorkers, zstd_workers(opts->workers));
         if (ZSTD_isError(rc)) {
             kerr_set(err, "zstd level %d: %s", level, ZSTD_getErrorName(rc));
             goto fail;

@@ -23,11 +23,14 @@
 //
 // Writer: appends '\n' after each record; zstd (level 3 default, checksummed frames) on a
 // worker thread so compression overlaps the stage's work. The caller's bytes go to the worker
-// in fixed-size chunks (rec_wopts.chunk_bytes, default 1 MiB); the worker feeds zstd's
-// multithreaded job mode (as many zstd threads as CPUs, at most 4), which cuts the stream into
-// jobs whose size depends on the level only, so the output is deterministic for a given level
-// and zstd version whatever the timing, chunk size or thread count (it is byte for byte what
-// `zstd -3 -T1 < in` writes). "-"/NULL is stdout; compressed output to a terminal is refused
+// in fixed-size chunks (rec_wopts.chunk_bytes, default 1 MiB, four of them in flight); the
+// worker feeds zstd's multithreaded job mode (rec_wopts.workers threads, by default as many as
+// CPUs, at most 4), which cuts the stream into jobs whose size depends on the level only, so
+// the output is deterministic for a given level and zstd version whatever the timing, chunk
+// size or thread count (it is byte for byte what `zstd -3 -T1 < in` writes). Memory: about
+// 4 × chunk_bytes plus, in job mode, two jobs' input and output per zstd thread (a job is
+// 8 MiB at level 3); small processes of a sharded run that write files which never leave the
+// machine use a smaller chunk and REC_WORKERS_NONE. "-"/NULL is stdout; compressed output to a terminal is refused
 // unless forced. A named output is written to "PATH.tmp" and renamed on rec_writer_close(); the
 // .tmp is registered with cli so SIGINT/SIGTERM remove it, and rec_writer_abort() or a failed close
 // remove it too. A named output that exists and is not a regular file (/dev/null, a FIFO) is
@@ -75,11 +78,18 @@ void rec_reader_set_max_line(struct rec_reader *r, size_t max);
 void rec_reader_set_chunk(struct rec_reader *r, size_t bytes);
 void rec_reader_close(struct rec_reader *r);
 
+// Compression threads (rec_wopts.workers). Any count >= 1 writes the same bytes; NONE
+// compresses on the writer's own thread in zstd's single-threaded streaming mode: other bytes
+// (still deterministic, still `zstd -d` readable), no job buffers, the least memory.
+#define REC_WORKERS_DEFAULT 0 // as many as CPUs, at most 4
+#define REC_WORKERS_NONE (-1)
+
 struct rec_wopts {
     int level;          // zstd level, default 3 (0 means default)
     bool plain;         // no compression
     bool force;         // allow compressed output to a terminal
     size_t chunk_bytes; // hand-over size to the worker, 0 = 1 MiB (output does not depend on it)
+    int workers;        // zstd threads: REC_WORKERS_DEFAULT, n >= 1, or REC_WORKERS_NONE
 };
 
 struct rec_writer;

@@ -68,24 +68,44 @@ shard_seq_get(const struct json_obj *o, uint64_t *seq, struct kerr *err)
     return 0;
 }
 
+// Where the sequence member leads the object: 1 with *seq and *end (the index after its
+// value) set, else 0.
+static int
+seq_front(const char *p, size_t n, uint64_t *seq, size_t *lead, size_t *end)
+{
+    static const char key[] = "{\"" SHARD_SEQ_KEY "\":";
+    size_t klen = sizeof key - 1, l = 0;
+    while (l < n && (p[l] == ' ' || p[l] == '\t'))
+        l++;
+    if (n - l <= klen || memcmp(p + l, key, klen) != 0)
+        return 0;
+    size_t d = l + klen, e = d;
+    while (e < n && p[e] >= '0' && p[e] <= '9')
+        e++;
+    if (e == n || (p[e] != ',' && p[e] != '}') || parse_seq(p + d, e - d, seq) != 0)
+        return 0;
+    *lead = l;
+    *end = e;
+    return 1;
+}
+
+int
+shard_seq_peek(const char *p, size_t n, uint64_t *seq)
+{
+    size_t lead, end;
+    return seq_front(p, n, seq, &lead, &end);
+}
+
 int
 shard_seq_strip(const char *p, size_t n, uint64_t *seq, struct buf *out,
                 struct json_obj *scratch, struct kerr *err)
 {
-    static const char key[] = "{\"" SHARD_SEQ_KEY "\":";
-    size_t klen = sizeof key - 1, lead = 0;
-    while (lead < n && (p[lead] == ' ' || p[lead] == '\t'))
-        lead++;
-    if (n - lead > klen && memcmp(p + lead, key, klen) == 0) {
-        size_t d = lead + klen, e = d;
-        while (e < n && p[e] >= '0' && p[e] <= '9')
-            e++;
-        if (e < n && (p[e] == ',' || p[e] == '}') && parse_seq(p + d, e - d, seq) == 0) {
-            buf_append(out, p, lead + 1); // leading blanks and '{'
-            size_t rest = p[e] == ',' ? e + 1 : e;
-            buf_append(out, p + rest, n - rest);
-            return 0;
-        }
+    size_t lead, end;
+    if (seq_front(p, n, seq, &lead, &end)) {
+        buf_append(out, p, lead + 1); // leading blanks and '{'
+        size_t rest = p[end] == ',' ? end + 1 : end;
+        buf_append(out, p + rest, n - rest);
+        return 0;
     }
     // Moved by a stage: parse and cut the member out with one separating comma.
     struct json_error je;

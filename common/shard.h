@@ -38,6 +38,10 @@ int shard_seq_tag(const char *p, size_t n, const struct json_obj *o, uint64_t se
 // The sequence number of a tagged record (parsed), or -1 with err when absent or malformed.
 int shard_seq_get(const struct json_obj *o, uint64_t *seq, struct kerr *err);
 
+// The sequence number of line p[0..n) when it leads the object, where shard_seq_tag put it
+// (no parse): 1 with *seq set; 0 when it is not there (parse the line and use shard_seq_get).
+int shard_seq_peek(const char *p, size_t n, uint64_t *seq);
+
 // Line p[0..n) without its sequence member appended to out (no newline), *seq set. The tag is
 // found at the front (where shard_seq_tag put it) without a full parse; elsewhere (a stage that
 // rewrote the record moved it) through a parse, removing the member and one comma. -1 with err

@@ -7,8 +7,8 @@
 // (tiktoken; HF "ignore_merges"). Otherwise it starts as one token per byte and the adjacent
 // pair with the lowest rank is merged until none is left (leftmost on ties). Short pieces use
 // a flat array (quadratic but tiny); pieces longer than BPE_SMALL use a linked list and a
-// binary heap of candidate merges with lazy invalidation, O(n log n) — a 1 MB run of one
-// character costs about as much as 1 MB of prose.
+// min-tree of the pairs' ranks, O(n log n) — a 1 MB run of one character stays fast. A
+// per-thread cache of short pieces skips most of this on natural text.
 #include "tok_int.h"
 
 #include "hash.h"
@@ -121,6 +121,8 @@ tok_alloc(enum tok_pre pre, const char *regex)
     t->regex = xstrdup(regex ? regex : tok_pre_regex_of(pre));
     for (int b = 0; b < 256; b++)
         t->byte_id[b] = -1;
+    atomic_init(&t->merges_ready, true);
+    pthread_mutex_init(&t->merges_lock, NULL);
     return t;
 }
 
@@ -133,9 +135,11 @@ tok_del(struct tok *t)
     buf_free(&t->slab);
     free(t->bmap);
     free(t->pairs);
+    free(t->byte_pairs);
     free(t->merges);
     free(t->regex);
     free(t->spec);
+    pthread_mutex_destroy(&t->merges_lock);
     free(t);
 }
 
@@ -172,45 +176,106 @@ tok_set_token(struct tok *t, int32_t id, const char *s, size_t n, enum tok_type 
     return 0;
 }
 
-static uint64_t
-bytes_hash(const char *s, size_t n)
+// ---- the bytes → id map -----------------------------------------------------------------
+// Keys are byte strings; most are short. A string's key word packs its bytes into 64 bits with
+// overlapping loads — for a given length up to 8 it determines the bytes, so short tokens
+// compare with one integer test and never touch the slab; longer ones compare their first 8
+// bytes, then the rest. The hash is two multiplications for up to 16 bytes, xxh3 beyond.
+
+static inline uint64_t
+load64(const char *s)
 {
+    uint64_t v;
+    memcpy(&v, s, 8);
+    return v;
+}
+
+static inline uint64_t
+load32(const char *s)
+{
+    uint32_t v;
+    memcpy(&v, s, 4);
+    return v;
+}
+
+static inline uint64_t
+key_word(const char *s, size_t n)
+{
+    if (n >= 8)
+        return load64(s);
+    if (n >= 4)
+        return load32(s) | load32(s + n - 4) << 32;
+    if (n == 0)
+        return 0;
+    const unsigned char *u = (const unsigned char *)s;
+    return u[0] | (uint64_t)u[n / 2] << 8 | (uint64_t)u[n - 1] << 16;
+}
+
+static inline uint64_t
+mix(uint64_t x)
+{
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ull;
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ull;
+    return x ^ (x >> 32);
+}
+
+#define GOLDEN 0x9e3779b97f4a7c15ull
+
+// Hash of s[0..n) whose key word is w.
+static inline uint64_t
+bytes_hash(const char *s, size_t n, uint64_t w)
+{
+    if (n <= 8)
+        return mix(w + n * GOLDEN);
+    if (n <= 16)
+        return mix(w ^ mix(load64(s + n - 8) + n * GOLDEN));
     return hash64(s, n);
 }
 
-static inline int32_t
-bmap_get_h(const struct tok *t, uint64_t hash, const char *s, size_t n)
+// Whether slot b holds s[0..n), whose key word is w.
+static inline bool
+slot_is(const struct tok *t, const struct tok_bslot *b, uint64_t w, const char *s, size_t n)
 {
-    uint32_t tag = (uint32_t)(hash >> 32);
+    return b->word == w && b->len == n &&
+           (n <= 8 || memcmp(t->slab.p + t->ent[b->id].off + 8, s + 8, n - 8) == 0);
+}
+
+static inline int32_t
+bmap_get_h(const struct tok *t, uint64_t hash, uint64_t w, const char *s, size_t n)
+{
     for (size_t h = hash & t->bmask;; h = (h + 1) & t->bmask) {
         const struct tok_bslot *b = &t->bmap[h];
-        if (b->id < 0)
+        if (!b->len)
             return -1;
-        if (b->tag != tag)
-            continue;
-        const struct tok_ent *e = &t->ent[b->id];
-        if (e->len == n && memcmp(t->slab.p + e->off, s, n) == 0)
+        if (slot_is(t, b, w, s, n))
             return b->id;
     }
 }
 
-static int32_t
+static inline int32_t
 bmap_get(const struct tok *t, const char *s, size_t n)
 {
     if (!t->bmap)
         return -1;
-    return bmap_get_h(t, bytes_hash(s, n), s, n);
+    uint64_t w = key_word(s, n);
+    return bmap_get_h(t, bytes_hash(s, n, w), w, s, n);
 }
 
-void
+int32_t
 tok_bmap_put(struct tok *t, int32_t id)
 {
     const struct tok_ent *e = &t->ent[id];
-    uint64_t hash = bytes_hash(t->slab.p + e->off, e->len);
-    size_t h = hash & t->bmask;
-    while (t->bmap[h].id >= 0)
-        h = (h + 1) & t->bmask;
-    t->bmap[h] = (struct tok_bslot){id, (uint32_t)(hash >> 32)};
+    const char *s = t->slab.p + e->off;
+    size_t n = e->len;
+    uint64_t w = key_word(s, n);
+    size_t h = bytes_hash(s, n, w) & t->bmask;
+    for (; t->bmap[h].len; h = (h + 1) & t->bmask)
+        if (slot_is(t, &t->bmap[h], w, s, n))
+            return t->bmap[h].id;
+    t->bmap[h] = (struct tok_bslot){w, id, (uint32_t)n};
+    return -1;
 }
 
 static void
@@ -241,14 +306,18 @@ tok_index(struct tok *t, struct kerr *err)
     while (cap < 2 * t->n + 16)
         cap *= 2;
     free(t->bmap);
-    t->bmap = xmalloc(cap * sizeof *t->bmap);
-    memset(t->bmap, 0xff, cap * sizeof *t->bmap);
+    t->bmap = xcalloc(cap, sizeof *t->bmap);
     t->bmask = cap - 1;
     free(t->spec);
     t->spec = NULL;
     t->n_spec = 0;
     for (size_t id = 0; id < t->n; id++) {
         const struct tok_ent *e = &t->ent[id];
+        if (id + 16 < t->n) { // the slot of a token a little ahead: insertion is latency-bound
+            const struct tok_ent *f = &t->ent[id + 16];
+            const char *fs = t->slab.p + f->off;
+            __builtin_prefetch(&t->bmap[bytes_hash(fs, f->len, key_word(fs, f->len)) & t->bmask]);
+        }
         if (e->type == TOK_TYPE_CONTROL || e->type == TOK_TYPE_USER) {
             t->spec = xrealloc(t->spec, (t->n_spec + 1) * sizeof *t->spec);
             t->spec[t->n_spec++] = (int32_t)id;
@@ -257,15 +326,15 @@ tok_index(struct tok *t, struct kerr *err)
         if (e->type != TOK_TYPE_NORMAL)
             continue;
         const char *s = t->slab.p + e->off;
-        if (bmap_get(t, s, e->len) >= 0) {
+        int32_t twin = tok_bmap_put(t, (int32_t)id);
+        if (twin >= 0) {
             struct buf u = {0};
             tok_bytes_to_unicode(s, e->len, &u);
-            kerr_set(err, "token \"%.200s\" appears twice (ids %ld and %ld)", u.p,
-                     (long)bmap_get(t, s, e->len), (long)id);
+            kerr_set(err, "token \"%.200s\" appears twice (ids %ld and %ld)", u.p, (long)twin,
+                     (long)id);
             buf_free(&u);
             return -1;
         }
-        tok_bmap_put(t, (int32_t)id);
         if (e->len == 1)
             t->byte_id[(unsigned char)s[0]] = (int32_t)id;
     }
@@ -336,38 +405,98 @@ merge_cmp(const void *x, const void *y)
     return (a->b > b->b) - (a->b < b->b);
 }
 
+// Rank of merging the parts s[a..m) and s[m..b) with ids x and y, and the merged id in *res;
+// INT32_MAX when they do not merge. tiktoken: the rank is the id of the concatenation.
+static inline int32_t
+pair_rank(const struct tok *t, const unsigned char *s, size_t a, size_t b, int32_t x, int32_t y,
+          int32_t *res)
+{
+    if (t->tiktoken) {
+        int32_t r = bmap_get(t, (const char *)s + a, b - a);
+        *res = r;
+        return r < 0 ? INT32_MAX : r;
+    }
+    const struct tok_pair *p = pair_get(t, x, y);
+    *res = p ? p->c : -1;
+    return p ? p->rank : INT32_MAX;
+}
+
+// Every split of a tiktoken token into two tokens is a merge with the token's rank (= id),
+// ordered by (result, left, right) as Hugging Face's tiktoken converter lists them.
+static void
+merges_derive(struct tok *t)
+{
+    t->n_merges = 0;
+    for (size_t id = 0; id < t->n; id++) {
+        const struct tok_ent *e = &t->ent[id];
+        if (e->type != TOK_TYPE_NORMAL || e->len < 2)
+            continue;
+        const char *s = t->slab.p + e->off;
+        size_t first = t->n_merges;
+        for (size_t k = 1; k < e->len; k++) {
+            int32_t a = bmap_get(t, s, k), b = bmap_get(t, s + k, e->len - k);
+            if (a >= 0 && b >= 0)
+                tok_push_merge(t, a, b, (int32_t)id);
+        }
+        qsort(t->merges + first, t->n_merges - first, sizeof *t->merges, merge_cmp);
+    }
+}
+
+void
+tok_merges_derive(const struct tok *tc)
+{
+    if (atomic_load_explicit(&tc->merges_ready, memory_order_acquire))
+        return;
+    struct tok *t = (struct tok *)tc; // the lazily derived part of an immutable tokenizer
+    pthread_mutex_lock(&t->merges_lock);
+    if (!atomic_load_explicit(&t->merges_ready, memory_order_relaxed)) {
+        merges_derive(t);
+        atomic_store_explicit(&t->merges_ready, true, memory_order_release);
+    }
+    pthread_mutex_unlock(&t->merges_lock);
+}
+
 int
 tok_finish(struct tok *t, bool tiktoken, bool ignore_merges, struct kerr *err)
 {
     t->tiktoken = tiktoken;
     t->ignore_merges = tiktoken || ignore_merges;
-    if (tiktoken) {
-        // Every split of a token into two tokens is a merge with the token's rank (= id),
-        // ordered by (result, left, right) as Hugging Face's tiktoken converter lists them.
+    free(t->pairs);
+    t->pairs = NULL;
+    t->pmask = 0;
+    if (tiktoken) { // encoding ranks pairs by their concatenation; merges when asked for
         t->n_merges = 0;
-        for (size_t id = 0; id < t->n; id++) {
-            const struct tok_ent *e = &t->ent[id];
-            if (e->type != TOK_TYPE_NORMAL || e->len < 2)
-                continue;
-            const char *s = t->slab.p + e->off;
-            size_t first = t->n_merges;
-            for (size_t k = 1; k < e->len; k++) {
-                int32_t a = bmap_get(t, s, k), b = bmap_get(t, s + k, e->len - k);
-                if (a >= 0 && b >= 0)
-                    tok_push_merge(t, a, b, (int32_t)id);
-            }
-            qsort(t->merges + first, t->n_merges - first, sizeof *t->merges, merge_cmp);
+        atomic_store(&t->merges_ready, false);
+    } else {
+        size_t cap = 16;
+        while (cap < 2 * t->n_merges + 16)
+            cap *= 2;
+        t->pairs = xcalloc(cap, sizeof *t->pairs);
+        t->pmask = cap - 1;
+        for (size_t i = 0; i < t->n_merges; i++) {
+            const struct tok_merge *m = &t->merges[i];
+            pair_put(t, m->a, m->b, (int32_t)i, m->c);
         }
     }
-    size_t cap = 16;
-    while (cap < 2 * t->n_merges + 16)
-        cap *= 2;
-    free(t->pairs);
-    t->pairs = xcalloc(cap, sizeof *t->pairs);
-    t->pmask = cap - 1;
-    for (size_t i = 0; i < t->n_merges; i++) {
-        const struct tok_merge *m = &t->merges[i];
-        pair_put(t, m->a, m->b, tiktoken ? m->c : (int32_t)i, m->c);
+    free(t->byte_pairs);
+    t->byte_pairs = xmalloc(256 * 256 * sizeof *t->byte_pairs);
+    for (int a = 0; a < 256; a++)
+        for (int b = 0; b < 256; b++) {
+            struct tok_rank *r = &t->byte_pairs[a << 8 | b];
+            if (tiktoken) { // the two-byte tokens, below
+                *r = (struct tok_rank){INT32_MAX, -1};
+                continue;
+            }
+            const char two[2] = {(char)a, (char)b};
+            r->rank = pair_rank(t, (const unsigned char *)two, 0, 2, t->byte_id[a], t->byte_id[b],
+                                &r->res);
+        }
+    for (size_t id = 0; tiktoken && id < t->n; id++) {
+        const struct tok_ent *e = &t->ent[id];
+        if (e->type == TOK_TYPE_NORMAL && e->len == 2) {
+            const unsigned char *s = (const unsigned char *)t->slab.p + e->off;
+            t->byte_pairs[s[0] << 8 | s[1]] = (struct tok_rank){(int32_t)id, (int32_t)id};
+        }
     }
     (void)err;
     return 0;
@@ -432,36 +561,41 @@ tok_ids_free(struct tok_ids *ids)
     ids->n = ids->cap = 0;
 }
 
-struct heap_ent {
-    int32_t rank;
-    uint32_t pos; // left node
-    int32_t a, b;
+// The piece cache, per thread: pieces of 2..PC_MAX bytes with their ids, direct-mapped by the
+// piece's hash, 64-byte entries holding the key words and up to PC_IDS ids. Natural text
+// repeats its words, so most pieces cost one hash and one cache line. It changes speed only,
+// never the ids.
+#define PC_BITS 16
+#define PC_MAX 16
+#define PC_IDS 11
+struct pc_ent {
+    uint64_t w0, w1; // key words: key_word(piece), and the last 8 bytes for pieces over 8
+    uint8_t n, nids; // n = 0: empty
+    int32_t ids[PC_IDS];
 };
 
-// The piece cache: pieces that are not single tokens, with their ids, per thread. Natural text
-// repeats its words, so most BPE runs are skipped. Cleared when half full; it changes speed
-// only, never the ids.
-#define CACHE_SLOTS (1 << 16)
-#define CACHE_MAX_PIECE 64
-struct cache_ent {
-    uint64_t h;
-    uint32_t off; // bytes then ids in e->arena
-    uint16_t blen, nids;
+// Pieces waiting to be encoded (see pend_flush).
+#define PEND_MAX 32
+struct pend {
+    const char *p;
+    size_t n;
+    uint64_t w, hash;
 };
 
 struct tok_enc {
     const struct tok *t;
-    struct cache_ent *cache;
-    size_t cache_used;
-    struct buf arena;
+    struct pend pend[PEND_MAX];
+    size_t n_pend;
+    struct pc_ent *cache;
     struct tok_split *sp;
     struct tok_ids *out;
-    // small path
+    // small pieces: parts (id, first byte), pair ranks and results
     int32_t sid[BPE_SMALL], srank[BPE_SMALL], sres[BPE_SMALL];
-    // heap path
-    int32_t *id, *next, *prev;
-    struct heap_ent *heap;
-    size_t cap, hcap;
+    uint32_t spos[BPE_SMALL + 1];
+    // large pieces: a linked list of parts and a min-tree over their pair keys
+    int32_t *id, *next, *prev, *res;
+    uint64_t *tree;
+    size_t cap, leaves, tree_cap;
 };
 
 struct tok_enc *
@@ -469,7 +603,7 @@ tok_enc_new(const struct tok *t)
 {
     struct tok_enc *e = xcalloc(1, sizeof *e);
     e->t = t;
-    e->cache = xcalloc(CACHE_SLOTS, sizeof *e->cache);
+    e->cache = xcalloc((size_t)1 << PC_BITS, sizeof *e->cache);
     struct kerr err;
     e->sp = tok_split_new(t->pre, t->regex, &err);
     if (!e->sp) // the regex compiled when the tokenizer was loaded; it cannot fail now
@@ -486,30 +620,39 @@ tok_enc_del(struct tok_enc *e)
     free(e->id);
     free(e->next);
     free(e->prev);
-    free(e->heap);
+    free(e->res);
+    free(e->tree);
     free(e->cache);
-    buf_free(&e->arena);
     free(e);
 }
 
 static inline void
-rank_of(const struct tok *t, int32_t a, int32_t b, int32_t *rank, int32_t *res)
+ids_push(struct tok_ids *ids, int32_t id)
 {
-    const struct tok_pair *p = pair_get(t, a, b);
-    *rank = p ? p->rank : INT32_MAX;
-    *res = p ? p->c : -1;
+    if (ids->n == ids->cap)
+        tok_ids_push(ids, id);
+    else
+        ids->v[ids->n++] = id;
 }
 
+// BPE on a piece of at most BPE_SMALL bytes: flat arrays, a linear scan for the best pair.
 static void
 bpe_small(struct tok_enc *e, const unsigned char *s, size_t n)
 {
     const struct tok *t = e->t;
     int32_t *id = e->sid, *rk = e->srank, *rs = e->sres;
+    uint32_t *pos = e->spos;
     size_t m = n;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         id[i] = t->byte_id[s[i]];
-    for (size_t i = 0; i + 1 < m; i++)
-        rank_of(t, id[i], id[i + 1], &rk[i], &rs[i]);
+        pos[i] = (uint32_t)i;
+    }
+    pos[n] = (uint32_t)n;
+    for (size_t i = 0; i + 1 < m; i++) {
+        const struct tok_rank *r = &t->byte_pairs[s[i] << 8 | s[i + 1]];
+        rk[i] = r->rank;
+        rs[i] = r->res;
+    }
     while (m > 1) {
         size_t best = 0;
         for (size_t i = 1; i + 1 < m; i++)
@@ -518,71 +661,52 @@ bpe_small(struct tok_enc *e, const unsigned char *s, size_t n)
         if (rk[best] == INT32_MAX)
             break;
         id[best] = rs[best];
-        size_t tail = m - best - 2; // ids after the pair; pair ranks after it: tail - 1
-        memmove(id + best + 1, id + best + 2, tail * sizeof *id);
-        if (tail > 1) {
-            memmove(rk + best + 1, rk + best + 2, (tail - 1) * sizeof *rk);
-            memmove(rs + best + 1, rs + best + 2, (tail - 1) * sizeof *rs);
+        // Remove part best + 1: m - best - 2 ids follow it, m - best - 1 positions (with the
+        // end) and m - best - 3 pair ranks.
+        memmove(id + best + 1, id + best + 2, (m - best - 2) * sizeof *id);
+        memmove(pos + best + 1, pos + best + 2, (m - best - 1) * sizeof *pos);
+        if (m > best + 3) {
+            memmove(rk + best + 1, rk + best + 2, (m - best - 3) * sizeof *rk);
+            memmove(rs + best + 1, rs + best + 2, (m - best - 3) * sizeof *rs);
         }
         m--;
         if (best > 0)
-            rank_of(t, id[best - 1], id[best], &rk[best - 1], &rs[best - 1]);
+            rk[best - 1] = pair_rank(t, s, pos[best - 1], pos[best + 1], id[best - 1], id[best],
+                                     &rs[best - 1]);
         if (best + 1 < m)
-            rank_of(t, id[best], id[best + 1], &rk[best], &rs[best]);
+            rk[best] = pair_rank(t, s, pos[best], pos[best + 2], id[best], id[best + 1], &rs[best]);
     }
     for (size_t i = 0; i < m; i++)
-        tok_ids_push(e->out, id[i]);
+        ids_push(e->out, id[i]);
 }
 
-static inline bool
-heap_less(const struct heap_ent *x, const struct heap_ent *y)
-{
-    return x->rank < y->rank || (x->rank == y->rank && x->pos < y->pos);
-}
-
+// Large pieces. Part l starts at byte l and ends where the next part starts (next[l], or n);
+// dead parts have id -1. tree[leaves + l] holds (rank << 32 | l) for the pair (l, next[l])
+// (UINT64_MAX: none) and every inner node the minimum of its two children, so tree[1] is the
+// next merge: lowest rank, leftmost on ties. A merge updates three leaves, each in at most
+// log2(n) steps — a 1 MB run of one character stays O(n log n) with a small constant.
 static void
-heap_push(struct tok_enc *e, size_t *hn, struct heap_ent v)
+tree_set(struct tok_enc *e, size_t l, uint64_t key)
 {
-    size_t i = (*hn)++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!heap_less(&v, &e->heap[p]))
-            break;
-        e->heap[i] = e->heap[p];
-        i = p;
+    size_t i = e->leaves + l;
+    e->tree[i] = key;
+    for (i >>= 1; i; i >>= 1) {
+        uint64_t a = e->tree[2 * i], b = e->tree[2 * i + 1], v = a < b ? a : b;
+        if (e->tree[i] == v)
+            break; // the ancestors already hold it
+        e->tree[i] = v;
     }
-    e->heap[i] = v;
 }
 
-static struct heap_ent
-heap_pop(struct tok_enc *e, size_t *hn)
+static uint64_t
+large_key(struct tok_enc *e, const unsigned char *s, size_t n, int32_t l)
 {
-    struct heap_ent top = e->heap[0], v = e->heap[--*hn];
-    size_t i = 0, n = *hn;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && heap_less(&e->heap[c + 1], &e->heap[c]))
-            c++;
-        if (!heap_less(&e->heap[c], &v))
-            break;
-        e->heap[i] = e->heap[c];
-        i = c;
-    }
-    if (n)
-        e->heap[i] = v;
-    return top;
-}
-
-static void
-heap_try(struct tok_enc *e, size_t *hn, int32_t l, int32_t r)
-{
-    if (l < 0 || r < 0)
-        return;
-    const struct tok_pair *p = pair_get(e->t, e->id[l], e->id[r]);
-    if (p)
-        heap_push(e, hn, (struct heap_ent){p->rank, (uint32_t)l, e->id[l], e->id[r]});
+    int32_t r = e->next[l];
+    if (r < 0)
+        return UINT64_MAX;
+    size_t end = e->next[r] >= 0 ? (size_t)e->next[r] : n;
+    int32_t rank = pair_rank(e->t, s, (size_t)l, end, e->id[l], e->id[r], &e->res[l]);
+    return rank == INT32_MAX ? UINT64_MAX : (uint64_t)rank << 32 | (uint32_t)l;
 }
 
 static void
@@ -593,90 +717,128 @@ bpe_large(struct tok_enc *e, const unsigned char *s, size_t n)
         e->id = xrealloc(e->id, n * sizeof *e->id);
         e->next = xrealloc(e->next, n * sizeof *e->next);
         e->prev = xrealloc(e->prev, n * sizeof *e->prev);
+        e->res = xrealloc(e->res, n * sizeof *e->res);
     }
-    if (3 * n > e->hcap) {
-        e->hcap = 3 * n;
-        e->heap = xrealloc(e->heap, e->hcap * sizeof *e->heap);
+    size_t leaves = 1;
+    while (leaves < n)
+        leaves *= 2;
+    if (leaves > e->tree_cap) {
+        free(e->tree);
+        e->tree = xmalloc(2 * leaves * sizeof *e->tree);
+        e->tree_cap = leaves;
     }
+    e->leaves = leaves;
     for (size_t i = 0; i < n; i++) {
         e->id[i] = e->t->byte_id[s[i]];
         e->next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
         e->prev[i] = (int32_t)i - 1;
     }
-    size_t hn = 0;
-    for (size_t i = 0; i + 1 < n; i++)
-        heap_try(e, &hn, (int32_t)i, (int32_t)i + 1);
-    while (hn) {
-        struct heap_ent top = heap_pop(e, &hn);
-        int32_t l = (int32_t)top.pos, r = e->next[l];
-        if (e->id[l] != top.a || r < 0 || e->id[r] != top.b)
-            continue; // stale
-        e->id[l] = pair_get(e->t, top.a, top.b)->c;
+    uint64_t *tr = e->tree;
+    for (size_t i = 0; i < n; i++)
+        tr[leaves + i] = large_key(e, s, n, (int32_t)i);
+    for (size_t i = leaves + n; i < 2 * leaves; i++)
+        tr[i] = UINT64_MAX;
+    for (size_t i = leaves - 1; i; i--)
+        tr[i] = tr[2 * i] < tr[2 * i + 1] ? tr[2 * i] : tr[2 * i + 1];
+    while (tr[1] != UINT64_MAX) {
+        int32_t l = (int32_t)(uint32_t)tr[1], r = e->next[l];
+        e->id[l] = e->res[l];
         e->id[r] = -1;
         e->next[l] = e->next[r];
         if (e->next[r] >= 0)
             e->prev[e->next[r]] = l;
-        // Each merge adds at most two entries; the heap never outgrows 3n.
-        heap_try(e, &hn, e->prev[l], l);
-        heap_try(e, &hn, l, e->next[l]);
+        tree_set(e, (size_t)r, UINT64_MAX);
+        tree_set(e, (size_t)l, large_key(e, s, n, l));
+        if (e->prev[l] >= 0)
+            tree_set(e, (size_t)e->prev[l], large_key(e, s, n, e->prev[l]));
     }
     for (int32_t i = 0; i >= 0; i = e->next[i])
-        tok_ids_push(e->out, e->id[i]);
+        ids_push(e->out, e->id[i]);
+}
+
+// A piece that is not in the cache.
+static void
+encode_uncached(struct tok_enc *e, const char *p, size_t n, uint64_t hash, uint64_t w)
+{
+    const struct tok *t = e->t;
+    if (t->ignore_merges) {
+        int32_t id = bmap_get_h(t, hash, w, p, n);
+        if (id >= 0) {
+            ids_push(e->out, id);
+            return;
+        }
+    }
+    if (n <= BPE_SMALL)
+        bpe_small(e, (const unsigned char *)p, n);
+    else
+        bpe_large(e, (const unsigned char *)p, n);
+}
+
+static void
+encode_cached(struct tok_enc *e, const struct pend *q)
+{
+    struct tok_ids *out = e->out;
+    const char *p = q->p;
+    size_t n = q->n;
+    if (n == 1) {
+        ids_push(out, e->t->byte_id[(unsigned char)*p]);
+        return;
+    }
+    if (n > PC_MAX) {
+        encode_uncached(e, p, n, q->hash, q->w);
+        return;
+    }
+    uint64_t w1 = n > 8 ? load64(p + n - 8) : 0;
+    struct pc_ent *c = &e->cache[q->hash >> (64 - PC_BITS)];
+    if (c->n == n && c->w0 == q->w && c->w1 == w1) {
+        if (out->cap - out->n < PC_IDS)
+            for (size_t i = 0; i < c->nids; i++)
+                tok_ids_push(out, c->ids[i]);
+        else {
+            memcpy(out->v + out->n, c->ids, PC_IDS * sizeof *c->ids);
+            out->n += c->nids;
+        }
+        return;
+    }
+    size_t first = out->n;
+    encode_uncached(e, p, n, q->hash, q->w);
+    size_t k = out->n - first;
+    if (k <= PC_IDS) {
+        c->n = (uint8_t)n;
+        c->w0 = q->w;
+        c->w1 = w1;
+        c->nids = (uint8_t)k;
+        memcpy(c->ids, out->v + first, k * sizeof *c->ids);
+    }
+}
+
+// Encodes the pending pieces: first their hashes, prefetching their cache entries (which
+// mostly live outside the CPU's nearer caches), then the lookups, so the memory latencies
+// overlap instead of adding up.
+static void
+pend_flush(struct tok_enc *e)
+{
+    for (size_t i = 0; i < e->n_pend; i++) {
+        struct pend *q = &e->pend[i];
+        if (q->n < 2)
+            continue;
+        q->w = key_word(q->p, q->n);
+        q->hash = bytes_hash(q->p, q->n, q->w);
+        if (q->n <= PC_MAX)
+            __builtin_prefetch(&e->cache[q->hash >> (64 - PC_BITS)]);
+    }
+    for (size_t i = 0; i < e->n_pend; i++)
+        encode_cached(e, &e->pend[i]);
+    e->n_pend = 0;
 }
 
 static void
 encode_piece(void *arg, const char *p, size_t n)
 {
     struct tok_enc *e = arg;
-    const struct tok *t = e->t;
-    if (n == 1) {
-        tok_ids_push(e->out, t->byte_id[(unsigned char)*p]);
-        return;
-    }
-    uint64_t hash = bytes_hash(p, n);
-    if (t->ignore_merges) {
-        int32_t id = bmap_get_h(t, hash, p, n);
-        if (id >= 0) {
-            tok_ids_push(e->out, id);
-            return;
-        }
-    }
-    if (n > CACHE_MAX_PIECE) {
-        bpe_large(e, (const unsigned char *)p, n);
-        return;
-    }
-    uint64_t h = hash | 1;
-    size_t slot = h & (CACHE_SLOTS - 1);
-    for (;; slot = (slot + 1) & (CACHE_SLOTS - 1)) {
-        const struct cache_ent *c = &e->cache[slot];
-        if (!c->h)
-            break;
-        if (c->h == h && c->blen == n && memcmp(e->arena.p + c->off, p, n) == 0) {
-            const char *src = e->arena.p + c->off + n;
-            for (size_t i = 0; i < c->nids; i++) {
-                int32_t id;
-                memcpy(&id, src + 4 * i, 4);
-                tok_ids_push(e->out, id);
-            }
-            return;
-        }
-    }
-    size_t first = e->out->n;
-    if (n <= BPE_SMALL)
-        bpe_small(e, (const unsigned char *)p, n);
-    else
-        bpe_large(e, (const unsigned char *)p, n);
-    if (2 * e->cache_used >= CACHE_SLOTS) {
-        memset(e->cache, 0, CACHE_SLOTS * sizeof *e->cache);
-        e->cache_used = 0;
-        buf_reset(&e->arena);
-        slot = h & (CACHE_SLOTS - 1);
-    }
-    e->cache[slot] = (struct cache_ent){h, (uint32_t)e->arena.len, (uint16_t)n,
-                                        (uint16_t)(e->out->n - first)};
-    e->cache_used++;
-    buf_append(&e->arena, p, n);
-    buf_append(&e->arena, e->out->v + first, (e->out->n - first) * sizeof(int32_t));
+    e->pend[e->n_pend++] = (struct pend){p, n, 0, 0};
+    if (e->n_pend == PEND_MAX)
+        pend_flush(e);
 }
 
 // Special token starting at s[0..n), or -1.
@@ -699,20 +861,24 @@ tok_encode(struct tok_enc *e, const char *s, size_t n, int flags, struct tok_ids
 {
     const struct tok *t = e->t;
     e->out = out;
-    if (!(flags & TOK_ALLOW_SPECIAL) || !t->n_spec)
-        return tok_split_run(e->sp, s, n, encode_piece, e, err);
+    e->n_pend = 0;
     size_t start = 0;
-    for (size_t i = 0; i < n; i++) {
-        int32_t id = special_at(t, s + i, n - i);
-        if (id < 0)
-            continue;
-        if (tok_split_run(e->sp, s + start, i - start, encode_piece, e, err) < 0)
-            return -1;
-        tok_ids_push(out, id);
-        i += t->ent[id].len - 1;
-        start = i + 1;
+    if ((flags & TOK_ALLOW_SPECIAL) && t->n_spec) {
+        for (size_t i = 0; i < n; i++) {
+            int32_t id = special_at(t, s + i, n - i);
+            if (id < 0)
+                continue;
+            if (tok_split_run(e->sp, s + start, i - start, encode_piece, e, err) < 0)
+                return -1;
+            pend_flush(e);
+            ids_push(out, id);
+            i += t->ent[id].len - 1;
+            start = i + 1;
+        }
     }
-    return tok_split_run(e->sp, s + start, n - start, encode_piece, e, err);
+    int rc = tok_split_run(e->sp, s + start, n - start, encode_piece, e, err);
+    pend_flush(e);
+    return rc;
 }
 
 int
@@ -796,12 +962,14 @@ tok_special_id(const struct tok *t, const char *text)
 size_t
 tok_merge_count(const struct tok *t)
 {
+    tok_merges_derive(t);
     return t->n_merges;
 }
 
 void
 tok_merge_get(const struct tok *t, size_t i, int32_t *a, int32_t *b, int32_t *c)
 {
+    tok_merges_derive(t);
     *a = t->merges[i].a;
     *b = t->merges[i].b;
     *c = t->merges[i].c;

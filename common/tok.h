@@ -15,8 +15,9 @@
 // Special (added) tokens are never produced from ordinary text unless the caller allows it
 // (TOK_ALLOW_SPECIAL), in which case their literal text anywhere in the input becomes their id.
 //
-// Threads: a struct tok is immutable after loading and may be shared; each thread encodes
-// with its own struct tok_enc.
+// Threads: a struct tok is immutable after loading and may be shared (the merge list of a
+// tiktoken vocabulary is derived on first use, under a lock); each thread encodes with its own
+// struct tok_enc.
 #ifndef KILN_TOK_H
 #define KILN_TOK_H
 

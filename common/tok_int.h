@@ -4,11 +4,15 @@
 //
 // Building a tokenizer: tok_alloc, tok_set_token for each id, tok_index (checks the 256 byte
 // tokens, builds the bytes → id map), then either tok_push_merge for each listed merge
-// (tokenizer.json, training) or nothing (tiktoken), and tok_finish (builds the pair table).
+// (tokenizer.json, training) or nothing (tiktoken), and tok_finish (builds the pair table;
+// tiktoken needs none: a pair's rank is the id of the two tokens' concatenated bytes).
 #ifndef KILN_TOK_INT_H
 #define KILN_TOK_INT_H
 
 #include "tok.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
 
 struct tok_ent {
     uint32_t off, len; // bytes in t->slab
@@ -21,9 +25,14 @@ struct tok_pair { // open-addressing slot: key (a << 32 | b), 0 = empty (a pair 
     bool used;
 };
 
-struct tok_bslot {
+struct tok_bslot { // bytes → id, open addressing
+    uint64_t word; // the token's key word (tok.c: key_word): all its bytes when len <= 8
     int32_t id;
-    uint32_t tag; // high half of the bytes' hash: most mismatches never touch the bytes
+    uint32_t len; // 0 = empty slot (no token is empty)
+};
+
+struct tok_rank { // rank and result of merging a pair of single-byte tokens
+    int32_t rank, res; // INT32_MAX, -1: they do not merge
 };
 
 struct tok_merge {
@@ -38,8 +47,11 @@ struct tok {
     size_t bmask;
     struct tok_pair *pairs;
     size_t pmask;
-    struct tok_merge *merges;
+    struct tok_rank *byte_pairs; // [256 * 256]: the first merges of every piece, by table
+    struct tok_merge *merges; // tiktoken: derived on first use (tok_merges_derive)
     size_t n_merges, cap_merges;
+    atomic_bool merges_ready;
+    pthread_mutex_t merges_lock;
     int32_t byte_id[256];
     bool tiktoken;      // merges derived from the vocabulary, rank = id
     bool ignore_merges; // whole-piece shortcut (always on for tiktoken)
@@ -56,10 +68,14 @@ struct tok *tok_alloc(enum tok_pre pre, const char *regex);
 int tok_set_token(struct tok *t, int32_t id, const char *s, size_t n, enum tok_type type,
                   struct kerr *err);
 int tok_index(struct tok *t, struct kerr *err);
-// Adds ordinary token id to the bytes map (the caller keeps the map under half full).
-void tok_bmap_put(struct tok *t, int32_t id);
+// Adds ordinary token id to the bytes map (the caller keeps the map under half full); -1, or
+// the id already holding the same bytes (then nothing is added).
+int32_t tok_bmap_put(struct tok *t, int32_t id);
 void tok_push_merge(struct tok *t, int32_t a, int32_t b, int32_t c);
 int tok_finish(struct tok *t, bool tiktoken, bool ignore_merges, struct kerr *err);
+// Makes t->merges complete: a tiktoken vocabulary derives its merge list on first use (encoding
+// never needs it, so loading skips it). Safe to call from several threads.
+void tok_merges_derive(const struct tok *t);
 
 // Appends the byte-level (byte-to-unicode) form of bytes s[0..n).
 void tok_bytes_to_unicode(const char *s, size_t n, struct buf *out);

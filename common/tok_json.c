@@ -461,6 +461,7 @@ put_unicode(struct buf *out, struct buf *tmp, const struct tok *t, int32_t id)
 void
 tok_save_hf(const struct tok *t, struct buf *out)
 {
+    tok_merges_derive(t);
     struct buf tmp = {0};
     buf_puts(out, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n"
                   "  \"added_tokens\": [");

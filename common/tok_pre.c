@@ -167,12 +167,27 @@ struct tok_split {
     bool use_regex;
     struct regex *re;
     struct regex_match *m;
-    // Decoded input: code point i spans bytes off[i]..off[i+1).
+    // Decoded input: code point i spans bytes off[i]..off[i+1). All-ASCII text (the common
+    // case) skips cp and off: code point i is byte i of text.
+    bool ascii;
+    const unsigned char *text;
     int32_t *cp;
     uint8_t *cls;
     size_t *off;
     size_t cap;
 };
+
+static inline int32_t
+cp_at(const struct tok_split *sp, size_t i)
+{
+    return sp->ascii ? sp->text[i] : sp->cp[i];
+}
+
+static inline size_t
+off_at(const struct tok_split *sp, size_t i)
+{
+    return sp->ascii ? i : sp->off[i];
+}
 
 static struct tok_split *
 split_alloc(enum tok_pre p)
@@ -271,15 +286,44 @@ utf8_prefix(const char *s, size_t n)
     return i;
 }
 
-// Decodes s into sp->cp/cls/off; returns the number of code points.
+static bool
+all_ascii(const char *s, size_t n)
+{
+    uint64_t acc = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        acc |= w;
+    }
+    for (; i < n; i++)
+        acc |= (unsigned char)s[i];
+    return !(acc & 0x8080808080808080ull);
+}
+
+// Decodes s into sp->cls and (unless it is all ASCII) sp->cp/off; returns the number of code
+// points.
 static size_t
 split_decode(struct tok_split *sp, const char *s, size_t n)
 {
+    sp->text = (const unsigned char *)s;
+    sp->ascii = all_ascii(s, n);
     if (n + 1 > sp->cap) {
         sp->cap = n + 1 + n / 2;
-        sp->cp = xrealloc(sp->cp, sp->cap * sizeof *sp->cp);
         sp->cls = xrealloc(sp->cls, sp->cap * sizeof *sp->cls);
-        sp->off = xrealloc(sp->off, sp->cap * sizeof *sp->off);
+        free(sp->cp); // allocated again at the new size when needed
+        free(sp->off);
+        sp->cp = NULL;
+        sp->off = NULL;
+    }
+    if (sp->ascii) {
+        for (size_t i = 0; i < n; i++)
+            sp->cls[i] = ascii_cls[sp->text[i]];
+        return n;
+    }
+    if (!sp->cp) {
+        sp->cp = xmalloc(sp->cap * sizeof *sp->cp);
+        sp->off = xmalloc(sp->cap * sizeof *sp->off);
     }
     size_t k = 0, i = 0;
     while (i < n) {
@@ -319,11 +363,11 @@ run(const uint8_t *cls, size_t i, size_t n, uint8_t mask)
 // Length in code points of a contraction ('s 't 'd 'm 'll 've 're) at i, 0 if none.
 // Caseless matching folds ASCII and U+017F (long s, which folds to s).
 static size_t
-contraction(const int32_t *cp, size_t i, size_t n, bool caseless)
+contraction(const struct tok_split *sp, size_t i, size_t n, bool caseless)
 {
-    if (i + 1 >= n || cp[i] != '\'')
+    if (i + 1 >= n || cp_at(sp, i) != '\'')
         return 0;
-    int32_t a = cp[i + 1], b = i + 2 < n ? cp[i + 2] : 0;
+    int32_t a = cp_at(sp, i + 1), b = i + 2 < n ? cp_at(sp, i + 2) : 0;
     if (caseless) {
         if (a == 0x17F)
             a = 's';
@@ -344,10 +388,10 @@ static size_t
 next_gpt2(const struct tok_split *sp, size_t i, size_t n)
 {
     const uint8_t *c = sp->cls;
-    size_t k = contraction(sp->cp, i, n, false);
+    size_t k = contraction(sp, i, n, false);
     if (k)
         return i + k;
-    bool sp1 = sp->cp[i] == ' ' && i + 1 < n;
+    bool sp1 = cp_at(sp, i) == ' ' && i + 1 < n;
     if (c[i] & C_L)
         return run(c, i, n, C_L);
     if (sp1 && (c[i + 1] & C_L))
@@ -373,7 +417,7 @@ static size_t
 next_cl100k(const struct tok_split *sp, size_t i, size_t n, bool orig)
 {
     const uint8_t *c = sp->cls;
-    size_t k = contraction(sp->cp, i, n, true);
+    size_t k = contraction(sp, i, n, true);
     if (k)
         return i + k;
     if (c[i] & C_L)
@@ -384,7 +428,7 @@ next_cl100k(const struct tok_split *sp, size_t i, size_t n, bool orig)
         size_t e = run(c, i, n, C_N);
         return e - i > 3 ? i + 3 : e;
     }
-    size_t j = sp->cp[i] == ' ' && i + 1 < n && (c[i + 1] & C_O) ? i + 1 : i;
+    size_t j = cp_at(sp, i) == ' ' && i + 1 < n && (c[i + 1] & C_O) ? i + 1 : i;
     if (c[j] & C_O)
         return run(c, run(c, j, n, C_O), n, C_CRLF);
     size_t e = run(c, i, n, C_WS);
@@ -401,7 +445,7 @@ next_cl100k(const struct tok_split *sp, size_t i, size_t n, bool orig)
 static size_t
 o200k_word(const struct tok_split *sp, size_t q, size_t n)
 {
-    return q + contraction(sp->cp, q, n, true);
+    return q + contraction(sp, q, n, true);
 }
 
 static size_t
@@ -430,7 +474,7 @@ next_o200k(const struct tok_split *sp, size_t i, size_t n)
         size_t e = run(c, i, n, C_N);
         return e - i > 3 ? i + 3 : e;
     }
-    size_t j = sp->cp[i] == ' ' && i + 1 < n && (c[i + 1] & C_O) ? i + 1 : i;
+    size_t j = cp_at(sp, i) == ' ' && i + 1 < n && (c[i + 1] & C_O) ? i + 1 : i;
     if (c[j] & C_O)
         return run(c, run(c, j, n, C_O), n, C_CRLF | C_SLASH);
     size_t e = run(c, i, n, C_WS);
@@ -524,7 +568,7 @@ tok_split_run(struct tok_split *sp, const char *s, size_t n, tok_piece_fn fn, vo
             e = next_cl100k(sp, i, k, sp->pre == TOK_PRE_LLAMA3);
             break;
         }
-        fn(arg, s + sp->off[i], sp->off[e] - sp->off[i]);
+        fn(arg, s + off_at(sp, i), off_at(sp, e) - off_at(sp, i));
         i = e;
     }
     return 0;

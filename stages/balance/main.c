@@ -387,10 +387,11 @@ spool_stdin(struct balance *b)
         die("%s: write failed:", b->spool);
 }
 
+// Standard input is read from its spool once there is one.
 static const char *
 input_path(const struct balance *b, size_t i)
 {
-    return strcmp(b->inputs[i], "-") ? b->inputs[i] : b->spool;
+    return b->spool && !strcmp(b->inputs[i], "-") ? b->spool : b->inputs[i];
 }
 
 static const char *
@@ -399,13 +400,27 @@ input_name(const struct balance *b, size_t i)
     return strcmp(b->inputs[i], "-") ? b->inputs[i] : "<stdin>";
 }
 
+static void reject(struct balance *b, const struct json_obj *obj, const char *reason);
+
+// What a pass does with a record read_inputs keeps: name and line locate it for messages, cls
+// is its class id (of "" when has is false: the record has no class field).
+struct record_fn {
+    void (*fn)(struct balance *b, void *ctx, const struct json_obj *o,
+               const struct rec_line *line, const char *name, uint32_t cls, bool has);
+    void *ctx;
+};
+
+// Reads every input in order, counting records and bytes in and applying --missing: a record
+// without the class field that --missing drops is counted (and with reject_missing written to
+// --rejects); every other one goes to f. The progress line shows *shown records (NULL: the
+// records read).
 static void
-pass1(struct balance *b)
+read_inputs(struct balance *b, bool reject_missing, const size_t *shown, struct record_fn f)
 {
     struct kerr err;
     struct json_obj o;
     json_obj_init(&o);
-    struct buf val = {0}, tmp = {0}, src = {0};
+    struct buf val = {0};
     for (size_t i = 0; i < b->n_inputs; i++) {
         struct rec_reader *r = rec_reader_open(input_path(b, i), &err);
         if (!r)
@@ -418,22 +433,15 @@ pass1(struct balance *b)
             bool has;
             if (!record_class(b, &o, &val, input_name(b, i), line.lineno, &has)) {
                 b->missing_dropped++;
+                if (reject_missing)
+                    reject(b, &o, "missing_field");
                 continue;
             }
-            uint32_t cls = names_get(&b->classes, has ? val.p : "", has ? val.len : 0, true);
-            uint32_t group = NONE;
             if (!has)
                 b->missing_kept++;
-            if (b->mixing) {
-                if (!field_value(&o, "source", &src))
-                    die("%s:%llu: record has no \"source\" (needed by --weights/--temperature)",
-                        input_name(b, i), (unsigned long long)line.lineno);
-                group = names_get(&b->groups, src.p, src.len, true);
-            } else if (b->strategy != STRAT_NONE && has) {
-                group = cls;
-            }
-            pass1_push(b, id_hash(&o, b->c.seed, &tmp, input_name(b, i), line.lineno), group, cls);
-            progress_update(&b->prog, b->n, b->st.bytes_in);
+            uint32_t cls = names_get(&b->classes, has ? val.p : "", has ? val.len : 0, true);
+            f.fn(b, f.ctx, &o, &line, input_name(b, i), cls, has);
+            progress_update(&b->prog, shown ? *shown : b->st.records_in, b->st.bytes_in);
         }
         if (rc < 0)
             die_kerr(&err);
@@ -441,8 +449,37 @@ pass1(struct balance *b)
     }
     json_obj_free(&o);
     buf_free(&val);
-    buf_free(&tmp);
-    buf_free(&src);
+}
+
+// Scratch of pass1_record.
+struct pass1_scratch {
+    struct buf tmp, src;
+};
+
+static void
+pass1_record(struct balance *b, void *ctx, const struct json_obj *o, const struct rec_line *line,
+             const char *name, uint32_t cls, bool has)
+{
+    struct pass1_scratch *s = ctx;
+    uint32_t group = NONE;
+    if (b->mixing) {
+        if (!field_value(o, "source", &s->src))
+            die("%s:%llu: record has no \"source\" (needed by --weights/--temperature)", name,
+                (unsigned long long)line->lineno);
+        group = names_get(&b->groups, s->src.p, s->src.len, true);
+    } else if (b->strategy != STRAT_NONE && has) {
+        group = cls;
+    }
+    pass1_push(b, id_hash(o, b->c.seed, &s->tmp, name, line->lineno), group, cls);
+}
+
+static void
+pass1(struct balance *b)
+{
+    struct pass1_scratch s = {0};
+    read_inputs(b, false, &b->n, (struct record_fn){pass1_record, &s});
+    buf_free(&s.tmp);
+    buf_free(&s.src);
 }
 
 // ---- plan -----------------------------------------------------------------------------
@@ -960,6 +997,29 @@ pass2(struct balance *b, struct out *o)
     buf_free(&o->id);
 }
 
+// Records of pass_through: the output and the count of each class.
+struct through {
+    struct rec_writer *w;
+    uint64_t *cnt;
+    size_t ncnt;
+};
+
+static void
+through_record(struct balance *b, void *ctx, const struct json_obj *o,
+               const struct rec_line *line, const char *name, uint32_t cls, bool has)
+{
+    struct through *t = ctx;
+    struct kerr err;
+    if (cls >= t->ncnt) {
+        t->cnt = xrealloc(t->cnt, (cls + 1) * sizeof *t->cnt);
+        memset(t->cnt + t->ncnt, 0, (cls + 1 - t->ncnt) * sizeof *t->cnt);
+        t->ncnt = cls + 1;
+    }
+    t->cnt[cls]++;
+    if (rec_writer_write(t->w, line->p, line->n, &err) < 0)
+        die_kerr(&err);
+}
+
 // One pass: no decisions need counts (only --missing and --stats).
 static void
 pass_through(struct balance *b, struct out *o)
@@ -970,49 +1030,12 @@ pass_through(struct balance *b, struct out *o)
     o->w[0] = rec_writer_open(b->c.output, &wo, &err);
     if (!o->w[0])
         die_kerr(&err);
-    struct json_obj obj;
-    json_obj_init(&obj);
-    struct buf val = {0};
-    uint64_t *cnt = NULL;
-    size_t ncnt = 0;
-    for (size_t i = 0; i < b->n_inputs; i++) {
-        struct rec_reader *r = rec_reader_open(b->inputs[i], &err);
-        if (!r)
-            die_kerr(&err);
-        struct rec_line line;
-        int rc;
-        while ((rc = rec_reader_next_obj(r, &line, &obj, &err)) == 1) {
-            b->st.records_in++;
-            b->st.bytes_in += line.n + 1;
-            bool has;
-            if (!record_class(b, &obj, &val, input_name(b, i), line.lineno, &has)) {
-                b->missing_dropped++;
-                reject(b, &obj, "missing_field");
-                continue;
-            }
-            if (!has)
-                b->missing_kept++;
-            uint32_t c = names_get(&b->classes, has ? val.p : "", has ? val.len : 0, true);
-            if (c >= ncnt) {
-                cnt = xrealloc(cnt, (c + 1) * sizeof *cnt);
-                memset(cnt + ncnt, 0, (c + 1 - ncnt) * sizeof *cnt);
-                ncnt = c + 1;
-            }
-            cnt[c]++;
-            if (rec_writer_write(o->w[0], line.p, line.n, &err) < 0)
-                die_kerr(&err);
-            progress_update(&b->prog, b->st.records_in, b->st.bytes_in);
-        }
-        if (rc < 0)
-            die_kerr(&err);
-        rec_reader_close(r);
-    }
-    json_obj_free(&obj);
-    buf_free(&val);
+    struct through t = {.w = o->w[0]};
+    read_inputs(b, true, NULL, (struct record_fn){through_record, &t});
     o->counts = xcalloc(b->classes.n ? b->classes.n : 1, sizeof *o->counts);
-    if (ncnt)
-        memcpy(o->counts, cnt, ncnt * sizeof *cnt);
-    free(cnt);
+    if (t.ncnt)
+        memcpy(o->counts, t.cnt, t.ncnt * sizeof *t.cnt);
+    free(t.cnt);
     b->st.records_out = rec_writer_records(o->w[0]);
     b->st.bytes_out = rec_writer_bytes(o->w[0]);
     if (rec_writer_close(o->w[0], &err) < 0)

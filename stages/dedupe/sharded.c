@@ -67,6 +67,20 @@ struct dec {
     double sim;
 };
 
+// Record I/O of a phase process. A sharded run keeps every core busy with one process per
+// shard, so a process gains nothing from zstd's compression threads; without them (and with
+// smaller hand-over buffers) it needs a fraction of the memory. The bytes differ from the
+// threaded writer's, but a shard's output is only an intermediate: `shard merge` writes the
+// final stream with the default writer, byte for byte what one `dedupe` writes.
+#define PHASE_CHUNK ((size_t)256 << 10)
+
+static struct rec_wopts
+phase_wopts(const struct cli_common *c)
+{
+    return (struct rec_wopts){.level = c->level, .plain = c->plain, .force = c->force,
+                              .chunk_bytes = PHASE_CHUNK, .workers = REC_WORKERS_NONE};
+}
+
 #define LOC_SHIFT 48
 #define LOC_OFF(x) ((x) & ((UINT64_C(1) << LOC_SHIFT) - 1))
 #define LOC_SHARD(x) ((uint32_t)((x) >> LOC_SHIFT))
@@ -243,6 +257,7 @@ phase_sign_run(const struct dedupe_conf *conf, const struct dedupe_shard_opts *s
         struct rec_reader *r = rec_reader_open(files[f], &err);
         if (!r)
             die_kerr(&err);
+        rec_reader_set_chunk(r, PHASE_CHUNK);
         int rc;
         while ((rc = rec_reader_next_obj(r, &line, &obj, &err)) == 1) {
             st->records_in++;
@@ -327,6 +342,51 @@ cmp_pair(const void *a, const void *b)
     return (x->i > y->i) - (x->i < y->i);
 }
 
+// Sorts e[0..n) by (tag, position): a stable radix sort on the tag (two 16-bit passes through
+// a copy), then each run of equal tags by position. Runs are short (mostly one entry) and
+// already in order shard by shard, so insertion sort does them; a long one goes to qsort.
+static void
+bent_sort(struct bent *e, size_t n)
+{
+    if (n < 2)
+        return;
+    struct bent *t = xmalloc(n * sizeof *t), *from = e, *to = t;
+    size_t *at = xmalloc(65536 * sizeof *at);
+    for (int shift = 0; shift < 32; shift += 16) {
+        memset(at, 0, 65536 * sizeof *at);
+        for (size_t i = 0; i < n; i++)
+            at[from[i].tag >> shift & 0xFFFF]++;
+        size_t sum = 0;
+        for (size_t d = 0; d < 65536; d++) {
+            size_t c = at[d];
+            at[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            to[at[from[i].tag >> shift & 0xFFFF]++] = from[i];
+        struct bent *x = from;
+        from = to;
+        to = x;
+    } // two passes: the sorted entries are back in e
+    free(at);
+    free(t);
+    for (size_t a = 0, b; a < n; a = b) {
+        for (b = a + 1; b < n && e[b].tag == e[a].tag;)
+            b++;
+        if (b - a > 32) {
+            qsort(e + a, b - a, sizeof *e, cmp_bent);
+            continue;
+        }
+        for (size_t i = a + 1; i < b; i++) {
+            struct bent x = e[i];
+            size_t j = i;
+            for (; j > a && e[j - 1].seq > x.seq; j--)
+                e[j] = e[j - 1];
+            e[j] = x;
+        }
+    }
+}
+
 static void
 phase_bucket_run(const struct dedupe_conf *conf, const struct dedupe_shard_opts *so,
                  struct stats *st)
@@ -351,7 +411,7 @@ phase_bucket_run(const struct dedupe_conf *conf, const struct dedupe_shard_opts 
         fclose(f);
         n += k;
     }
-    qsort(e, n, sizeof *e, cmp_bent);
+    bent_sort(e, n);
     struct pair *p = NULL;
     size_t np = 0, pcap = 0;
     for (size_t a = 0; a < n;) {
@@ -671,6 +731,19 @@ dedupe_reject_line(const struct json_obj *o, enum dedupe_kind kind, const char *
     json_obj_rewrite(o, ed, ne, line);
 }
 
+// Parses line l of r into o and reads its position; dies with the line's position on errors.
+static void
+apply_parse(struct rec_reader *r, const struct rec_line *l, struct json_obj *o, uint64_t *seq)
+{
+    struct json_error je;
+    struct kerr err;
+    if (json_obj_parse(o, l->p, l->n, &je) != 0)
+        die("%s:%llu:%zu: invalid JSON: %s", rec_reader_name(r), (unsigned long long)l->lineno,
+            je.offset + 1, je.msg);
+    if (shard_seq_get(o, seq, &err) != 0)
+        die("%s:%llu: %s", rec_reader_name(r), (unsigned long long)l->lineno, err.msg);
+}
+
 static void
 phase_apply_run(const struct dedupe_conf *conf, const struct cli_common *c,
                 const struct dedupe_shard_opts *so, const char *const *files, size_t n_files,
@@ -687,7 +760,7 @@ phase_apply_run(const struct dedupe_conf *conf, const struct cli_common *c,
     struct buf sid = {0};
     bool have = false;
     struct kerr err;
-    struct rec_wopts wo = {.level = c->level, .plain = c->plain, .force = c->force};
+    struct rec_wopts wo = phase_wopts(c);
     struct rec_writer *out = rec_writer_open(c->output, &wo, &err), *rej = NULL;
     if (!out || (so->rejects && !(rej = rec_writer_open(so->rejects, &wo, &err))))
         die_kerr(&err);
@@ -695,7 +768,8 @@ phase_apply_run(const struct dedupe_conf *conf, const struct cli_common *c,
     json_obj_init(&obj);
     struct buf line = {0}, vals = {0};
     struct rec_line l;
-    uint64_t removed = 0, missing_dropped = 0;
+    uint64_t removed = 0, missing_dropped = 0, prev = 0;
+    bool any = false;
     // Reads the next decision (and its survivor id).
 #define NEXT_DECISION()                                                                        \
     do {                                                                                       \
@@ -712,23 +786,36 @@ phase_apply_run(const struct dedupe_conf *conf, const struct cli_common *c,
         }                                                                                      \
     } while (0)
     NEXT_DECISION();
+    // sign parsed and checked every line of this shard already: a kept record is copied with
+    // its position read off the front of the line, unparsed. Only a record whose fate needs
+    // its fields is parsed: every record under --missing drop (is the key there?), a removed
+    // record when rejects are written, and a line whose position is not at the front.
+    bool parse_all = conf->missing == MISSING_DROP;
     for (size_t f = 0; f < n_files; f++) {
         struct rec_reader *r = rec_reader_open(files[f], &err);
         if (!r)
             die_kerr(&err);
+        rec_reader_set_chunk(r, PHASE_CHUNK);
         int rc;
-        while ((rc = rec_reader_next_obj(r, &l, &obj, &err)) == 1) {
+        while ((rc = rec_reader_next(r, &l, &err)) == 1) {
             st->records_in++;
             st->bytes_in += l.n + 1;
             uint64_t seq;
-            int miss = dedupe_key_missing(conf, &obj, &err);
-            if (miss < 0 || shard_seq_get(&obj, &seq, &err) != 0)
-                die("%s:%llu: %s", rec_reader_name(r), (unsigned long long)l.lineno, err.msg);
+            bool parsed = parse_all || !shard_seq_peek(l.p, l.n, &seq);
+            if (parsed)
+                apply_parse(r, &l, &obj, &seq);
+            if (any && seq <= prev)
+                die("%s:%llu: \"%s\" does not ascend (shards keep input order)",
+                    rec_reader_name(r), (unsigned long long)l.lineno, SHARD_SEQ_KEY);
+            any = true;
+            prev = seq;
             enum dedupe_kind kind = VERDICT_KEEP;
+            int miss = 0;
+            if (parse_all && (miss = dedupe_key_missing(conf, &obj, &err)) < 0)
+                die("%s:%llu: %s", rec_reader_name(r), (unsigned long long)l.lineno, err.msg);
             if (miss) {
-                kind = conf->missing == MISSING_KEEP ? VERDICT_MISSING_KEEP
-                                                     : VERDICT_MISSING_DROP;
-                missing_dropped += kind == VERDICT_MISSING_DROP;
+                kind = VERDICT_MISSING_DROP;
+                missing_dropped++;
             } else if (have && dc.seq == seq) {
                 kind = (enum dedupe_kind)dc.kind;
                 removed++;
@@ -736,10 +823,12 @@ phase_apply_run(const struct dedupe_conf *conf, const struct cli_common *c,
                 die("%s: decision for position %llu matches no record of this shard",
                     dname, (unsigned long long)dc.seq);
             }
-            if (kind == VERDICT_KEEP || kind == VERDICT_MISSING_KEEP) {
+            if (kind == VERDICT_KEEP) {
                 if (rec_writer_write(out, l.p, l.n, &err) != 0)
                     die_kerr(&err);
             } else if (rej) {
+                if (!parsed)
+                    apply_parse(r, &l, &obj, &seq);
                 dedupe_reject_line(&obj, kind, sid.p, sid.len, dc.sim, &line, &vals);
                 if (rec_writer_write(rej, line.p, line.len, &err) != 0)
                     die_kerr(&err);

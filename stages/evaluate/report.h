@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 // report.h: what the sections of `evaluate report` share — SQL results as tables of strings,
-// HTML and Markdown escaping, and inline SVG line charts (with error bars and dashed reference
-// lines). A section is a function that appends HTML to h and Markdown to md; sections live in
-// report.c or in their own report_<name>.c and are listed in report.c's sections[] in page order.
-// A section renders nothing when the database holds nothing for it.
+// HTML and Markdown escaping, and inline SVG line charts (with error bars, dashed reference
+// lines and a linear or log10 x axis). A section is a function that appends HTML to h and Markdown
+// to md; sections live in report.c or in their own report_<name>.c and are listed in report.c's
+// sections[] in page order. A section renders nothing when the database holds nothing for it.
 #ifndef KILN_EVALUATE_REPORT_H
 #define KILN_EVALUATE_REPORT_H
 
@@ -50,9 +50,17 @@ struct report_series {
 enum { REPORT_NCOLORS = 8 };
 extern const char *const report_colors[REPORT_NCOLORS];
 
-// Appends an SVG line chart of ns series (any ns; the legend lists them all).
+// The x axis of a line chart. On REPORT_LOG10, points at x <= 0 are left out and the axis is
+// labelled at 1, 2 and 5 times powers of ten (only powers of ten when those are too many),
+// with unlabelled ticks at the other multiples.
+enum report_scale { REPORT_LINEAR, REPORT_LOG10 };
+
+// Appends an SVG line chart of ns series (any ns; the legend lists them all), x linear.
 void report_svg_lines(struct buf *b, const char *title, const char *xlabel,
                       const struct report_series *s, int ns);
+// The same with the x axis on xscale.
+void report_svg_lines_scaled(struct buf *b, const char *title, const char *xlabel,
+                             enum report_scale xscale, const struct report_series *s, int ns);
 // Fills s from columns xc, yc of t (allocates x and y; free with report_series_free).
 void report_series_from(struct report_series *s, const struct report_table *t, int xc, int yc,
                         const char *name, const char *color);

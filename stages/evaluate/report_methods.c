@@ -4,7 +4,7 @@
 // one per method plus "base" — and shows, per method, task accuracy and macro-F1 (evaluate
 // classify), the perplexity of the retention sample of pretraining text after fine-tuning
 // against the base's (evaluate lm), and tokens/s and peak RSS of the training run (train
-// --stats), as a table and as a chart of accuracy against retention perplexity.
+// --stats), as a table and as a chart of accuracy against retention perplexity (log10).
 #include "report.h"
 
 #include <math.h>
@@ -87,7 +87,7 @@ report_section_methods(struct store *s, struct buf *h, struct buf *md)
     buf_puts(h, "</table>\n");
     buf_puts(md, "\n");
 
-    // Chart: one point per method, accuracy (± 1.96 s.e.) against retention perplexity.
+    // Chart: one point per method, accuracy (± 1.96 s.e.) against log10 retention perplexity.
     struct report_series sr[REPORT_NCOLORS] = {0};
     int ns = 0;
     for (size_t r = 0; r < t.nrow && ns < REPORT_NCOLORS; r++) {
@@ -100,7 +100,7 @@ report_section_methods(struct store *s, struct buf *h, struct buf *md)
         q->n = 1;
         q->x = xmalloc(sizeof *q->x);
         q->y = xmalloc(sizeof *q->y);
-        q->x[0] = atof(ppl);
+        q->x[0] = log10(fmax(atof(ppl), 1.0)); // perplexities here span 10^2..10^6
         q->y[0] = atof(acc);
         double se = atof(report_cell(&t, r, C_ACC_SE));
         if (se > 0 && isfinite(se)) {
@@ -113,7 +113,8 @@ report_section_methods(struct store *s, struct buf *h, struct buf *md)
     }
     if (ns)
         report_svg_lines(h, "test accuracy against retention perplexity (95% intervals)",
-                         "perplexity of pretraining text after fine-tuning", sr, ns);
+                         "perplexity of pretraining text after fine-tuning, log10 (3 = 1,000)",
+                         sr, ns);
     for (int k = 0; k < ns; k++)
         report_series_free(&sr[k]);
     report_table_free(&t);

@@ -5,7 +5,7 @@
 // majority-class baseline).
 //
 //   Data efficiency: test accuracy and macro-F1 against the number of training records, mean
-//   and ±1 sample standard deviation over seeds (error bars), x on a log10 scale, base model
+//   and ±1 sample standard deviation over seeds (error bars), x on a log scale, base model
 //   and majority class as dashed lines; the saturation point = the smallest size whose mean is
 //   within 0.01 (1 point) of the best mean.
 //   Imbalance: per arm (raw split, undersampled, oversampled, class-weighted loss) macro-F1,
@@ -127,7 +127,8 @@ report_section_efficiency(struct store *s, struct buf *h, struct buf *md)
     buf_printf(h, "<p>%s</p>\n", intro);
     buf_printf(md, "%s\n\n", intro);
 
-    double x0 = log10(pt[0].size), x1 = log10(pt[np - 1].size);
+    // The reference lines span the sizes (a decade when there is one size).
+    double x0 = pt[0].size, x1 = np > 1 ? pt[np - 1].size : 10 * x0;
     for (int k = 0; k < EFF_NMETRIC; k++) {
         struct report_series sr[3] = {0};
         int ns = 0;
@@ -138,7 +139,7 @@ report_section_efficiency(struct store *s, struct buf *h, struct buf *md)
         q->x = xmalloc(np * sizeof *q->x), q->y = xmalloc(np * sizeof *q->y);
         q->lo = xmalloc(np * sizeof *q->lo), q->hi = xmalloc(np * sizeof *q->hi);
         for (size_t i = 0; i < np; i++) {
-            q->x[i] = log10(pt[i].size);
+            q->x[i] = pt[i].size;
             q->y[i] = pt[i].m[k].mean;
             q->lo[i] = q->y[i] - pt[i].m[k].sd;
             q->hi[i] = q->y[i] + pt[i].m[k].sd;
@@ -154,13 +155,13 @@ report_section_efficiency(struct store *s, struct buf *h, struct buf *md)
             q->dashed = true;
             q->n = 2;
             q->x = xmalloc(2 * sizeof *q->x), q->y = xmalloc(2 * sizeof *q->y);
-            q->x[0] = x0, q->x[1] = x1 > x0 ? x1 : x0 + 1;
+            q->x[0] = x0, q->x[1] = x1;
             q->y[0] = q->y[1] = y;
             ns++;
         }
         struct buf title = {0};
         buf_printf(&title, "test %s against training records", eff_name[k]);
-        report_svg_lines(h, title.p, "training records, log10 (2 = 100, 3 = 1,000)", sr, ns);
+        report_svg_lines_scaled(h, title.p, "training records (log scale)", REPORT_LOG10, sr, ns);
         buf_free(&title);
         for (int j = 0; j < ns; j++) {
             free(sr[j].lo), free(sr[j].hi);

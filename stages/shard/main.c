@@ -124,6 +124,19 @@ part_path(const char *pattern, uint32_t i)
     return buf_detach(&p);
 }
 
+#define PART_CHUNK ((size_t)128 << 10) // buffer size when many parts are open at once
+
+// Writers of the many parts split and route write at once: zstd in one thread each, with
+// small hand-over buffers. With zstd's job threads (the default writer) every part would hold
+// two 8 MiB jobs; the parts are intermediates whose processes run one per core anyway, and
+// merge writes the final stream with the default writer (the bytes of an unsharded run).
+static struct rec_wopts
+part_wopts(const struct opts *o)
+{
+    return (struct rec_wopts){.level = o->c.level, .plain = o->c.plain, .force = o->c.force,
+                              .chunk_bytes = PART_CHUNK, .workers = REC_WORKERS_NONE};
+}
+
 static int
 cmd_split(struct opts *o, int nfiles, char **files)
 {
@@ -134,7 +147,7 @@ cmd_split(struct opts *o, int nfiles, char **files)
     struct kerr err;
     struct stats st;
     stats_init(&st, "shard");
-    struct rec_wopts wo = {.level = o->c.level, .plain = o->c.plain, .force = o->c.force};
+    struct rec_wopts wo = part_wopts(o);
     struct rec_writer **w = xcalloc(o->shards, sizeof *w);
     for (uint32_t i = 0; i < o->shards; i++) {
         char *path = part_path(o->c.output, i);
@@ -244,6 +257,7 @@ cmd_merge(struct opts *o, int nfiles, char **files)
     for (int i = 0; i < nfiles; i++) {
         if (!(p[i].r = rec_reader_open(files[i], &err)))
             die_kerr(&err);
+        rec_reader_set_chunk(p[i].r, PART_CHUNK); // many open at once
         p[i].live = true;
         part_advance(&p[i], &scratch, o->keep_seq);
     }
@@ -368,7 +382,7 @@ cmd_route(struct opts *o, int nfiles, char **files)
     struct kerr err;
     struct stats st;
     stats_init(&st, "shard");
-    struct rec_wopts wo = {.level = o->c.level, .plain = o->c.plain, .force = o->c.force};
+    struct rec_wopts wo = part_wopts(o);
     size_t np = o->n_plans;
     struct part *p = xcalloc(np, sizeof *p);
     struct rec_writer **w = xcalloc(np, sizeof *w);
@@ -378,6 +392,7 @@ cmd_route(struct opts *o, int nfiles, char **files)
     for (size_t i = 0; i < np; i++) {
         if (!(p[i].r = rec_reader_open(o->plans[i], &err)))
             die_kerr(&err);
+        rec_reader_set_chunk(p[i].r, PART_CHUNK); // many open at once
         p[i].live = true;
         part_advance(&p[i], &scratch, false);
         char *name = plan_name(o->plans[i]);

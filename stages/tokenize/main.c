@@ -5,13 +5,14 @@
 //   tokenize encode [OPTIONS] [FILE...]   records → records with input_ids (and loss_start)
 //   tokenize decode [OPTIONS] [FILE...]   records with input_ids → records with text
 //
-// Encoding runs in batches: the main thread reads a batch of lines, cuts it into chunks of
-// CHUNK_RECORDS consecutive records (where the cuts fall depends on the batch alone), and N
-// threads (the main thread and N-1 workers) claim chunks from a counter until none are left,
-// each chunk encoded into its own output; then the main thread writes the chunks in input
-// order. So the output does not depend on N or timing, and a thread that is slow or
-// descheduled on a shared machine holds up one small chunk, not a fixed half of the batch.
-// The first error in input order stops the run.
+// Encoding is a pipeline of chunks (consecutive input lines, at most CHUNK_RECORDS records or
+// about CHUNK_BYTES bytes). Each of the N threads (the main thread and N-1 workers) loops:
+// when the oldest unwritten chunk is done and nobody is writing, it writes that chunk;
+// otherwise, when nobody is reading and a slot is free, it reads the next chunk and encodes it.
+// Reading, encoding and writing overlap, so no thread waits on a serial phase, and a thread
+// that is slow or descheduled on a shared machine holds up one small chunk. Chunks are written
+// in input order, so the output does not depend on N or timing. The first error in input
+// order stops the run.
 // The tokenizer itself lives in common/tok; this file is options, templates and glue.
 #include "cli.h"
 #include "json.h"
@@ -20,7 +21,6 @@
 #include "tok_template.h"
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,65 +118,88 @@ template_opt(struct tok_tpl *old, const char *opt, const char *text) {
 
 // ---- encoding work -----------------------------------------------------------------------
 
-struct batch {
-    struct buf data; // the lines, back to back
-    size_t *off, *len;
-    uint64_t *lineno;
-    size_t n, cap;
-    const char *name; // input name for messages
-};
-
 struct counts {
     uint64_t records, text_bytes, tokens, truncated;
 };
 
-#define CHUNK_RECORDS 64
+#define CHUNK_RECORDS 1024
+#define CHUNK_BYTES (64u << 10)
+#define SLOTS_PER_THREAD 4
 
-// The results of one chunk, records [from, to) of the batch.
+// One chunk of the pipeline: its input lines and, once encoded, its output records.
 struct chunk {
-    size_t from, to;
+    enum { SLOT_FREE, SLOT_BUSY, SLOT_DONE } state;
+    struct buf name; // input name for messages
+    struct buf data; // the lines, back to back
+    size_t *off, *len, *end; // per line: offset and length in data; end offset in out
+    uint64_t *lineno;
+    size_t n, cap;
     struct buf out; // records back to back
-    size_t *end;    // per record: end offset in out
-    size_t end_cap;
     struct counts cnt;
-    size_t err_at; // index of the failing record, SIZE_MAX when none
-    struct kerr err;
+    size_t err_at; // index of the failing record (n: the read error after the lines), or SIZE_MAX
+    bool read_failed;
+    struct kerr err, read_err;
+};
+
+struct pipeline {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char **files;
+    int nfiles, file; // the next file to open
+    struct rec_reader *r;
+    bool reading, writing, read_done, failed;
+    uint64_t next_read, next_write; // chunk sequence numbers; slot = seq % n_slots
+    struct chunk *slots;
+    size_t n_slots;
+    struct rec_writer *out;
+    struct counts total;
+    uint64_t records_in, bytes_in;
+    struct progress pr;
+    struct kerr err; // why the run failed
 };
 
 struct worker {
     const struct opts *o;
-    const struct tok *t;
+    struct pipeline *p;
     struct tok_enc *enc;
     int32_t eos;
-    struct batch *b;
-    struct chunk *chunks; // of the batch: n_chunks, claimed through *next
-    size_t n_chunks;
-    atomic_size_t *next;
-    struct chunk *c; // the chunk being encoded
     // scratch
     struct json_obj obj;
     struct buf text, ids_json, num;
     struct tok_ids p_ids, c_ids;
 };
 
-// Appends "[a,b,...]" (ids are non-negative; formatted by hand: printf is a hot spot here).
+// Appends "[a,b,...]" (ids are non-negative; formatted by hand, two digits at a time: printf
+// is a hot spot here).
 static void
 ids_json2(struct buf *out, const int32_t *a, size_t na, const int32_t *b, size_t nb) {
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930"
+                                "31323334353637383940414243444546474849505152535455565758596061"
+                                "62636465666768697071727374757677787980818283848586878889909192"
+                                "93949596979899";
     buf_reserve(out, 12 * (na + nb) + 2);
     char *p = out->p + out->len;
     *p++ = '[';
     for (size_t i = 0; i < na + nb; i++) {
         uint32_t x = (uint32_t)(i < na ? a[i] : b[i - na]);
         char tmp[12];
-        int k = 0;
-        do {
-            tmp[k++] = (char)('0' + x % 10);
-            x /= 10;
-        } while (x);
+        char *q = tmp + sizeof tmp;
+        while (x >= 100) {
+            q -= 2;
+            memcpy(q, pairs + 2 * (x % 100), 2);
+            x /= 100;
+        }
+        if (x >= 10) {
+            q -= 2;
+            memcpy(q, pairs + 2 * x, 2);
+        } else {
+            *--q = (char)('0' + x);
+        }
         if (i)
             *p++ = ',';
-        while (k)
-            *p++ = tmp[--k];
+        size_t k = (size_t)(tmp + sizeof tmp - q);
+        memcpy(p, q, k);
+        p += k;
     }
     *p++ = ']';
     out->len = (size_t)(p - out->p);
@@ -188,24 +211,23 @@ ids_json(struct buf *out, const int32_t *v, size_t n) {
     ids_json2(out, v, n, NULL, 0);
 }
 
-// Encodes record i of the batch into w->c->out. 0, or -1 with w->c->err.
+// Encodes record i of chunk c into c->out. 0, or -1 with c->err.
 static int
-encode_one(struct worker *w, size_t i) {
+encode_one(struct worker *w, struct chunk *c, size_t i) {
     const struct opts *o = w->o;
-    const struct batch *b = w->b;
-    const char *line = b->data.p + b->off[i];
+    const char *line = c->data.p + c->off[i];
     struct json_error je;
-    struct kerr *err = &w->c->err;
-    if (json_obj_parse(&w->obj, line, b->len[i], &je) < 0)
-        return kerr_set(err, "%s:%llu:%zu: invalid JSON: %s", b->name,
-                        (unsigned long long)b->lineno[i], je.offset + 1, je.msg);
+    struct kerr *err = &c->err;
+    if (json_obj_parse(&w->obj, line, c->len[i], &je) < 0)
+        return kerr_set(err, "%s:%llu:%zu: invalid JSON: %s", c->name.p,
+                        (unsigned long long)c->lineno[i], je.offset + 1, je.msg);
     w->p_ids.n = w->c_ids.n = 0;
     int flags = o->allow_special ? TOK_ALLOW_SPECIAL : 0;
     buf_reset(&w->text);
     if (o->prompt_set || o->completion_set) {
         if (tok_tpl_expand(o->prompt, &w->obj, NULL, NULL, &w->text, err) < 0)
             goto template;
-        w->c->cnt.text_bytes += w->text.len;
+        c->cnt.text_bytes += w->text.len;
         if (tok_encode(w->enc, w->text.p, w->text.len, flags, &w->p_ids, err) < 0)
             goto located;
         buf_reset(&w->text);
@@ -223,7 +245,7 @@ encode_one(struct worker *w, size_t i) {
         }
         json_str(&v, &w->text);
     }
-    w->c->cnt.text_bytes += w->text.len;
+    c->cnt.text_bytes += w->text.len;
     // Without a completion the text (or rendered prompt) is the truncatable part.
     if (tok_encode(w->enc, w->text.p, w->text.len, flags, o->completion_set ? &w->c_ids : &w->p_ids,
                    err) < 0)
@@ -252,7 +274,7 @@ encode_one(struct worker *w, size_t i) {
         else if (cut_eos)
             cut->v[room] = cut->v[body];
         cut->n = room + cut_eos;
-        w->c->cnt.truncated++;
+        c->cnt.truncated++;
     }
     // Output: the record with input_ids (and loss_start) set.
     buf_reset(&w->ids_json);
@@ -265,41 +287,169 @@ encode_one(struct worker *w, size_t i) {
         ed[1] = (struct json_edit){"loss_start", w->num.p, w->num.len};
         ne = 2;
     }
-    json_obj_rewrite(&w->obj, ed, ne, &w->c->out);
-    w->c->cnt.records++;
-    w->c->cnt.tokens += w->p_ids.n + w->c_ids.n;
+    json_obj_rewrite(&w->obj, ed, ne, &c->out);
+    c->cnt.records++;
+    c->cnt.tokens += w->p_ids.n + w->c_ids.n;
     return 0;
 template:
     kerr_prefix(err, "template");
 located:
-    kerr_prefix(err, "%s:%llu", b->name, (unsigned long long)b->lineno[i]);
+    kerr_prefix(err, "%s:%llu", c->name.p, (unsigned long long)c->lineno[i]);
     return -1;
 }
 
-static void *
-worker_run(void *arg) {
-    struct worker *w = arg;
-    for (;;) {
-        size_t k = atomic_fetch_add(w->next, 1);
-        if (k >= w->n_chunks)
-            break;
-        struct chunk *c = w->c = &w->chunks[k];
-        buf_reset(&c->out);
-        c->cnt = (struct counts){0};
-        c->err_at = SIZE_MAX;
-        size_t need = c->to - c->from;
-        if (need > c->end_cap) {
-            c->end_cap = need;
-            c->end = xrealloc(c->end, need * sizeof *c->end);
-        }
-        for (size_t i = c->from; i < c->to; i++) {
-            if (encode_one(w, i) < 0) {
-                c->err_at = i;
-                break;
-            }
-            c->end[i - c->from] = c->out.len;
-        }
+static void
+add_counts(struct counts *a, const struct counts *b) {
+    a->records += b->records;
+    a->text_bytes += b->text_bytes;
+    a->tokens += b->tokens;
+    a->truncated += b->truncated;
+}
+
+static void
+chunk_add(struct chunk *c, const struct rec_line *l) {
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 256;
+        c->off = xrealloc(c->off, c->cap * sizeof *c->off);
+        c->len = xrealloc(c->len, c->cap * sizeof *c->len);
+        c->end = xrealloc(c->end, c->cap * sizeof *c->end);
+        c->lineno = xrealloc(c->lineno, c->cap * sizeof *c->lineno);
     }
+    c->off[c->n] = c->data.len;
+    c->len[c->n] = l->n;
+    c->lineno[c->n] = l->lineno;
+    buf_append(&c->data, l->p, l->n);
+    c->n++;
+}
+
+// Reads the next chunk (lines of one file) into c; a read error ends it with c->read_failed.
+// False when the input is exhausted. Only the thread holding p->reading calls it.
+static bool
+chunk_read(struct pipeline *p, struct chunk *c) {
+    c->n = 0;
+    buf_reset(&c->data);
+    c->read_failed = false;
+    while (c->n < CHUNK_RECORDS && c->data.len < CHUNK_BYTES) {
+        if (!p->r) {
+            if (c->n || p->file >= (p->nfiles ? p->nfiles : 1))
+                break;
+            const char *path = p->nfiles ? p->files[p->file] : "-";
+            p->file++;
+            p->r = rec_reader_open(path, &c->read_err);
+            if (!p->r) {
+                c->read_failed = true;
+                return true;
+            }
+            buf_reset(&c->name);
+            buf_puts(&c->name, rec_reader_name(p->r));
+        }
+        struct rec_line l;
+        int rc = rec_reader_next(p->r, &l, &c->read_err);
+        if (rc < 0) {
+            c->read_failed = true;
+            return true;
+        }
+        if (rc == 0) {
+            rec_reader_close(p->r);
+            p->r = NULL;
+            continue;
+        }
+        if (!c->n) {
+            buf_reset(&c->name);
+            buf_puts(&c->name, rec_reader_name(p->r));
+        }
+        chunk_add(c, &l);
+    }
+    return c->n > 0 || c->read_failed;
+}
+
+static void
+chunk_encode(struct worker *w, struct chunk *c) {
+    buf_reset(&c->out);
+    c->cnt = (struct counts){0};
+    c->err_at = SIZE_MAX;
+    for (size_t i = 0; i < c->n; i++) {
+        if (encode_one(w, c, i) < 0) {
+            c->err_at = i;
+            return;
+        }
+        c->end[i] = c->out.len;
+    }
+    if (c->read_failed) {
+        c->err_at = c->n;
+        c->err = c->read_err;
+    }
+}
+
+// Writes the records of a done chunk; false (with p->err) when the chunk failed or the write
+// did. Only the thread holding p->writing calls it.
+static bool
+chunk_write(struct pipeline *p, struct chunk *c) {
+    size_t start = 0, n = c->err_at < c->n ? c->err_at : c->n;
+    for (size_t i = 0; i < n; i++) {
+        if (rec_writer_write(p->out, c->out.p + start, c->end[i] - start, &p->err) < 0)
+            return false;
+        start = c->end[i];
+    }
+    if (c->err_at != SIZE_MAX) {
+        p->err = c->err;
+        return false;
+    }
+    add_counts(&p->total, &c->cnt);
+    p->records_in += c->n;
+    p->bytes_in += c->data.len + c->n;
+    progress_update(&p->pr, p->records_in, p->bytes_in);
+    return true;
+}
+
+static void *
+pipeline_run(void *arg) {
+    struct worker *w = arg;
+    struct pipeline *p = w->p;
+    pthread_mutex_lock(&p->mu);
+    while (!p->failed) {
+        struct chunk *c = &p->slots[p->next_write % p->n_slots];
+        if (!p->writing && p->next_write < p->next_read && c->state == SLOT_DONE) {
+            p->writing = true;
+            pthread_mutex_unlock(&p->mu);
+            bool ok = chunk_write(p, c);
+            pthread_mutex_lock(&p->mu);
+            p->writing = false;
+            c->state = SLOT_FREE;
+            p->next_write++;
+            p->failed = p->failed || !ok;
+            pthread_cond_broadcast(&p->cv);
+            continue;
+        }
+        if (p->read_done && p->next_write == p->next_read)
+            break;
+        c = &p->slots[p->next_read % p->n_slots];
+        if (!p->reading && !p->read_done && c->state == SLOT_FREE) {
+            p->reading = true;
+            c->state = SLOT_BUSY;
+            pthread_mutex_unlock(&p->mu);
+            bool got = chunk_read(p, c);
+            pthread_mutex_lock(&p->mu);
+            p->reading = false;
+            if (!got) {
+                c->state = SLOT_FREE;
+                p->read_done = true;
+                pthread_cond_broadcast(&p->cv);
+                continue;
+            }
+            p->read_done = c->read_failed;
+            p->next_read++;
+            pthread_cond_broadcast(&p->cv); // the next chunk may be read now
+            pthread_mutex_unlock(&p->mu);
+            chunk_encode(w, c);
+            pthread_mutex_lock(&p->mu);
+            c->state = SLOT_DONE;
+            pthread_cond_broadcast(&p->cv);
+            continue;
+        }
+        pthread_cond_wait(&p->cv, &p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -356,28 +506,6 @@ eos_id(const struct opts *o, const struct tok *t) {
 
 // ---- encode ------------------------------------------------------------------------------
 
-static void
-batch_add(struct batch *b, const struct rec_line *l) {
-    if (b->n == b->cap) {
-        b->cap = b->cap ? 2 * b->cap : 1024;
-        b->off = xrealloc(b->off, b->cap * sizeof *b->off);
-        b->len = xrealloc(b->len, b->cap * sizeof *b->len);
-        b->lineno = xrealloc(b->lineno, b->cap * sizeof *b->lineno);
-    }
-    b->off[b->n] = b->data.len;
-    b->len[b->n] = l->n;
-    b->lineno[b->n] = l->lineno;
-    buf_append(&b->data, l->p, l->n);
-    b->n++;
-}
-
-static void
-add_counts(struct counts *a, const struct counts *b) {
-    a->records += b->records;
-    a->text_bytes += b->text_bytes;
-    a->tokens += b->tokens;
-    a->truncated += b->truncated;
-}
 
 static void
 write_stats(const struct opts *o, struct stats *st, const struct counts *c) {
@@ -444,93 +572,38 @@ run_encode(const struct opts *o, char **files, int nfiles) {
         run_raw_encode(o, t, files, nfiles, out, &st, &total);
     } else {
         int nt = o->threads;
+        struct pipeline p = {.files = files, .nfiles = nfiles, .out = out};
+        pthread_mutex_init(&p.mu, NULL);
+        pthread_cond_init(&p.cv, NULL);
+        p.n_slots = (size_t)nt * SLOTS_PER_THREAD;
+        p.slots = xcalloc(p.n_slots, sizeof *p.slots);
+        progress_init(&p.pr, &o->c, "records", 0);
         struct worker *w = xcalloc((size_t)nt, sizeof *w);
         int32_t eos = eos_id(o, t);
-        struct batch b = {0};
         for (int k = 0; k < nt; k++) {
             w[k].o = o;
-            w[k].t = t;
+            w[k].p = &p;
             w[k].enc = tok_enc_new(t);
             w[k].eos = eos;
-            w[k].b = &b;
         }
+        // Workers 1..nt-1 on their own threads, worker 0 on this one.
         pthread_t *th = xcalloc((size_t)nt, sizeof *th);
-        struct chunk *chunks = NULL;
-        size_t chunks_cap = 0;
-        atomic_size_t next;
-        struct progress pr;
-        progress_init(&pr, &o->c, "records", 0);
-        for (int f = 0; f < (nfiles ? nfiles : 1); f++) {
-            struct rec_reader *r = rec_reader_open(nfiles ? files[f] : "-", &err);
-            if (!r)
-                die_kerr(&err);
-            b.name = rec_reader_name(r);
-            bool eof = false;
-            while (!eof) {
-                b.n = 0;
-                buf_reset(&b.data);
-                struct rec_line l;
-                while (b.n < 65536 && b.data.len < (8u << 20)) {
-                    int rc = rec_reader_next(r, &l, &err);
-                    if (rc < 0) {
-                        rec_writer_abort(out);
-                        die_kerr(&err);
-                    }
-                    if (rc == 0) {
-                        eof = true;
-                        break;
-                    }
-                    batch_add(&b, &l);
-                }
-                if (!b.n)
-                    break;
-                size_t n_chunks = (b.n + CHUNK_RECORDS - 1) / CHUNK_RECORDS;
-                if (n_chunks > chunks_cap) {
-                    chunks = xrealloc(chunks, n_chunks * sizeof *chunks);
-                    memset(chunks + chunks_cap, 0, (n_chunks - chunks_cap) * sizeof *chunks);
-                    chunks_cap = n_chunks;
-                }
-                for (size_t k = 0; k < n_chunks; k++) {
-                    chunks[k].from = k * CHUNK_RECORDS;
-                    chunks[k].to = k + 1 < n_chunks ? (k + 1) * CHUNK_RECORDS : b.n;
-                }
-                atomic_store(&next, 0);
-                for (int k = 0; k < nt; k++) {
-                    w[k].chunks = chunks;
-                    w[k].n_chunks = n_chunks;
-                    w[k].next = &next;
-                }
-                // Workers 1..nt-1 on their own threads, worker 0 on this one.
-                int started = 1;
-                for (; started < nt && (size_t)started < n_chunks; started++)
-                    if (pthread_create(&th[started], NULL, worker_run, &w[started]) != 0)
-                        die("cannot start a thread:");
-                worker_run(&w[0]);
-                for (int k = 1; k < started; k++)
-                    pthread_join(th[k], NULL);
-                for (size_t k = 0; k < n_chunks; k++) {
-                    struct chunk *c = &chunks[k];
-                    if (c->err_at != SIZE_MAX) {
-                        rec_writer_abort(out);
-                        die_kerr(&c->err);
-                    }
-                    size_t start = 0;
-                    for (size_t i = 0; i < c->to - c->from; i++) {
-                        if (rec_writer_write(out, c->out.p + start, c->end[i] - start, &err) < 0) {
-                            rec_writer_abort(out);
-                            die_kerr(&err);
-                        }
-                        start = c->end[i];
-                    }
-                    add_counts(&total, &c->cnt);
-                }
-                st.records_in += b.n;
-                st.bytes_in += b.data.len + b.n;
-                progress_update(&pr, st.records_in, st.bytes_in);
-            }
-            rec_reader_close(r);
+        for (int k = 1; k < nt; k++)
+            if (pthread_create(&th[k], NULL, pipeline_run, &w[k]) != 0)
+                die("cannot start a thread:");
+        pipeline_run(&w[0]);
+        for (int k = 1; k < nt; k++)
+            pthread_join(th[k], NULL);
+        if (p.failed) {
+            rec_writer_abort(out);
+            die_kerr(&p.err);
         }
-        progress_end(&pr);
+        progress_end(&p.pr);
+        total = p.total;
+        st.records_in = p.records_in;
+        st.bytes_in = p.bytes_in;
+        if (p.r)
+            rec_reader_close(p.r);
         for (int k = 0; k < nt; k++) {
             tok_enc_del(w[k].enc);
             json_obj_free(&w[k].obj);
@@ -540,17 +613,21 @@ run_encode(const struct opts *o, char **files, int nfiles) {
             tok_ids_free(&w[k].p_ids);
             tok_ids_free(&w[k].c_ids);
         }
-        for (size_t k = 0; k < chunks_cap; k++) {
-            buf_free(&chunks[k].out);
-            free(chunks[k].end);
+        for (size_t k = 0; k < p.n_slots; k++) {
+            struct chunk *c = &p.slots[k];
+            buf_free(&c->name);
+            buf_free(&c->data);
+            buf_free(&c->out);
+            free(c->off);
+            free(c->len);
+            free(c->end);
+            free(c->lineno);
         }
-        free(chunks);
+        free(p.slots);
         free(w);
         free(th);
-        buf_free(&b.data);
-        free(b.off);
-        free(b.len);
-        free(b.lineno);
+        pthread_mutex_destroy(&p.mu);
+        pthread_cond_destroy(&p.cv);
     }
     st.records_out = rec_writer_records(out);
     st.bytes_out = rec_writer_bytes(out);

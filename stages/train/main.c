@@ -78,7 +78,8 @@ usage(FILE *f)
             "Optimizer:    --lr X  --schedule cosine|linear|constant  --warmup N\n"
             "              --min-lr-ratio X  --weight-decay X  --beta1 X  --beta2 X\n"
             "              --adam-eps X  --clip X (0 = off)\n"
-            "Fine-tuning:  --method full|lora|hft  --lora-r N  --lora-alpha X  --rslora\n"
+            "Fine-tuning:  --method full|lora|qlora|hft  --qlora-type nf4|q8_0|q4_0\n"
+            "              --lora-r N  --lora-alpha X  --rslora\n"
             "              --lora-targets q,k,v,o,gate,up,down  --lora-dropout X\n"
             "              --adapter DIR  --merge  --freeze PATTERN  --lr-mult PATTERN=X\n"
             "              --hft-every N  --objective lm|dpo  --beta X\n"
@@ -883,6 +884,10 @@ main(int argc, char **argv)
     for (int64_t step = st.step + 1; step <= total; step++) {
         double ts = now_seconds();
         peft_run_step(&o.pr, &m, step, (int64_t)train.n_seq / per_step, o.c.seed);
+        if (o.pr.hft_trains.p) {
+            st.hft_round = o.pr.hft_round;
+            st.hft_trains = o.pr.hft_trains.p;
+        }
         model_grads_zero(om);
         int scored = 0;
         double wscored = 0; // scored tokens, each counted with its example's class weight

@@ -6,10 +6,12 @@
 
 #include "checkpoint.h"
 #include "peft.h"
+#include "quant.h"
 #include "rec.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void
 peft_run_defaults(struct peft_run *r)
@@ -62,6 +64,16 @@ peft_run_opt(struct peft_run *r, int opt, const char *arg)
     case PEFT_OPT_HFT_EVERY:
         r->hft_every = cli_parse_int("--hft-every", arg, 0, INT64_MAX / 2);
         return true;
+    case PEFT_OPT_QLORA_TYPE:
+        if (strcasecmp(arg, "nf4") == 0)
+            r->q.type = QTYPE_NF4;
+        else if (strcasecmp(arg, "q8_0") == 0)
+            r->q.type = QTYPE_Q8_0;
+        else if (strcasecmp(arg, "q4_0") == 0)
+            r->q.type = QTYPE_Q4_0;
+        else
+            die_usage("--qlora-type: '%s' is not nf4, q8_0 or q4_0", arg);
+        return true;
     default: return false;
     }
 }
@@ -79,6 +91,8 @@ peft_run_setup(struct peft_run *r, struct model *m, struct kpool *pool, uint64_t
                   "base)", name);
     if (r->method != METHOD_HFT && r->hft_every)
         die_usage("--hft-every needs --method hft");
+    if (!r->qlora && r->q.type)
+        die_usage("--qlora-type needs --method qlora");
     if (r->method == METHOD_LORA) {
         if (r->adapter) {
             if (lora_load(r->adapter, &r->lo, m, &err) < 0)
@@ -94,9 +108,14 @@ peft_run_setup(struct peft_run *r, struct model *m, struct kpool *pool, uint64_t
             size_t before = m->n_params * sizeof(float);
             qlora_attach(&r->q, m);
             size_t after = qlora_bytes(&r->q) + r->q.slab * sizeof(float);
-            info("QLoRA: base layer linears in NF4 (blocks of %d, double-quantized absmax): "
-                 "weights %.2f MiB instead of %.2f MiB",
-                 QLORA_BLOCK, (double)after / 1048576.0, (double)before / 1048576.0);
+            if (r->q.w[0].type == QTYPE_NF4)
+                info("QLoRA: base layer linears in NF4 (blocks of %d, double-quantized absmax): "
+                     "weights %.2f MiB instead of %.2f MiB",
+                     QLORA_BLOCK, (double)after / 1048576.0, (double)before / 1048576.0);
+            else
+                info("QLoRA: base layer linears in %s (blocks of 32): weights %.2f MiB instead "
+                     "of %.2f MiB", quant_type_name(r->q.w[0].type),
+                     (double)after / 1048576.0, (double)before / 1048576.0);
         }
         size_t n = lora_params(&r->lo);
         info("%s: r %d, alpha %g (scale %.4g%s), dropout %g, %zu adapter parameters "
@@ -155,11 +174,10 @@ peft_run_step(struct peft_run *r, struct model *m, int64_t step, int64_t steps_p
         if (peft_select(m, r->freeze, m->frozen, &err) < 0)
             die("--freeze: %s", err.msg);
     }
-    struct buf d = {0};
-    peft_hft_describe(m, &d);
+    buf_reset(&r->hft_trains);
+    peft_hft_describe(m, &r->hft_trains);
     info("step %lld: HFT round %lld trains %zu of %zu parameters: %s", (long long)step,
-         (long long)round, n, m->n_params, d.p ? d.p : "");
-    buf_free(&d);
+         (long long)round, n, m->n_params, r->hft_trains.p ? r->hft_trains.p : "");
 }
 
 size_t
@@ -187,7 +205,7 @@ peft_run_save(struct peft_run *r, struct model *m, struct kpool *pool, const cha
         die_kerr(&err);
     if (r->merge) {
         lora_detach(&r->lo, m);
-        if (r->qlora) // the base the adapter was trained against: NF4, dequantized
+        if (r->qlora) // the base the adapter was trained against, dequantized
             qlora_detach(&r->q, m);
         lora_merge(&r->lo, m, pool);
         if (ckpt_save(dir, m, dtype, &err) < 0)
@@ -205,6 +223,7 @@ peft_run_free(struct peft_run *r)
     if (r->qlora)
         qlora_free(&r->q);
     free(r->mult);
+    buf_free(&r->hft_trains);
 }
 
 // ---- DPO -----------------------------------------------------------------------------------

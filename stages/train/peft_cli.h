@@ -27,6 +27,7 @@ enum {
     PEFT_OPT_FREEZE,
     PEFT_OPT_LR_MULT,
     PEFT_OPT_HFT_EVERY,
+    PEFT_OPT_QLORA_TYPE,
 };
 
 #define PEFT_LONGOPTS                                                                          \
@@ -40,7 +41,8 @@ enum {
         {"merge", no_argument, 0, PEFT_OPT_MERGE},                                             \
         {"freeze", required_argument, 0, PEFT_OPT_FREEZE},                                     \
         {"lr-mult", required_argument, 0, PEFT_OPT_LR_MULT},                                   \
-        {"hft-every", required_argument, 0, PEFT_OPT_HFT_EVERY}
+        {"hft-every", required_argument, 0, PEFT_OPT_HFT_EVERY},                               \
+        {"qlora-type", required_argument, 0, PEFT_OPT_QLORA_TYPE}
 
 #define PEFT_MAX_LR_MULT 32
 
@@ -62,6 +64,7 @@ struct peft_run {
     float *mult;       // [n_tensors] or NULL
     struct model *om;  // what the optimizer updates: the model, or the adapter's view
     int64_t hft_round;
+    struct buf hft_trains; // the current round's trainable set (peft_hft_describe)
 };
 
 void peft_run_defaults(struct peft_run *r);

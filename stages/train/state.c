@@ -85,6 +85,15 @@ state_json(const struct train_state *s, const char *args_json, struct buf *out)
         jw_key(&w, "mpi_ranks");
         jw_int(&w, s->ranks);
     }
+    if (s->hft_trains) { // the round's draw, also logged (a resume recomputes it from seed)
+        jw_key(&w, "hft");
+        jw_obj_begin(&w);
+        jw_key(&w, "round");
+        jw_int(&w, s->hft_round);
+        jw_key(&w, "trains");
+        jw_str(&w, s->hft_trains);
+        jw_obj_end(&w);
+    }
     jw_key(&w, "args");
     jw_raw(&w, args_json, strlen(args_json));
     jw_obj_end(&w);

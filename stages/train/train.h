@@ -57,6 +57,8 @@ struct train_state {
     int64_t bad_validations;  // validations since the last improvement
     uint64_t tokens_seen;
     int64_t ranks;            // MPI ranks of the run that saved it; 0 = not under MPI (not saved)
+    int64_t hft_round;        // --method hft: the current round and its trainable set (saved
+    const char *hft_trains;   // as "hft": {"round", "trains"}); NULL = not HFT (not saved)
 };
 
 // Nothing time-dependent is saved, so a checkpoint's bytes depend only on the inputs and options.

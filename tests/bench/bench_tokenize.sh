@@ -7,6 +7,8 @@
 #  - training a vocabulary of 8,192 on 30, 60 and 120 MB of text: time and peak RSS.
 # Text: tests/tools/tok_gentext (deterministic English-like records). Needs node and the
 # vocabulary cache (tests/tools/tiktoken_cache.sh); without them the comparisons are skipped.
+# TOK_TRAIN_MB (default "30 60 120") picks the training sizes; empty skips training:
+#   TOK_TRAIN_MB= make bench BENCH=tokenize
 # CPU seconds (user + sys) of a command: on a shared, loaded machine wall time can be several
 # times the CPU time, so the encode comparison is also reported in CPU time.
 tok_cpu() {
@@ -58,6 +60,15 @@ else
             "encode cl100k 2 threads vs 1, net", t1 - l, t2 - l, l, (t1 - l) / (t2 - l), la }'
     bench_record "encode cl100k 2 threads vs 1, net of load" one_thread_s "$tok_t1" \
         two_threads_s "$tok_t2" load_s "$tok_load" ratio "$(echo "($tok_t1 - $tok_load) / ($tok_t2 - $tok_load)" | bc -l)"
+    # CPU time of both (what a second thread costs in total work; on a loaded machine this is
+    # the number that does not depend on the scheduler's share).
+    c1=$(tok_cpu "tokenize encode --tokenizer $tok_vocab/cl100k_base.json --threads 1 --plain -o /dev/null $tok_work/text20.jsonl") &&
+        c2=$(tok_cpu "tokenize encode --tokenizer $tok_vocab/cl100k_base.json --threads 2 --plain -o /dev/null $tok_work/text20.jsonl") &&
+        cl=$(tok_cpu "tokenize encode --tokenizer $tok_vocab/cl100k_base.json --plain -o /dev/null $tok_work/one.jsonl") &&
+        awk -v c1="$c1" -v c2="$c2" -v cl="$cl" -v la="$(loadavg)" 'BEGIN {
+            printf "%-40s 1 thread %6.3fs, 2 threads %6.3fs, start+load %.3fs CPU | load avg %s\n",
+                "encode cl100k CPU time by threads", c1, c2, cl, la }' &&
+        bench_record "encode cl100k cpu by threads" one_thread_cpu_s "$c1" two_threads_cpu_s "$c2" load_cpu_s "$cl"
     head -c 1000000 /dev/zero | tr '\0' 'a' >"$tok_work/run.bin"
     head -c 1000000 /dev/urandom >"$tok_work/random.bin"
     bench_one "encode cl100k 1 MB run of 'a'" 1000000 \
@@ -66,7 +77,7 @@ else
         "tokenize encode --raw --tokenizer $tok_vocab/cl100k_base.json --plain -o /dev/null $tok_work/random.bin"
 fi
 # Training: 30, 60, 120 MB (one run each: they are long).
-for mb in 30 60 120; do
+for mb in ${TOK_TRAIN_MB-30 60 120}; do
     f=$tok_work/train$mb.jsonl
     [ -f "$f" ] || "$tok_tools/tok_gentext" $((mb * 1000000)) 11 --records >"$f"
     REPS=1 bench_one "train 8192 on $mb MB" "$(stat -c %s "$f")" \

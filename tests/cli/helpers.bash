@@ -27,9 +27,10 @@ expect_output_contains() {
     fi
 }
 
-# no_tmp_left DIR: no *.tmp files remain in DIR (default .)
+# no_tmp_left DIR: no temporary output remains in DIR (default .): no *.tmp file (atomic -o
+# FILE) and no .kiln-tmp-* directory (atomic output directories)
 no_tmp_left() {
-    local n
-    n=$(find "${1:-.}" -name '*.tmp' | wc -l)
-    [ "$n" -eq 0 ] || { find "${1:-.}" -name '*.tmp' >&2; return 1; }
+    local left
+    left=$(find "${1:-.}" \( -name '*.tmp' -o -name '.kiln-tmp-*' \) -print)
+    [ -z "$left" ] || { echo "$left" >&2; return 1; }
 }

@@ -84,6 +84,10 @@ make_base() {
     run train --init base --method hft --steps 2 --seq-len 32 --batch 4 --seed 3 -o h pre.jsonl
     expect_status 0
     expect_output_contains "HFT round 0 trains"
+    [[ "$output" =~ parameters:\ ([^$'\n']+) ]]
+    drawn=${BASH_REMATCH[1]}
+    [[ "$drawn" == "embed lm_head "* ]] # embed and lm_head always train (2404.18466 §3)
+    grep -qF "\"hft\":{\"round\":0,\"trains\":\"$drawn\"}" h/trainer_state.json
     [[ "$output" =~ L1:([a-z0-9,]+) ]]
     trained=${BASH_REMATCH[1]}
     run "$ST_DIFF" base/model.safetensors h/model.safetensors

@@ -58,6 +58,28 @@ make_base() {
     cmp m/adapter_model.safetensors pe/adapter_model.safetensors
 }
 
+@test "qlora --qlora-type q8_0|q4_0: ggml blocks as the base, merged and logged; errors" {
+    make_base
+    for t in q8_0 q4_0; do
+        run train --init base --method qlora --qlora-type $t --lora-r 4 --lora-targets all \
+            $RUN -v --merge -o $t pre.jsonl
+        expect_status 0
+        expect_output_contains "QLoRA: base layer linears in ${t^^} (blocks of 32)"
+        run "$ST_DIFF" base/model.safetensors $t/model.safetensors
+        expect_output_contains "same model.embed_tokens.weight"
+        expect_output_contains "diff model.layers.1.self_attn.k_proj.weight" # the round trip
+    done
+    # Different bases, different merged models.
+    ! cmp -s q8_0/model.safetensors q4_0/model.safetensors
+    run train --init base --method lora --qlora-type q8_0 -o x pre.jsonl
+    expect_status 2
+    expect_output_contains "--qlora-type needs --method qlora"
+    run train --init base --method qlora --qlora-type q5_1 -o x pre.jsonl
+    expect_status 2
+    expect_output_contains "'q5_1' is not nf4, q8_0 or q4_0"
+    [ ! -e x ]
+}
+
 @test "qlora refuses options of other methods" {
     make_base
     run train --init base --method qlora --freeze embed -o x pre.jsonl

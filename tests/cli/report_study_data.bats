@@ -2,7 +2,8 @@
 # evaluate report's study sections (report_study_data.c) on a hand-made database whose numbers
 # are worked out here: per-size mean ± sample sd over seeds, the saturation point (smallest
 # size within 0.01 of the best mean), the base and majority reference lines, and per-arm
-# imbalance metrics with the Brier score computed from per-example probabilities.
+# imbalance metrics with the Brier score computed from per-example probabilities; the
+# efficiency chart's log x axis; every study section rendered in headless Chromium.
 load helpers
 
 # run ID KIND NAME PIPELINE SEED, then results METRIC=VALUE...
@@ -61,6 +62,16 @@ make_db() {
     [ "$(grep -o 'test [a-zF1-]* against training records' r.html | wc -l)" -eq 2 ]
     [ "$(grep -o 'stroke-dasharray="6 4"' r.html | wc -l)" -eq 4 ]
     grep -q '<path d="M[0-9.]* [0-9.]*V' r.html
+    # x on a log scale: labelled ticks at 1, 2 and 5 times powers of ten within 100..2000, and
+    # the points at 100, 1000 and 2000 log-spaced: 1000 sits log(10)/log(20) = 76.9% of the way
+    # from 100 to 2000 (47.4% on a linear axis)
+    [ "$(grep -o 'text-anchor="middle">[0-9]*</text>' r.html | sort | uniq -c | awk '{ print $1, $2 }' |
+        grep -o '^[0-9]* text-anchor="middle">[0-9]*' | sed 's/ text-anchor="middle">/:/' | tr '\n' ' ')" \
+        = "2:1000 2:100 2:2000 2:200 2:500 " ]
+    grep -o 'stroke="#2b6cb0" stroke-width="2" points="[^"]*"' r.html | sed 's/.*points="//; s/"//' |
+        awk '{ split($1, a, ","); split($2, b, ","); split($3, c, ",");
+               f = (b[1] - a[1]) / (c[1] - a[1]); if (f < 0.765 || f > 0.773) exit 1; n++ }
+             END { exit n != 2 }'
 }
 
 @test "imbalance: per-arm metrics, Brier from probabilities, best arms" {
@@ -81,4 +92,54 @@ make_db() {
     evaluate import -q --db k.db --run-name data s.json
     evaluate report --db k.db -o r.html --md r.md
     if grep -q "Data efficiency\|Imbalance handling" r.md r.html; then false; fi
+}
+
+# hist FILE: four scored candidates of a search method, as kiln-hpo record writes them.
+hpo_hist() {
+    cat > "$1" <<'J'
+{"method":"bo","index":1,"lr":0.001,"batch":8,"epochs":1,"steps":100,"early_steps":20,"early":0.5,"final":0.7}
+{"method":"bo","index":2,"lr":0.0001,"batch":16,"epochs":0.5,"steps":25,"early_steps":5,"early":0.2,"final":0.3}
+{"method":"bo","index":3,"lr":0.005,"batch":4,"epochs":2,"steps":400,"early_steps":80,"early":0.6,"final":0.8}
+{"method":"bo","index":4,"lr":0.003,"batch":32,"epochs":1.5,"steps":40,"early_steps":8,"early":0.65,"final":0.75}
+J
+}
+
+@test "every study section renders in headless Chromium without console errors" {
+    if ! command -v chromium > /dev/null; then
+        echo "# SKIPPED LOUDLY: chromium is not installed (apt-get install chromium)" >&3
+        skip "chromium is not installed"
+    fi
+    make_db
+    hpo_hist h
+    sed 's/"bo"/"random"/' h > r
+    kiln-hpo import --db k.db --seed 1 h r
+    {
+        for m in 1:base:0.31:9.0 2:full:0.86:14.5 3:lora-r8:0.84:10.2; do
+            IFS=: read -r i name acc ppl <<< "$m"
+            echo "INSERT INTO runs(id, uuid, kind, name, pipeline, status, started_at)
+                  VALUES($((40 + i)), 'm$i', 'study-methods', '$name', 'study-methods', 'ok',
+                         '2026-01-01T00:00:00Z');
+                  INSERT INTO results(run_id, metric, value, stderr)
+                  VALUES($((40 + i)), 'acc', $acc, 0.01), ($((40 + i)), 'macro_f1', $acc, NULL),
+                        ($((40 + i)), 'perplexity', $ppl, NULL);"
+        done
+    } | sqlite3 k.db
+    evaluate report --db k.db -o report.html --md report.md
+    for t in "Data efficiency" "Early-stage hyperparameter search" "Fine-tuning methods" \
+        "Imbalance handling"; do
+        grep -q "<h2>$t" report.html
+    done
+    [ "$(grep -c '<svg' report.html)" -ge 6 ]
+    if grep -Eqwi 'nan|inf' report.html; then false; fi
+    dir=$(mktemp -d "$BATS_TEST_TMPDIR/chrome.XXXXXX")
+    timeout 90 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+        --disable-background-networking --disable-component-update --disable-sync \
+        --user-data-dir="$dir" --enable-logging=stderr --v=0 --window-size=1000,4000 \
+        --screenshot=report.png "file://$PWD/report.html" 2> chrome.log
+    [ -s report.png ]
+    # An SVG attribute Chromium cannot parse (e.g. "nan" in points) is a CONSOLE error here.
+    if grep -E 'CONSOLE|Uncaught|Failed to load' chrome.log; then
+        echo "console errors above" >&2
+        return 1
+    fi
 }

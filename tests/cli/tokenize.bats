@@ -87,6 +87,21 @@ setup_file() {
     tokenize encode --tokenizer "$TOKDIR/tok.json" --threads 3 "$TOKDIR/corpus.jsonl" -o three.jsonl.zst
     cmp one.jsonl.zst two.jsonl.zst
     cmp one.jsonl.zst three.jsonl.zst
+    # Several files (chunks never span two), plain output.
+    head -n 300 "$TOKDIR/corpus.jsonl" >b.jsonl
+    tokenize encode --tokenizer "$TOKDIR/tok.json" --threads 1 --plain "$TOKDIR/corpus.jsonl" b.jsonl -o one.jsonl
+    tokenize encode --tokenizer "$TOKDIR/tok.json" --threads 3 --plain "$TOKDIR/corpus.jsonl" b.jsonl -o three.jsonl
+    cmp one.jsonl three.jsonl
+    [ "$(wc -l <three.jsonl)" -eq $(($(wc -l <"$TOKDIR/corpus.jsonl") + 300)) ]
+}
+
+@test "--threads 2: the first bad record in input order stops the run, nothing written" {
+    { head -n 250 "$TOKDIR/corpus.jsonl"; echo '{"text": 7}'; head -n 500 "$TOKDIR/corpus.jsonl"; echo 'not json'; } >bad.jsonl
+    run tokenize encode --tokenizer "$TOKDIR/tok.json" --threads 2 "$TOKDIR/corpus.jsonl" bad.jsonl -o out.jsonl
+    expect_status 1
+    expect_output_contains "bad.jsonl:251: field 'text' is not a string"
+    [ ! -e out.jsonl ]
+    no_tmp_left
 }
 
 @test "raw bytes round trip (invalid UTF-8 included)" {

@@ -38,6 +38,7 @@ study() {
         grep -q "^| $m | " "$P/study-methods/report.md" || { echo "no row for $m"; false; }
     done
     grep -q "Fine-tuning methods and forgetting" "$P/study-methods/report.html"
+    grep -q "after fine-tuning, log10" "$P/study-methods/report.html" # the chart, log x axis
     # QLoRA and LoRA wrote PEFT adapters and merged checkpoints; the replay set is larger.
     [ -s "$P/study-methods/qlora-r16/adapter_model.safetensors" ]
     [ -s "$P/study-methods/lora-r4/model.safetensors" ]

@@ -31,6 +31,9 @@
 #include "quant.h"
 #include "util.h"
 
+#define TINY_LLAMA_PROG "gguf_tiny_llama"
+#include "tiny_llama.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -451,15 +454,7 @@ cmd_export(const char *out, int type, uint64_t seed, bool mixed, bool tied)
     struct model m;
     struct kerr err;
     model_config_tiny(&c, tied);
-    if (model_init(&m, &c, &err)) {
-        fprintf(stderr, "gguf_tiny_llama: %s\n", err.msg);
-        return 1;
-    }
-    model_init_random(&m, seed);
-    for (int i = 0; i < m.n_tensors; i++)
-        if (m.tensors[i].ndim == 2)
-            for (size_t k = 0; k < m.tensors[i].numel; k++)
-                m.params[m.tensors[i].offset + k] *= 3;
+    tiny_llama_new(&m, &c, seed, 3);
     char *tok[VOCAB];
     int32_t ttype[VOCAB];
     struct gguf_tokenizer_params tp;
@@ -486,46 +481,11 @@ cmd_export(const char *out, int type, uint64_t seed, bool mixed, bool tied)
 static int
 cmd_model_logits(const char *path, int n, const int *ids)
 {
-    struct gguf_file g;
     struct model m;
-    struct kerr err;
-    if (gguf_open(&g, path, &err) || gguf_model_read(&g, &m, &err)) {
-        fprintf(stderr, "gguf_tiny_llama: %s\n", err.msg);
-        gguf_close(&g);
-        return 1;
-    }
-    gguf_close(&g);
-    struct kpool *pool = kpool_new(1);
-    struct model_acts a;
-    if (model_acts_init(&a, &m, 1, n, false, 1, &err)) {
-        fprintf(stderr, "gguf_tiny_llama: %s\n", err.msg);
-        kpool_del(pool);
-        model_free(&m);
-        return 1;
-    }
-    model_forward(&m, &a, pool, ids, 1, n);
-    int V = m.cfg.vocab;
-    printf("{\"n_vocab\":%d,\"tokens\":[", V);
-    for (int p = 0; p < n; p++)
-        printf("%s%d", p ? "," : "", ids[p]);
-    printf("],\"logprobs\":[");
-    for (int p = 0; p < n; p++) {
-        const float *lg = a.logits + (size_t)p * V;
-        double mx = -INFINITY, sum = 0;
-        for (int v = 0; v < V; v++)
-            mx = fmax(mx, lg[v]);
-        for (int v = 0; v < V; v++)
-            sum += exp(lg[v] - mx);
-        printf("%s[", p ? "," : "");
-        for (int v = 0; v < V; v++)
-            printf("%s%.7g", v ? "," : "", lg[v] - mx - log(sum));
-        printf("]");
-    }
-    printf("]}\n");
-    model_acts_free(&a);
-    kpool_del(pool);
+    tiny_llama_load(path, &m);
+    int rc = tiny_llama_print_logprobs(&m, ids, n);
     model_free(&m);
-    return ferror(stdout) || fflush(stdout) ? 1 : 0;
+    return rc;
 }
 
 int

@@ -35,6 +35,9 @@
 #include "tok.h"
 #include "util.h"
 
+#define TINY_LLAMA_PROG "qx_fixture"
+#include "tiny_llama.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,13 +53,6 @@ static const char *const TEXT =
     "walked to the market to buy apples, bread and milk. The old man told stories about the "
     "mountains, the rivers and the long road to the city. ";
 
-static void
-fail(const char *msg, const struct kerr *err)
-{
-    fprintf(stderr, "qx_fixture: %s%s%s\n", msg, err ? ": " : "", err ? err->msg : "");
-    exit(1);
-}
-
 static struct tok *
 tok_of_dir(const char *dir)
 {
@@ -65,7 +61,7 @@ tok_of_dir(const char *dir)
     struct kerr err;
     struct tok *t = tok_load_file(path, NULL, &err);
     if (!t)
-        fail("tokenizer", &err);
+        tiny_llama_die("tokenizer", &err);
     return t;
 }
 
@@ -75,7 +71,7 @@ encode(const struct tok *t, const char *s, struct tok_ids *ids)
     struct kerr err;
     struct tok_enc *e = tok_enc_new(t);
     if (tok_encode(e, s, strlen(s), 0, ids, &err))
-        fail("encode", &err);
+        tiny_llama_die("encode", &err);
     tok_enc_del(e);
 }
 
@@ -89,7 +85,7 @@ train_steps(struct model *m, const struct tok *t, int steps)
     struct kpool *pool = kpool_new(1);
     struct model_acts a;
     if (model_acts_init(&a, m, B, T, true, 1, &err))
-        fail("acts", &err);
+        tiny_llama_die("acts", &err);
     model_grads_alloc(m);
     struct adamw o;
     adamw_init(&o, m, 0.9f, 0.95f, 1e-8f, 0.0f);
@@ -126,57 +122,39 @@ cmd_model(const char *dir, uint64_t seed, int steps, int dim, int layers, int ff
                                 .pre = TOK_PRE_GPT2};
     struct tok_trainer *tr = tok_trainer_new(&to, &err);
     if (!tr || tok_trainer_add(tr, TEXT, strlen(TEXT), &err))
-        fail("tokenizer training", &err);
+        tiny_llama_die("tokenizer training", &err);
     struct tok *t = tok_trainer_finish(tr, &err);
     if (!t)
-        fail("tokenizer training", &err);
+        tiny_llama_die("tokenizer training", &err);
     tok_trainer_del(tr);
     struct model_config c = {.vocab = (int)tok_vocab_size(t), .dim = dim, .n_layers = layers,
                              .n_heads = 4, .n_kv_heads = 2, .ffn = ffn, .max_seq = 128,
                              .norm_eps = 1e-5, .rope_theta = 10000, .tie_embeddings = false,
                              .bos_id = -1, .eos_id = tok_special_id(t, "<|endoftext|>")};
     struct model m;
-    if (model_init(&m, &c, &err))
-        fail("model", &err);
-    model_init_random(&m, seed);
+    tiny_llama_new(&m, &c, seed, 1);
     if (steps > 0)
         train_steps(&m, t, steps);
     mkdir(dir, 0755);
     if (ckpt_save(dir, &m, ST_F32, &err))
-        fail("save", &err);
+        tiny_llama_die("save", &err);
     struct buf b = {0};
     tok_save_hf(t, &b);
     char path[4096];
     snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
     if (ckpt_write_file(path, b.p, b.len, &err))
-        fail("tokenizer.json", &err);
+        tiny_llama_die("tokenizer.json", &err);
     buf_free(&b);
     tok_del(t);
     model_free(&m);
     return 0;
 }
 
-// A checkpoint directory, or a GGUF file (read as evaluate reads one) when path ends in .gguf.
-static void
-load(const char *path, struct model *m)
-{
-    struct kerr err;
-    size_t n = strlen(path);
-    if (n > 5 && !strcmp(path + n - 5, ".gguf")) {
-        struct gguf_file g;
-        if (gguf_open(&g, path, &err) || gguf_model_read(&g, m, &err))
-            fail(path, &err);
-        gguf_close(&g);
-    } else if (ckpt_load(path, m, NULL, &err)) {
-        fail(path, &err);
-    }
-}
-
 static int
 cmd_adapter(const char *dir, const char *model_dir, int r, double alpha, uint64_t seed)
 {
     struct model m;
-    load(model_dir, &m);
+    tiny_llama_load(model_dir, &m);
     struct model_rng rng;
     model_rng_seed(&rng, seed);
     int L = m.cfg.n_layers;
@@ -208,7 +186,7 @@ cmd_adapter(const char *dir, const char *model_dir, int r, double alpha, uint64_
     struct kerr err;
     snprintf(path, sizeof(path), "%s/adapter_model.safetensors", dir);
     if (st_write(path, out, (size_t)n, ST_F32, NULL, &err))
-        fail("adapter", &err);
+        tiny_llama_die("adapter", &err);
     char cfg[512];
     int len = snprintf(cfg, sizeof(cfg),
                        "{\"base_model_name_or_path\": \"%s\", \"bias\": \"none\", "
@@ -218,7 +196,7 @@ cmd_adapter(const char *dir, const char *model_dir, int r, double alpha, uint64_
                        model_dir, alpha, r);
     snprintf(path, sizeof(path), "%s/adapter_config.json", dir);
     if (ckpt_write_file(path, cfg, (size_t)len, &err))
-        fail("adapter_config.json", &err);
+        tiny_llama_die("adapter_config.json", &err);
     for (int i = 0; i < n; i++)
         free((void *)out[i].data);
     free(out);
@@ -231,31 +209,31 @@ static int
 cmd_check_merge(const char *base_dir, const char *adapter_dir, const char *merged_dir)
 {
     struct model base, merged;
-    load(base_dir, &base);
-    load(merged_dir, &merged);
+    tiny_llama_load(base_dir, &base);
+    tiny_llama_load(merged_dir, &merged);
     struct kerr err;
     char path[4096];
     snprintf(path, sizeof(path), "%s/adapter_config.json", adapter_dir);
     struct buf cfg = {0};
     if (read_file(path, 1 << 20, &cfg, &err))
-        fail("adapter_config.json", &err);
+        tiny_llama_die("adapter_config.json", &err);
     struct json_val root, v;
     double r = 0, alpha = 0;
     if (json_parse_value(cfg.p, cfg.len, &root, NULL) ||
         !json_val_member(&root, "r", 1, &v) || json_double(&v, &r) ||
         !json_val_member(&root, "lora_alpha", 10, &v) || json_double(&v, &alpha))
-        fail("adapter_config.json: r and lora_alpha", NULL);
+        tiny_llama_die("adapter_config.json: r and lora_alpha", NULL);
     snprintf(path, sizeof(path), "%s/adapter_model.safetensors", adapter_dir);
     struct st_file st;
     if (st_open(&st, path, &err))
-        fail("adapter", &err);
+        tiny_llama_die("adapter", &err);
     double worst = 0;
     int merged_pairs = 0;
     for (int i = 0; i < base.n_tensors; i++) {
         const struct model_tensor *t = &base.tensors[i];
         const struct model_tensor *u = model_tensor_find(&merged, t->name);
         if (!u || u->numel != t->numel)
-            fail("merged model has other shapes", NULL);
+            tiny_llama_die("merged model has other shapes", NULL);
         float *w = base.params + t->offset, *wm = merged.params + u->offset;
         double *want = xmalloc(t->numel * sizeof(double));
         for (size_t k = 0; k < t->numel; k++)
@@ -270,7 +248,7 @@ cmd_check_merge(const char *base_dir, const char *adapter_dir, const char *merge
             float *A = xmalloc((size_t)(R * in) * sizeof(float));
             float *B = xmalloc((size_t)(out * R) * sizeof(float));
             if (st_read_f32(&st, ta, A, &err) || st_read_f32(&st, tb, B, &err))
-                fail("adapter", &err);
+                tiny_llama_die("adapter", &err);
             for (int64_t o = 0; o < out; o++)
                 for (int64_t j = 0; j < in; j++) {
                     double s = 0;
@@ -298,19 +276,19 @@ static int
 cmd_roundtrip(const char *model_dir, const char *gguf_path, const char *report_path)
 {
     struct model m, q;
-    load(model_dir, &m);
+    tiny_llama_load(model_dir, &m);
     struct kerr err;
     struct gguf_file g;
     if (gguf_open(&g, gguf_path, &err) || gguf_model_read(&g, &q, &err))
-        fail(gguf_path, &err);
+        tiny_llama_die(gguf_path, &err);
     gguf_close(&g);
     struct buf rep = {0};
     struct json_val root, arr;
     if (read_file(report_path, 1 << 24, &rep, &err))
-        fail(report_path, &err);
+        tiny_llama_die(report_path, &err);
     if (json_parse_value(rep.p, rep.len, &root, NULL) ||
         !json_val_member(&root, "tensors", 7, &arr))
-        fail("report: no tensors", NULL);
+        tiny_llama_die("report: no tensors", NULL);
     int bad = 0, checked = 0;
     for (int i = 0; i < m.n_tensors; i++) {
         const struct model_tensor *t = &m.tensors[i];
@@ -357,67 +335,41 @@ cmd_roundtrip(const char *model_dir, const char *gguf_path, const char *report_p
     return bad ? 1 : 0;
 }
 
-static void
-print_head(int V, const int *ids, int n)
-{
-    printf("{\"n_vocab\":%d,\"tokens\":[", V);
-    for (int p = 0; p < n; p++)
-        printf("%s%d", p ? "," : "", ids[p]);
-    printf("]");
-}
-
 static int
 cmd_logits(const char *dir, const int *ids, int n, int gen)
 {
     struct model m;
-    load(dir, &m);
-    struct kerr err;
-    struct kpool *pool = kpool_new(1);
+    tiny_llama_load(dir, &m);
     int V = m.cfg.vocab;
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= V)
-            fail("token id out of range", NULL);
-    print_head(V, ids, n);
-    if (gen) {
-        struct model_kv kv;
-        if (model_kv_init(&kv, &m, n + gen, &err))
-            fail("kv", &err);
-        float *lg = xmalloc((size_t)V * sizeof(float));
-        model_kv_forward(&m, &kv, pool, ids, n, lg);
-        printf(",\"generated\":[");
-        for (int g = 0; g < gen; g++) {
-            int best = 0;
-            for (int v = 1; v < V; v++)
-                if (lg[v] > lg[best])
-                    best = v;
-            printf("%s%d", g ? "," : "", best);
-            if (g + 1 < gen)
-                model_kv_forward(&m, &kv, pool, &best, 1, lg);
-        }
-        printf("]}\n");
-        free(lg);
-        model_kv_free(&kv);
-    } else {
-        struct model_acts a;
-        if (model_acts_init(&a, &m, 1, n, false, 1, &err))
-            fail("acts", &err);
-        model_forward(&m, &a, pool, ids, 1, n);
-        printf(",\"logprobs\":[");
-        for (int p = 0; p < n; p++) {
-            const float *lg = a.logits + (size_t)p * V;
-            double mx = -INFINITY, sum = 0;
-            for (int v = 0; v < V; v++)
-                mx = fmax(mx, lg[v]);
-            for (int v = 0; v < V; v++)
-                sum += exp(lg[v] - mx);
-            printf("%s[", p ? "," : "");
-            for (int v = 0; v < V; v++)
-                printf("%s%.7g", v ? "," : "", lg[v] - mx - log(sum));
-            printf("]");
-        }
-        printf("]}\n");
-        model_acts_free(&a);
+            tiny_llama_die("token id out of range", NULL);
+    if (!gen) {
+        int rc = tiny_llama_print_logprobs(&m, ids, n);
+        model_free(&m);
+        return rc;
     }
+    struct kerr err;
+    struct kpool *pool = kpool_new(1);
+    tiny_llama_print_head(V, ids, n);
+    struct model_kv kv;
+    if (model_kv_init(&kv, &m, n + gen, &err))
+        tiny_llama_die("kv", &err);
+    float *lg = xmalloc((size_t)V * sizeof(float));
+    model_kv_forward(&m, &kv, pool, ids, n, lg);
+    printf(",\"generated\":[");
+    for (int g = 0; g < gen; g++) {
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (lg[v] > lg[best])
+                best = v;
+        printf("%s%d", g ? "," : "", best);
+        if (g + 1 < gen)
+            model_kv_forward(&m, &kv, pool, &best, 1, lg);
+    }
+    printf("]}\n");
+    free(lg);
+    model_kv_free(&kv);
     kpool_del(pool);
     model_free(&m);
     return fflush(stdout) ? 1 : 0;
@@ -429,7 +381,7 @@ cmd_meta(const char *path)
     struct gguf_file g;
     struct kerr err;
     if (gguf_open(&g, path, &err))
-        fail(path, &err);
+        tiny_llama_die(path, &err);
     static const char *const strs[] = {"general.architecture", "general.name",
                                        "tokenizer.ggml.model", "tokenizer.ggml.pre"};
     static const char *const ints[] = {"general.file_type", "tokenizer.ggml.bos_token_id",
@@ -463,7 +415,7 @@ cmd_card_db(const char *path, const char *name)
     struct kerr err;
     struct store *s = store_open(path, &err);
     if (!s)
-        fail(path, &err);
+        tiny_llama_die(path, &err);
     struct store_run r = {.uuid = "0f1e2d3c-qx", .kind = "train", .name = name,
                           .model = "tiny", .dataset = "fixture-text", .seed = 42, .threads = 1};
     int64_t id;
@@ -476,7 +428,7 @@ cmd_card_db(const char *path, const char *name)
         store_result(s, id, "perplexity", 6.52, NAN, &err) ||
         store_stage_stats(s, id, stats, sizeof(stats) - 1, &err) ||
         store_run_end(s, id, "done", &err))
-        fail(path, &err);
+        tiny_llama_die(path, &err);
     store_close(s);
     return 0;
 }
@@ -516,7 +468,7 @@ main(int argc, char **argv)
     if (gen || (argc >= 4 && !strcmp(argv[1], "logits"))) {
         int first = gen ? 4 : 3, n = argc - first;
         if (n < 1)
-            fail("no token ids", NULL);
+            tiny_llama_die("no token ids", NULL);
         int *ids = xmalloc((size_t)n * sizeof(int));
         for (int i = 0; i < n; i++)
             ids[i] = atoi(argv[first + i]);

@@ -572,6 +572,192 @@ test_random_strings(void)
     json_obj_free(&o);
 }
 
+// Escapes, quotes, controls and invalid bytes at every offset of the vector scanner's 64-byte
+// blocks (the string body starts a block) and as the last bytes of the input: each probe in
+// the middle of a string must give exactly its verdict, offset and message; right before the
+// closing quote at the very end of an exactly sized buffer it must agree with ref_string_ok.
+static void
+test_string_probes(void)
+{
+    static const struct {
+        const char *probe;
+        long off; // -1: valid; else error offset in the probe
+        const char *msg;
+    } probes[] = {
+        {"\\u00e9", -1, NULL},
+        {"\\uabcd", -1, NULL},
+        {"\\uABCD", -1, NULL},
+        {"\\u0000", -1, NULL},
+        {"\\u00e9\\u0041\\uffff", -1, NULL},
+        {"\\ud83d\\ude00", -1, NULL},
+        {"\\uD83D\\uDE00", -1, NULL},
+        {"\\ud7ff", -1, NULL},
+        {"\\uDa00\\udC00", -1, NULL},
+        {"\\ue000", -1, NULL},
+        {"\\\\u0041", -1, NULL},
+        {"\\\"", -1, NULL},
+        {"\\\\", -1, NULL},
+        {"\\/\\b\\f\\n\\r\\t", -1, NULL},
+        {"\\\\\\\\\\\"", -1, NULL},
+        {"\x7f", -1, NULL},
+        {"\xC3\xA9", -1, NULL},
+        {"\xF0\x9F\x98\x80", -1, NULL},
+        {"\\udc00", 0, "lone surrogate escape \\udc00"},
+        {"\\ud83d", 0, "lone surrogate escape \\ud83d"},
+        {"\\ud83d\\u0041", 0, "lone surrogate escape \\ud83d"},
+        {"\\u12g4", 0, "invalid \\u escape"},
+        {"\\u12", 0, "invalid \\u escape"},
+        {"\\uGGGG", 0, "invalid \\u escape"},
+        {"\\u00e9\\u00\\u0041", 6, "invalid \\u escape"},
+        {"\\q", 0, "invalid escape"},
+        {"\\U0041", 0, "invalid escape"},
+        {"\\\\\\q", 2, "invalid escape"},
+        {"\\\x01", 0, "invalid escape"},
+        {"\x01", 0, "control character U+0001"},
+        {"\x1f", 0, "control character U+001F"},
+        {"\\u0041\t", 6, "control character U+0009"},
+        {"\xC3x", 0, "invalid UTF-8 in string"},
+        {"\xE2\x82x", 0, "invalid UTF-8 in string"},
+        {"\xED\xA0\x80", 0, "invalid UTF-8 in string"},
+        {"\\u00e9\xFF", 6, "invalid UTF-8 in string"},
+    };
+    struct json_obj o = {0};
+    struct buf b = {0};
+    int wrong = 0;
+    for (size_t i = 0; i < KILN_ARRAY_LEN(probes); i++)
+        for (size_t at = 0; at < 140; at++) {
+            // In the middle: padding ('x' is not a hex digit), the probe, more padding.
+            buf_reset(&b);
+            buf_puts(&b, "{\"s\":\"");
+            size_t body = b.len;
+            for (size_t k = 0; k < at; k++)
+                buf_putc(&b, 'x');
+            buf_puts(&b, probes[i].probe);
+            for (size_t k = 0; k < 70; k++)
+                buf_putc(&b, 'x');
+            buf_puts(&b, "\"}");
+            struct json_error e = {0};
+            char *c;
+            int rc = parse_exact(&o, b.p, b.len, &e, &c);
+            free(c);
+            size_t want_at = body + at + (size_t)probes[i].off;
+            bool ok = probes[i].off < 0 ? rc == 0
+                                        : rc == -1 && e.offset == want_at &&
+                                              !strncmp(e.msg, probes[i].msg, strlen(probes[i].msg));
+            if (!ok && wrong++ < 5)
+                fprintf(stderr, "probe %zu at %zu: rc %d offset %zu (want %zu+%ld) %s\n", i, at,
+                        rc, e.offset, body + at, probes[i].off, e.msg);
+            // At the end: the probe, the closing quote and nothing else (a string value), and
+            // the same as the last field of a record.
+            for (int rec = 0; rec < 2; rec++) {
+                buf_reset(&b);
+                buf_puts(&b, rec ? "{\"s\":\"" : "\"");
+                body = b.len;
+                for (size_t k = 0; k < at; k++)
+                    buf_putc(&b, 'x');
+                buf_puts(&b, probes[i].probe);
+                bool want = ref_string_ok((const unsigned char *)b.p + body, b.len - body);
+                buf_puts(&b, rec ? "\"}" : "\"");
+                rc = rec ? parse_exact(&o, b.p, b.len, &e, &c) : parse_value_exact(b.p, b.len, &e);
+                if (rec)
+                    free(c);
+                if ((rc == 0) != want && wrong++ < 5)
+                    fprintf(stderr, "probe %zu at end after %zu (%s): rc %d, want %d: %s\n", i, at,
+                            rec ? "record" : "value", rc, want, e.msg);
+            }
+        }
+    CHECK_EQ_INT(wrong, 0);
+    buf_free(&b);
+    json_obj_free(&o);
+}
+
+// Records of many short fields, with random whitespace so that strings fall at every position
+// of the parser's 64-byte window and across its end: the index must hold exactly the
+// generated keys and values, and a key equal to an earlier one after unescaping (including
+// keys that share their first 8 bytes or differ only in length) must be reported at its
+// opening quote.
+static void
+test_short_fields(void)
+{
+    static const struct {
+        const char *raw, *plain;
+    } keys[] = {
+        {"a", "a"},
+        {"\\u0061", "a"},
+        {"ab", "ab"},
+        {"", ""},
+        {"abcdefg", "abcdefg"},
+        {"abcdefgh", "abcdefgh"},
+        {"abcdefgh1", "abcdefgh1"},
+        {"abcdefgh2", "abcdefgh2"},
+        {"abcdefgh\\u0031", "abcdefgh1"},
+        {"abcdefghijklmnopqrstuvwxyz0123456789", "abcdefghijklmnopqrstuvwxyz0123456789"},
+        {"x\\ny", "x\ny"},
+        {"\xC3\xA9", "\xC3\xA9"},
+        {"\\u00e9", "\xC3\xA9"},
+        {"b\\\"", "b\""},
+    };
+    static const char *vals[] = {"\"\"", "\"v\"", "\"value with some length to it\"", "1",
+                                 "-0.5e+3", "null", "true", "[]", "{}", "{\"a\":{\"a\":1}}",
+                                 "\"\\u00e9\\n\"", "\"\xE2\x82\xAC\"",
+                                 "\"a string long enough to cross a whole 64-byte window, sure\""};
+    static const char *ws[] = {"", "", "", " ", "\n", "  \t"};
+    struct json_obj o = {0};
+    struct buf b = {0};
+    int wrong = 0, dups = 0;
+    for (int iter = 0; iter < 3000; iter++) {
+        size_t nf = 1 + rng() % 12, kidx[12], kpos[12], vpos[12], vi[12];
+        buf_reset(&b);
+        buf_puts(&b, ws[rng() % KILN_ARRAY_LEN(ws)]);
+        buf_putc(&b, '{');
+        size_t dup_at = SIZE_MAX;
+        for (size_t f = 0; f < nf; f++) {
+            if (f)
+                buf_putc(&b, ',');
+            buf_puts(&b, ws[rng() % KILN_ARRAY_LEN(ws)]);
+            kidx[f] = rng() % KILN_ARRAY_LEN(keys);
+            kpos[f] = b.len;
+            buf_printf(&b, "\"%s\"", keys[kidx[f]].raw);
+            for (size_t g = 0; g < f && dup_at == SIZE_MAX; g++)
+                if (strcmp(keys[kidx[g]].plain, keys[kidx[f]].plain) == 0)
+                    dup_at = kpos[f];
+            buf_puts(&b, ws[rng() % KILN_ARRAY_LEN(ws)]);
+            buf_putc(&b, ':');
+            buf_puts(&b, ws[rng() % KILN_ARRAY_LEN(ws)]);
+            vi[f] = rng() % KILN_ARRAY_LEN(vals);
+            vpos[f] = b.len;
+            buf_puts(&b, vals[vi[f]]);
+            buf_puts(&b, ws[rng() % KILN_ARRAY_LEN(ws)]);
+        }
+        buf_putc(&b, '}');
+        buf_puts(&b, ws[rng() % KILN_ARRAY_LEN(ws)]);
+        struct json_error e = {0};
+        char *c;
+        int rc = parse_exact(&o, b.p, b.len, &e, &c);
+        bool ok;
+        if (dup_at != SIZE_MAX) {
+            dups++;
+            ok = rc == -1 && e.offset == dup_at && strncmp(e.msg, "duplicate key", 13) == 0;
+        } else {
+            ok = rc == 0 && o.n == nf;
+            for (size_t f = 0; f < nf && ok; f++) {
+                const struct json_field *fl = &o.fields[f];
+                ok = fl->key == c + kpos[f] + 1 && fl->key_len == strlen(keys[kidx[f]].raw) &&
+                     fl->val.raw == c + vpos[f] && fl->val.raw_len == strlen(vals[vi[f]]) &&
+                     json_obj_get(&o, keys[kidx[f]].plain) == fl;
+            }
+        }
+        free(c);
+        if (!ok && wrong++ < 5)
+            fprintf(stderr, "short fields %d: rc %d offset %zu (dup at %zu) %s: %s\n", iter, rc,
+                    e.offset, dup_at, e.msg, b.p);
+    }
+    CHECK_EQ_INT(wrong, 0);
+    CHECK(dups > 500 && dups < 2900);
+    buf_free(&b);
+    json_obj_free(&o);
+}
+
 // Every valid and invalid UTF-8 sequence at every offset of a long string (sequences straddle
 // the 64-byte blocks of the vector scanner), with escapes around: valid ones parse, invalid
 // ones fail exactly where utf8_valid_prefix says.
@@ -789,6 +975,8 @@ main(void)
     test_rewrite();
     test_random_strings();
     test_utf8_in_strings();
+    test_string_probes();
+    test_short_fields();
     test_corpus();
     test_genrecords();
     return test_summary();

@@ -515,11 +515,13 @@ test_freeze(void)
                   t->name, mx);
     }
 
-    // HFT: per layer 2 of 4 attention matrices, 1-2 of 3 MLP matrices, 1 of 2 norms; seeded;
-    // rounds differ; frozen tensors keep their bytes through training.
+    // HFT (arXiv 2404.18466 §3): per layer 2 of 4 attention matrices and 1 of 2 norms; 2 of
+    // the 3 MLP matrices in half of the layers, 1 in the others; embed and lm_head train;
+    // seeded; rounds differ; frozen tensors keep their bytes through training.
     size_t n0 = peft_hft_round(&m, 42, 0);
     struct buf d0 = {0}, d1 = {0}, d0b = {0};
     peft_hft_describe(&m, &d0);
+    int mlp_total = 0;
     for (int l = 0; l < 2; l++) {
         int t0 = model_layer_tensor(&m, l, 0), attn = 0, mlp = 0;
         for (int k = 1; k <= 4; k++)
@@ -528,9 +530,11 @@ test_freeze(void)
             mlp += !m.frozen[t0 + k];
         CHECK_EQ_INT(attn, 2);
         CHECK(mlp == 1 || mlp == 2);
+        mlp_total += mlp;
         CHECK_EQ_INT(!m.frozen[t0] + !m.frozen[t0 + 5], 1);
     }
-    CHECK(m.frozen[0] != m.frozen[2 + 9 * 2]); // embed xor lm_head
+    CHECK_EQ_INT(mlp_total, 3); // one layer 2 of 3, the other 1 of 3: half of the 6
+    CHECK(!m.frozen[0] && !m.frozen[2 + 9 * 2]); // embed and lm_head
     CHECK(n0 > 0 && n0 < m.n_params);
     peft_hft_round(&m, 42, 1);
     peft_hft_describe(&m, &d1);
@@ -547,6 +551,33 @@ test_freeze(void)
     buf_free(&d0);
     buf_free(&d1);
     buf_free(&d0b);
+
+    // An odd layer count (3): 1 or 2 layers get two MLP matrices, both happen across
+    // rounds, and each layer is among them in some round; a tied embedding always trains.
+    struct model m3;
+    struct model_config c3 = tiny_cfg();
+    c3.n_layers = 3;
+    c3.tie_embeddings = true;
+    CHECK(model_init(&m3, &c3, &err) == 0);
+    int seen_h[3] = {0}, seen_two[3] = {0};
+    for (int round = 0; round < 32; round++) {
+        peft_hft_round(&m3, 7, round);
+        int h = 0;
+        for (int l = 0; l < 3; l++) {
+            int t0 = model_layer_tensor(&m3, l, 0), mlp = 0;
+            for (int k = 6; k <= 8; k++)
+                mlp += !m3.frozen[t0 + k];
+            CHECK(mlp == 1 || mlp == 2);
+            h += mlp == 2;
+            seen_two[l] += mlp == 2;
+        }
+        CHECK(h == 1 || h == 2);
+        seen_h[h]++;
+        CHECK(!m3.frozen[0]);
+    }
+    CHECK(seen_h[1] > 0 && seen_h[2] > 0);
+    CHECK(seen_two[0] > 0 && seen_two[1] > 0 && seen_two[2] > 0);
+    model_free(&m3);
     free(before);
     free(mult);
     free(sel);

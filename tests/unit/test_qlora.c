@@ -80,7 +80,7 @@ test_tensor(int64_t out, int64_t in)
     fill(w, (size_t)n, (uint64_t)n, 0.05);
     w[5] = 0.4f; // one block with a large absmax
     struct qlora_tensor t;
-    qlora_tensor_quantize(&t, w, out, in);
+    qlora_tensor_quantize(&t, QTYPE_NF4, w, out, in);
     CHECK_EQ_INT(t.n_blocks, (n + 63) / 64);
     qlora_tensor_dequantize(&t, 0, n, y);
     const float *map = qlora_dynamic_map();
@@ -123,6 +123,43 @@ test_tensor(int64_t out, int64_t in)
     free(y);
 }
 
+// Q8_0 / Q4_0: quant.h's blocks byte for byte (the last one zero-padded), dequantized as
+// quant.h does, any range equal to the slice of the whole, 34 or 18 bytes per block.
+static void
+test_tensor_ggml(int type, int64_t out, int64_t in)
+{
+    int64_t n = out * in;
+    float *w = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
+    fill(w, (size_t)n, (uint64_t)n + 1, 0.05);
+    struct qlora_tensor t;
+    qlora_tensor_quantize(&t, type, w, out, in);
+    size_t bb = quant_block_bytes(type);
+    CHECK_EQ_INT(t.n_blocks, (n + 31) / 32);
+    CHECK_EQ_INT(qlora_tensor_bytes(&t), (int64_t)bb * t.n_blocks);
+    qlora_tensor_dequantize(&t, 0, n, y);
+    for (int64_t b = 0; b < t.n_blocks; b++) {
+        float blk[32] = {0}, want[32];
+        int64_t have = n - 32 * b < 32 ? n - 32 * b : 32;
+        memcpy(blk, w + 32 * b, sizeof(float) * (size_t)have);
+        unsigned char ref[34];
+        CHECK(quant_row_quantize(type, blk, ref, 32) == 0);
+        CHECK_MSG(memcmp(ref, t.qs + bb * (size_t)b, bb) == 0, "block %lld", (long long)b);
+        CHECK(quant_row_dequantize(type, ref, want, 32) == 0);
+        CHECK(memcmp(want, y + 32 * b, sizeof(float) * (size_t)have) == 0);
+    }
+    double err = 0, ref2 = 0; // the round trip is close: 8-bit well under 1%, 4-bit under 15%
+    for (int64_t i = 0; i < n; i++)
+        err += (y[i] - w[i]) * (y[i] - w[i]), ref2 += w[i] * w[i];
+    CHECK(sqrt(err / ref2) < (type == QTYPE_Q8_0 ? 0.01 : 0.15));
+    float *z = malloc(sizeof(float) * (size_t)n);
+    qlora_tensor_dequantize(&t, 37, n - 50, z);
+    CHECK(memcmp(z, y + 37, sizeof(float) * (size_t)(n - 50)) == 0);
+    free(z);
+    qlora_tensor_free(&t);
+    free(w);
+    free(y);
+}
+
 // A model with every target adapted and B non-zero.
 static void
 setup(struct model *m, struct lora *lo)
@@ -154,7 +191,7 @@ loss_only(struct model *m, struct model_acts *a, struct kpool *p, const int *tok
 }
 
 static void
-test_model(void)
+test_model(int type)
 {
     struct kerr err;
     struct model mq, mr;
@@ -164,10 +201,11 @@ test_model(void)
     struct kpool *p1 = kpool_new(1), *p2 = kpool_new(2);
     lora_attach(&lq, &mq, p1);
     lora_attach(&lr, &mr, p1);
-    struct qlora q = {0};
+    struct qlora q = {.type = type};
     qlora_attach(&q, &mq);
     CHECK(mq.base != NULL);
     CHECK(q.slab < mq.n_params / 2);
+    CHECK_EQ_INT(q.w[0].type, type);
     // The reference: a plain fp32 model holding the dequantized weights.
     for (int l = 0; l < mr.cfg.n_layers; l++)
         for (int k = 0; k < QLORA_N_LINEAR; k++) {
@@ -318,7 +356,12 @@ main(void)
     test_tensor(36, 36);   // 1296 values: 20 full blocks and a partial one
     test_tensor(40, 128);  // whole blocks
     test_tensor(300, 256); // more than one second-level group (1200 blocks)
-    test_model();
+    test_model(QTYPE_NF4);
+    test_model(QTYPE_Q8_0);
+    test_model(QTYPE_Q4_0);
+    test_tensor_ggml(QTYPE_Q8_0, 36, 36); // 1296 values: 40 full blocks and a partial one
+    test_tensor_ggml(QTYPE_Q4_0, 36, 36);
+    test_tensor_ggml(QTYPE_Q4_0, 40, 128);
     test_load_divert();
     return test_summary();
 }

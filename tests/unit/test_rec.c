@@ -437,6 +437,28 @@ test_writer_roundtrip(void)
         CHECK_EQ_INT(read_file(tpath("w2.zst"), 0, &b, &e), 0);
         CHECK_MSG(a.len == b.len && memcmp(a.p, b.p, a.len) == 0, "chunk %zu differs", chunks[i]);
     }
+    // Any zstd thread count gives those bytes; no threads (REC_WORKERS_NONE) gives other bytes
+    // of the same content, the same for any chunk size.
+    int counts[] = {1, 2, 4, 9};
+    for (size_t i = 0; i < KILN_ARRAY_LEN(counts); i++) {
+        struct rec_wopts o = {.workers = counts[i], .chunk_bytes = 65543};
+        CHECK_EQ_INT(write_lines(tpath("w2.zst"), &o, &text, &e), 0);
+        CHECK_EQ_INT(read_file(tpath("w2.zst"), 0, &b, &e), 0);
+        CHECK_MSG(a.len == b.len && memcmp(a.p, b.p, a.len) == 0, "%d workers differ", counts[i]);
+    }
+    struct buf none_a = {0};
+    for (size_t i = 0; i < 2; i++) {
+        struct rec_wopts o = {.workers = REC_WORKERS_NONE, .chunk_bytes = i ? 1000 : 0};
+        CHECK_EQ_INT(write_lines(tpath("w4.zst"), &o, &text, &e), 0);
+        CHECK_EQ_INT(read_file(tpath("w4.zst"), 0, i ? &b : &none_a, &e), 0);
+    }
+    CHECK(none_a.len != a.len || memcmp(none_a.p, a.p, a.len) != 0);
+    CHECK(none_a.len == b.len && memcmp(none_a.p, b.p, b.len) == 0);
+    CHECK_EQ_INT(sh("zstd -q -t %s", tpath("w4.zst")), 0);
+    CHECK_EQ_INT(slurp(tpath("w4.zst"), 0, &got, &nl, &e), 0);
+    CHECK(got.len == text.len && memcmp(got.p, text.p, text.len) == 0);
+    buf_free(&none_a);
+
     // The level matters; level 0 means 3.
     struct rec_wopts l1 = {.level = 1}, l3 = {.level = 3};
     CHECK_EQ_INT(write_lines(tpath("w3.zst"), &l3, &text, &e), 0);

@@ -65,6 +65,15 @@ main(void)
         CHECK_MSG(shard_seq_strip(bad[i], strlen(bad[i]), &seq, &out, &scratch, &err) == -1,
                   "%s", bad[i]);
 
+    // Peek: only a position leading the object, without a parse.
+    const char *front = "  {\"_kiln_seq\":42,\"id\":\"a\"}";
+    CHECK(shard_seq_peek(front, strlen(front), &seq) == 1 && seq == 42);
+    CHECK(shard_seq_peek("{\"_kiln_seq\":7}", 15, &seq) == 1 && seq == 7);
+    const char *no_peek[] = {"{\"id\":\"a\",\"_kiln_seq\":5}", "{\"_kiln_seq\":01,\"x\":1}",
+                             "{\"_kiln_seq\":5 ,\"x\":1}", "{\"_kiln_seq\":", "{\"_kiln_seq\":-1}"};
+    for (size_t i = 0; i < KILN_ARRAY_LEN(no_peek); i++)
+        CHECK_MSG(shard_seq_peek(no_peek[i], strlen(no_peek[i]), &seq) == 0, "%s", no_peek[i]);
+
     // Assignment: deterministic, by id (string ids unescaped), spread over the shards.
     struct json_obj o;
     json_obj_init(&o);

@@ -24,6 +24,43 @@ rnd(void)
 
 // ---- pre-tokenizer ------------------------------------------------------------------------
 
+static void
+utf8_put(struct buf *b, uint32_t cp)
+{
+    if (cp < 0x80) {
+        buf_putc(b, (char)cp);
+    } else if (cp < 0x800) {
+        buf_putc(b, (char)(0xC0 | cp >> 6));
+        buf_putc(b, (char)(0x80 | (cp & 0x3F)));
+    } else if (cp < 0x10000) {
+        buf_putc(b, (char)(0xE0 | cp >> 12));
+        buf_putc(b, (char)(0x80 | (cp >> 6 & 0x3F)));
+        buf_putc(b, (char)(0x80 | (cp & 0x3F)));
+    } else {
+        buf_putc(b, (char)(0xF0 | cp >> 18));
+        buf_putc(b, (char)(0x80 | (cp >> 12 & 0x3F)));
+        buf_putc(b, (char)(0x80 | (cp >> 6 & 0x3F)));
+        buf_putc(b, (char)(0x80 | (cp & 0x3F)));
+    }
+}
+
+// A random code point from blocks of every character class that have been stable across
+// Unicode versions (the splitters' classes and PCRE2's may come from different versions, and
+// characters assigned recently — e.g. U+0CF3 in 15.0 — can differ between them).
+static uint32_t
+random_cp(uint64_t r)
+{
+    static const uint32_t blocks[][2] = {
+        {0x00, 0x7F},       {0x80, 0x24F},      {0x250, 0x2FF},     {0x300, 0x36F},
+        {0x370, 0x3FF},     {0x400, 0x4FF},     {0x5D0, 0x5EA},     {0x620, 0x669},
+        {0x900, 0x963},     {0x2000, 0x206F},   {0x2070, 0x209C},   {0x2100, 0x218B},
+        {0x2190, 0x23FF},   {0x3000, 0x303F},   {0x3041, 0x30FF},   {0x4E00, 0x9FA5},
+        {0xAC00, 0xD7A3},   {0xFF01, 0xFFEE},   {0x1F300, 0x1F64F}, {0x1D400, 0x1D7FF},
+    };
+    const uint32_t *b = blocks[r % KILN_ARRAY_LEN(blocks)];
+    return b[0] + (uint32_t)(r >> 8) % (b[1] - b[0] + 1);
+}
+
 struct pieces {
     struct buf b; // pieces joined by 0x01 separators
 };
@@ -77,6 +114,11 @@ test_pretokenizers(void)
         "\n", "\r", "\r\n", "\xc2\xa0", "\xe3\x80\x80", "'", "'", ".", ",", "!", "/", "-", "$",
         "😀", "ſ", "K", "\xe2\x80\xa8", "\x0b", "\x0c", "\xc2\x85", "ǈ", "ᾈ",
     };
+    static const char *const ascii_pool[] = {
+        "a", "s", "t", "d", "m", "l", "v", "e", "r", "S", "T", "LL", "Ve", "x", "Z", "'", "'",
+        " ", " ", "  ", "\t", "\n", "\r", "\r\n", "\x0b", "\x0c", "0", "7", "1234", ".", ",",
+        "!", "/", "-", "$", "_", "\x01", "the", " the", "ing",
+    };
     for (int p = 0; p < TOK_PRE_CUSTOM; p++) {
         struct tok_split *hand = tok_split_new((enum tok_pre)p, NULL, &err);
         struct tok_split *re = tok_split_new_regex((enum tok_pre)p, &err);
@@ -106,6 +148,27 @@ test_pretokenizers(void)
             int len = 1 + (int)(rnd() % 16);
             for (int k = 0; k < len; k++)
                 buf_puts(&text, pool[rnd() % KILN_ARRAY_LEN(pool)]);
+            bad += !same_split(hand, re, text.p, text.len, name);
+        }
+        // All-ASCII texts take the splitters' ASCII path.
+        for (int i = 0; i < 3000 && bad < 5; i++) {
+            buf_reset(&text);
+            int len = 1 + (int)(rnd() % 24);
+            for (int k = 0; k < len; k++)
+                buf_puts(&text, ascii_pool[rnd() % KILN_ARRAY_LEN(ascii_pool)]);
+            bad += !same_split(hand, re, text.p, text.len, name);
+        }
+        // Random code points of every class (ASCII included).
+        for (int i = 0; i < 1000 && bad < 5; i++) {
+            buf_reset(&text);
+            int len = 1 + (int)(rnd() % 24);
+            for (int k = 0; k < len; k++) {
+                uint64_t r = rnd();
+                if (r % 4 == 0)
+                    buf_putc(&text, (char)(r >> 8 & 0x7F));
+                else
+                    utf8_put(&text, random_cp(r >> 8));
+            }
             bad += !same_split(hand, re, text.p, text.len, name);
         }
         CHECK_MSG(bad == 0, "%s: %d texts split differently", name, bad);
@@ -227,7 +290,7 @@ test_rank_bpe(void)
     CHECK(c == 258 && a == 'a' && b == 257);
     tok_merge_get(t, 3, &a, &b, &c);
     CHECK(c == 258 && a == 256 && b == 'c');
-    // A 1 MB run of one letter: one piece, the heap path; 4-byte tokens.
+    // A 1 MB run of one letter: one piece, the long-piece path; 4-byte tokens.
     size_t n = 1 << 20;
     char *run = xmalloc(n + 1);
     memset(run, 'a', n);
@@ -497,12 +560,204 @@ test_train(void)
     CHECK_MSG(strstr(err.msg, "below 256 + 2 specials"), "%s", err.msg);
 }
 
+// ---- the encoder against a plain reference -----------------------------------------------
+// The encoder's fast paths (piece cache, byte-pair table, flat small-piece BPE, the min-tree
+// for long pieces) against a direct transcription of the definition, on random vocabularies
+// and random text with repeated words (cache hits) and long runs (the long-piece path).
+
+// Rank and result of merging ids a and b in a tokenizer.json vocabulary: the position of the
+// pair in the merge list.
+static int32_t
+hf_rank(const struct tok *t, int32_t a, int32_t b, int32_t *res)
+{
+    for (size_t i = 0; i < tok_merge_count(t); i++) {
+        int32_t x, y, z;
+        tok_merge_get(t, i, &x, &y, &z);
+        if (x == a && y == b) {
+            *res = z;
+            return (int32_t)i;
+        }
+    }
+    return INT32_MAX;
+}
+
+struct ref {
+    const struct tok *t;
+    bool hf; // merge ranks from the merge list, no whole-piece shortcut
+    struct tok_ids *out;
+};
+
+// One piece: tiktoken's definition (a piece that is a token is emitted whole; otherwise merge
+// the leftmost lowest-rank adjacent pair, rank = id of the concatenation, until none merges),
+// or Hugging Face's (rank = merge list position).
+static void
+ref_piece(void *arg, const char *p, size_t n)
+{
+    struct ref *r = arg;
+    if (!r->hf) {
+        int32_t whole = tok_token_id(r->t, p, n);
+        if (whole >= 0) {
+            tok_ids_push(r->out, whole);
+            return;
+        }
+    }
+    size_t m = n, *st = xmalloc((n + 1) * sizeof *st);
+    int32_t *id = xmalloc(n * sizeof *id);
+    for (size_t i = 0; i < n; i++) {
+        st[i] = i;
+        id[i] = tok_token_id(r->t, p + i, 1);
+    }
+    st[n] = n;
+    for (;;) {
+        int32_t best = INT32_MAX, bres = -1;
+        size_t bi = 0;
+        for (size_t i = 0; i + 1 < m; i++) {
+            int32_t rank, res;
+            if (r->hf) {
+                rank = hf_rank(r->t, id[i], id[i + 1], &res);
+            } else {
+                res = tok_token_id(r->t, p + st[i], st[i + 2] - st[i]);
+                rank = res < 0 ? INT32_MAX : res;
+            }
+            if (rank < best) {
+                best = rank;
+                bi = i;
+                bres = res;
+            }
+        }
+        if (best == INT32_MAX)
+            break;
+        id[bi] = bres;
+        memmove(id + bi + 1, id + bi + 2, (m - bi - 2) * sizeof *id);
+        memmove(st + bi + 1, st + bi + 2, (m - bi - 1) * sizeof *st);
+        m--;
+    }
+    for (size_t i = 0; i < m; i++)
+        tok_ids_push(r->out, id[i]);
+    free(st);
+    free(id);
+}
+
+// Random text over a small alphabet: repeated words, single characters, and long runs.
+static void
+random_text(struct buf *b, const char *const *words, size_t n_words)
+{
+    static const char *const chars[] = {"a", "b", "c", " ", " ", "\n", "1", "é", "'", ".", "\xff"};
+    buf_reset(b);
+    int parts = 1 + (int)(rnd() % 40);
+    for (int k = 0; k < parts; k++) {
+        uint64_t r = rnd();
+        if (r % 50 == 0) {
+            size_t len = 49 + (r >> 8) % 400;
+            const char *c = chars[(r >> 20) % 3];
+            for (size_t i = 0; i < len; i++)
+                buf_puts(b, (r >> 30) % 2 ? c : chars[rnd() % 3]);
+        } else if (r % 3 == 0) {
+            buf_puts(b, chars[(r >> 8) % KILN_ARRAY_LEN(chars)]);
+        } else {
+            buf_puts(b, words[(r >> 8) % n_words]);
+        }
+    }
+}
+
+static int
+encode_matches_ref(struct tok *t, bool hf, const char *what)
+{
+    struct kerr err;
+    char words[60][16];
+    const char *wp[60];
+    for (int i = 0; i < 60; i++) {
+        int len = 1 + (int)(rnd() % 14);
+        for (int k = 0; k < len; k++)
+            words[i][k] = "abc ab'"[rnd() % 7];
+        words[i][len] = 0;
+        wp[i] = words[i];
+    }
+    struct tok_enc *e = tok_enc_new(t);
+    struct tok_split *sp = tok_split_new(tok_pre_kind(t), tok_pre_regex(t), &err);
+    struct buf text = {0};
+    struct tok_ids got = {0}, want = {0};
+    int bad = 0;
+    for (int i = 0; i < 400 && bad < 3; i++) {
+        random_text(&text, wp, KILN_ARRAY_LEN(wp));
+        got.n = want.n = 0;
+        struct ref r = {t, hf, &want};
+        CHECK(tok_encode(e, text.p, text.len, 0, &got, &err) == 0);
+        CHECK(tok_split_run(sp, text.p, text.len, ref_piece, &r, &err) == 0);
+        if (got.n != want.n || memcmp(got.v, want.v, got.n * sizeof *got.v) != 0) {
+            bad++;
+            fprintf(stderr, "%s: ids differ from the reference on \"%.*s\"\n", what,
+                    (int)text.len, text.p);
+        }
+    }
+    buf_free(&text);
+    tok_ids_free(&got);
+    tok_ids_free(&want);
+    tok_split_del(sp);
+    tok_enc_del(e);
+    return bad;
+}
+
+static void
+test_encode_vs_reference(void)
+{
+    // tiktoken-style ranks: 256 bytes, then random concatenations of earlier tokens over the
+    // text's alphabet (so pieces merge in many orders), under two pre-tokenizers.
+    static const char *const seeds[] = {"a", "b", "c", " ", "\xc3", "\xa9", "'", "1"};
+    for (int v = 0; v < 2; v++) {
+        char *extra[400];
+        size_t n_extra = 0;
+        while (n_extra < KILN_ARRAY_LEN(extra)) {
+            size_t pool = KILN_ARRAY_LEN(seeds) + n_extra;
+            size_t i = rnd() % pool, j = rnd() % pool;
+            const char *x = i < KILN_ARRAY_LEN(seeds) ? seeds[i] : extra[i - KILN_ARRAY_LEN(seeds)];
+            const char *y = j < KILN_ARRAY_LEN(seeds) ? seeds[j] : extra[j - KILN_ARRAY_LEN(seeds)];
+            if (strlen(x) + strlen(y) > 12)
+                continue;
+            char tok[32];
+            snprintf(tok, sizeof tok, "%s%s", x, y);
+            bool dup = strlen(tok) == 1;
+            for (size_t k = 0; k < n_extra && !dup; k++)
+                dup = strcmp(extra[k], tok) == 0;
+            if (!dup)
+                extra[n_extra++] = xstrdup(tok);
+        }
+        struct tok *t = rank_vocab((const char *const *)extra, n_extra, v ? "[^\\n]+" : "gpt2");
+        if (t) {
+            int bad = encode_matches_ref(t, false, v ? "ranks, custom regex" : "ranks, gpt2");
+            CHECK_MSG(bad == 0, "random rank vocabulary %d: %d texts differ", v, bad);
+            tok_del(t);
+        }
+        for (size_t k = 0; k < n_extra; k++)
+            free(extra[k]);
+    }
+    // A trained tokenizer.json (merge-list ranks, no whole-piece shortcut).
+    struct kerr err;
+    struct buf corpus = {0};
+    const char *wp[] = {"abc", "aab", "ba", "cab", "c'b", " abca", "bbb"};
+    for (int i = 0; i < 200; i++) {
+        struct buf tx = {0};
+        random_text(&tx, wp, KILN_ARRAY_LEN(wp));
+        buf_append(&corpus, tx.p, tx.len);
+        buf_free(&tx);
+    }
+    struct tok *t = train(corpus.p, 400, 0, &err);
+    CHECK_MSG(t != NULL, "%s", err.msg);
+    if (t) {
+        int bad = encode_matches_ref(t, true, "trained");
+        CHECK_MSG(bad == 0, "trained vocabulary: %d texts differ", bad);
+        tok_del(t);
+    }
+    buf_free(&corpus);
+}
+
 int
 main(void)
 {
     test_bytes_unicode();
     test_pretokenizers();
     test_rank_bpe();
+    test_encode_vs_reference();
     test_loaders();
     test_train();
     return test_summary();
