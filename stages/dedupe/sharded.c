@@ -20,7 +20,7 @@
 //     removed record (reason, survivor id, similarity) to the record's shard;
 //   - apply removes them from the shard (and applies --missing, a per-record rule).
 // Memory: sign holds one record; bucket the entries of its range (40 bytes per band entry,
-// 1/R of them); cluster the exact table of kept records (32 bytes per slot, at most half full),
+// 1/R of them, twice while sorting); cluster the exact table of kept records (32 bytes per slot, at most half full),
 // one bit per record and one record's candidates; apply one decision. Nothing holds texts.
 //
 // Work files (host byte order; they never leave the run), in --work DIR:

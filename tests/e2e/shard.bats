@@ -139,6 +139,18 @@ dedupe_sharded() {
     dedupe_sharded 3 5 --threshold 0.7
 }
 
+@test "shard: dedupe across shards with records missing the key (--missing keep, drop)" {
+    # apply copies kept records unparsed except under --missing drop, where every record is
+    # parsed to find the ones without the key.
+    IN=$BATS_TEST_TMPDIR/miss.jsonl
+    awk 'NR % 7 == 0 { sub(/"text":/, "\"body\":") } { print }' "$BATS_FILE_TMPDIR/in.jsonl" >"$IN"
+    for m in keep drop; do
+        dedupe -q --missing "$m" --rejects ref.rej.zst -o ref.zst "$IN"
+        dedupe_sharded 3 2 --missing "$m"
+    done
+    [ "$(zstd -dc ref.rej.zst | grep -c '"reason":"missing"')" -gt 5 ]
+}
+
 @test "shard: exact dedupe across shards equals one dedupe run" {
     IN=$BATS_FILE_TMPDIR/in.jsonl
     dedupe -q --mode exact --rejects ref.rej.zst -o ref.zst "$IN"
