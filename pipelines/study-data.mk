@@ -15,7 +15,8 @@
 # Layout (SD = $(P)/study):
 #   split/train ─balance --sample N --seed S→ SD/efficiency/sS/nN.jsonl.zst ─encode→ .sft
 #     ─train --init base --seed S→ SD/efficiency/sS/nN.ft/ ─evaluate classify (split/test)→ nN.eval.jsonl
-#   "all" trains on split/train.sft itself; the imbalance arm "raw" is the same step (cache hit).
+#   "all" trains on split/train.sft itself; the imbalance arm "raw" is that arm (its
+#   nall.eval.jsonl is imported as run "raw" too: same model, same evaluation).
 #   split/train ─balance --strategy under|oversample --seed S→ SD/imbalance/sS/ARM.jsonl.zst ...
 #   SD/{efficiency,imbalance,.}/kiln.db ─evaluate report→ report.html, report.md
 #
@@ -85,13 +86,14 @@ EFF_EVALS := $(foreach s,$(STUDY_SEEDS),$(foreach n,$(EFF_SIZES) all,$(EFF)/s$(s
 $(foreach s,$(STUDY_SEEDS),\
   $(eval $(call study_subset,$(IMB)/s$(s)/undersample,$(s),--strategy undersample))\
   $(eval $(call study_subset,$(IMB)/s$(s)/oversample,$(s),--strategy oversample))\
-  $(eval $(call study_ft,$(IMB)/s$(s)/raw,$(P)/split/train.sft.jsonl.zst,$(s)))\
   $(eval $(call study_ft,$(IMB)/s$(s)/undersample,$(IMB)/s$(s)/undersample.sft.jsonl.zst,$(s)))\
   $(eval $(call study_ft,$(IMB)/s$(s)/oversample,$(IMB)/s$(s)/oversample.sft.jsonl.zst,$(s)))\
   $(eval $(call study_ft,$(IMB)/s$(s)/weighted,$(P)/split/train.sft.jsonl.zst,$(s),\
     --class-weights auto)))
 
-IMB_EVALS := $(foreach s,$(STUDY_SEEDS),$(foreach a,$(IMB_ARMS),$(IMB)/s$(s)/$(a).eval.jsonl))
+# The arm's evaluation: raw is efficiency's "all" arm.
+imb_eval = $(if $(filter raw,$(2)),$(EFF)/s$(1)/nall,$(IMB)/s$(1)/$(2)).eval.jsonl
+IMB_EVALS := $(foreach s,$(STUDY_SEEDS),$(foreach a,$(IMB_ARMS),$(call imb_eval,$(s),$(a))))
 
 # ---- databases and reports ------------------------------------------------------------------
 
@@ -108,8 +110,9 @@ define study_import_eff
 endef
 define study_import_imb
 	@for s in $(STUDY_SEEDS); do for a in $(IMB_ARMS); do \
+	  if [ $$a = raw ]; then f=$(EFF)/s$$s/nall; else f=$(IMB)/s$$s/$$a; fi; \
 	  $(call study_import,$(1)) --pipeline study-imbalance --run-name $$a --seed $$s \
-	    $(IMB)/s$$s/$$a.eval.jsonl || exit 1; done; done
+	    $$f.eval.jsonl || exit 1; done; done
 endef
 
 $(EFF)/kiln.db: $(EFF_EVALS) $(P)/eval-base.jsonl
