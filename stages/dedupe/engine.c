@@ -8,6 +8,7 @@
 // file holding records in the dedupe index format, read back with pread.
 #include "engine.h"
 #include "hash.h"
+#include "keytab.h"
 #include "rec.h"
 #include "unicode.h"
 
@@ -44,19 +45,13 @@ struct spool {
     struct buf pending;
 };
 
-struct exact_slot {
-    uint64_t k0, k1;
-    uint32_t kept1; // kept number + 1; 0 = empty
-};
-
 struct dedupe {
     struct dedupe_conf conf;
     struct minhash mh;
     struct minhash_set set, cand_set;
     struct minhash_lsh lsh;
     struct minhash_uf uf;
-    struct exact_slot *exact;
-    size_t exact_cap, exact_n;
+    struct keytab exact; // normalized key -> kept number
     struct kept *kept;
     size_t n_kept, kept_cap;
     struct member *members;
@@ -154,45 +149,6 @@ spool_close(struct spool *s)
 
 // ---- tables -------------------------------------------------------------------------------
 
-static struct exact_slot *
-exact_find(struct dedupe *d, const uint64_t key[2])
-{
-    if (!d->exact_cap)
-        return NULL;
-    size_t i = (size_t)key[0] & (d->exact_cap - 1);
-    while (d->exact[i].kept1) {
-        if (d->exact[i].k0 == key[0] && d->exact[i].k1 == key[1])
-            return &d->exact[i];
-        i = (i + 1) & (d->exact_cap - 1);
-    }
-    return NULL;
-}
-
-static void
-exact_put(struct dedupe *d, const uint64_t key[2], uint32_t k)
-{
-    if ((d->exact_n + 1) * 2 > d->exact_cap) {
-        size_t nc = d->exact_cap ? d->exact_cap * 2 : 4096;
-        struct exact_slot *ns = xcalloc(nc, sizeof *ns);
-        for (size_t i = 0; i < d->exact_cap; i++) {
-            if (!d->exact[i].kept1)
-                continue;
-            size_t j = (size_t)d->exact[i].k0 & (nc - 1);
-            while (ns[j].kept1)
-                j = (j + 1) & (nc - 1);
-            ns[j] = d->exact[i];
-        }
-        free(d->exact);
-        d->exact = ns;
-        d->exact_cap = nc;
-    }
-    size_t i = (size_t)key[0] & (d->exact_cap - 1);
-    while (d->exact[i].kept1)
-        i = (i + 1) & (d->exact_cap - 1);
-    d->exact[i] = (struct exact_slot){key[0], key[1], k + 1};
-    d->exact_n++;
-}
-
 // A new union-find number: records are numbered in input order, index records first.
 static uint32_t
 new_g(struct dedupe *d)
@@ -250,7 +206,7 @@ dedupe_del(struct dedupe *d)
     for (size_t i = 0; i < d->n_index; i++)
         close(d->index_fd[i]);
     free(d->index_fd);
-    free(d->exact);
+    keytab_free(&d->exact);
     free(d->kept);
     free(d->members);
     free(d->sig);
@@ -302,10 +258,10 @@ dedupe_load_index(struct dedupe *d, const char *path, struct kerr *err)
             dedup_index_close(r);
             return kerr_set(err, "%s: too many records", path);
         }
-        if (exact_find(d, rec.key))
+        if (keytab_get(&d->exact, rec.key[0], rec.key[1]) >= 0)
             continue; // an exact duplicate of an earlier index record
         uint32_t k = kept_add(d, src, rec.offset, near ? rec.n_shingles : 0, new_g(d));
-        exact_put(d, rec.key, k);
+        keytab_put(&d->exact, rec.key[0], rec.key[1], k);
         if (near && rec.n_shingles > 0)
             for (int b = 0; b < d->conf.mh.bands; b++)
                 minhash_lsh_add(&d->lsh, b, rec.band[b], k);
@@ -656,10 +612,10 @@ dedupe_record(struct dedupe *d, const struct json_obj *o, struct dedupe_verdict 
     if (normalize_key(d, o, key, err) != 0)
         return -1;
 
-    struct exact_slot *e = exact_find(d, key);
-    if (e) {
+    int64_t e = keytab_get(&d->exact, key[0], key[1]);
+    if (e >= 0) {
         v->kind = VERDICT_EXACT;
-        v->survivor = e->kept1 - 1;
+        v->survivor = (uint32_t)e;
         v->similarity = 1;
         d->c.exact++;
         phase_cluster(d, v->survivor, g);
@@ -706,7 +662,7 @@ dedupe_record(struct dedupe *d, const struct json_obj *o, struct dedupe_verdict 
             return -1;
     }
     uint32_t k = kept_add(d, 0, off, nsh, g);
-    exact_put(d, key, k);
+    keytab_put(&d->exact, key[0], key[1], k);
     if (near && nsh > 0)
         for (int b = 0; b < d->conf.mh.bands; b++)
             minhash_lsh_add(&d->lsh, b, d->band[b], k);
@@ -813,7 +769,7 @@ void
 dedupe_counts(const struct dedupe *d, struct dedupe_counts *c)
 {
     *c = d->c;
-    c->ram_bytes = d->exact_cap * sizeof *d->exact + d->kept_cap * sizeof *d->kept +
+    c->ram_bytes = keytab_bytes(&d->exact) + d->kept_cap * sizeof *d->kept +
                    minhash_lsh_bytes(&d->lsh) + d->uf.cap * 2 * sizeof(uint32_t) +
                    d->members_cap * sizeof *d->members;
 }

@@ -33,6 +33,7 @@
 //   cluster.done     written last by cluster
 #include "sharded.h"
 #include "hash.h"
+#include "keytab.h"
 #include "rec.h"
 #include "shard.h"
 
@@ -449,52 +450,6 @@ phase_bucket_run(const struct dedupe_conf *conf, const struct dedupe_shard_opts 
 
 // ---- cluster ------------------------------------------------------------------------------
 
-struct xslot {
-    uint64_t k0, k1, seq1, loc; // seq1 = position + 1; 0 = empty
-};
-
-struct xtable {
-    struct xslot *s;
-    size_t cap, n;
-};
-
-static struct xslot *
-xtable_find(struct xtable *t, uint64_t k0, uint64_t k1)
-{
-    if (!t->cap)
-        return NULL;
-    size_t i = (size_t)k0 & (t->cap - 1);
-    for (; t->s[i].seq1; i = (i + 1) & (t->cap - 1))
-        if (t->s[i].k0 == k0 && t->s[i].k1 == k1)
-            return &t->s[i];
-    return NULL;
-}
-
-static void
-xtable_put(struct xtable *t, const struct xslot *x)
-{
-    if ((t->n + 1) * 2 > t->cap) {
-        size_t nc = t->cap ? 2 * t->cap : 4096;
-        struct xslot *ns = xcalloc(nc, sizeof *ns);
-        for (size_t i = 0; i < t->cap; i++) {
-            if (!t->s[i].seq1)
-                continue;
-            size_t j = (size_t)t->s[i].k0 & (nc - 1);
-            while (ns[j].seq1)
-                j = (j + 1) & (nc - 1);
-            ns[j] = t->s[i];
-        }
-        free(t->s);
-        t->s = ns;
-        t->cap = nc;
-    }
-    size_t i = (size_t)x->k0 & (t->cap - 1);
-    while (t->s[i].seq1)
-        i = (i + 1) & (t->cap - 1);
-    t->s[i] = *x;
-    t->n++;
-}
-
 // What cluster reads back from the shards' sign-I.dat files.
 struct dats {
     int *fd;
@@ -589,7 +544,7 @@ phase_cluster_run(const struct dedupe_conf *conf, const struct dedupe_shard_opts
         pstream_next(&ps[j]);
     }
     uint8_t *kept = xcalloc(max_seq / 8 + 1, 1);
-    struct xtable xt = {0};
+    struct keytab xt = {0}; // kept record's key -> its locator in the sign data
     struct pair *cand = NULL;
     size_t ncand = 0, ccap = 0;
     uint64_t *mine = NULL, *other = NULL;
@@ -630,11 +585,11 @@ phase_cluster_run(const struct dedupe_conf *conf, const struct dedupe_shard_opts
         }
         struct dec out = {r.seq, VERDICT_KEEP, 0, 0};
         uint64_t surv_loc = 0;
-        struct xslot *x = xtable_find(&xt, r.k0, r.k1);
-        if (x) {
+        int64_t x = keytab_get(&xt, r.k0, r.k1);
+        if (x >= 0) {
             out.kind = VERDICT_EXACT;
             out.sim = 1;
-            surv_loc = x->loc;
+            surv_loc = (uint64_t)x;
             n_exact++;
         } else if (near && r.nsh > 0 && ncand > 0) {
             qsort(cand, ncand, sizeof *cand, cmp_pair);
@@ -665,8 +620,7 @@ phase_cluster_run(const struct dedupe_conf *conf, const struct dedupe_shard_opts
         }
         if (out.kind == VERDICT_KEEP) {
             kept[r.seq / 8] |= (uint8_t)(1u << (r.seq % 8));
-            struct xslot ns = {r.k0, r.k1, r.seq + 1, r.loc};
-            xtable_put(&xt, &ns);
+            keytab_put(&xt, r.k0, r.k1, r.loc);
             st->records_out++;
             continue;
         }
@@ -693,8 +647,8 @@ phase_cluster_run(const struct dedupe_conf *conf, const struct dedupe_shard_opts
     stats_u64(st, "near_removed", n_near);
     stats_u64(st, "candidates_verified", verified);
     stats_u64(st, "candidates_below_threshold", below);
-    stats_u64(st, "table_bytes", xt.cap * sizeof *xt.s + max_seq / 8 + 1);
-    free(xt.s);
+    stats_u64(st, "table_bytes", keytab_bytes(&xt) + max_seq / 8 + 1);
+    keytab_free(&xt);
     free(kept);
     free(cand);
     free(mine);
