@@ -70,7 +70,18 @@ struct lora {
     struct kpool *pool;
     bool training;     // dropout active (set by lora_attach; toggle for evaluation)
     uint64_t seed, batch; // dropout masks depend on both
-    float *u, *du, *xd; // scratch [rows, r], [rows, r], [rows, in]
+    // Per (layer, linear) group of targets sharing an input (q,k,v; o; gate,up; down): the
+    // A matrices of a group are adjacent in the slab, so without dropout one product gives
+    // u = x [A_1; A_2; ...]^T [rows, k r] for the whole group. The forward keeps u for the
+    // backward (valid while x and rows match the last forward of that group).
+    struct lora_group {
+        int first, k;   // first target (enum lora_target) and how many are adapted
+        float *u;       // [rows, k r] from the last forward
+        size_t cap;
+        const float *x; // its input, NULL = none kept
+        int rows;
+    } *groups;          // [n_layers * 4] by enum model_linear
+    float *u, *du, *xd; // scratch [rows, 7 r] (u, du), [rows, in]
     size_t u_cap, xd_cap;
 };
 
