@@ -188,6 +188,70 @@ group_u(struct lora *lo, struct lora_group *g, int layer, const float *x, int n,
     g->x = x, g->rows = n;
 }
 
+// Whether layer linears of n rows run merged (see struct lora).
+static bool
+merged(const struct lora *lo, int n)
+{
+    return lo->m && lo->m->base == &lo->base && n >= lo->merge_rows &&
+           !(lo->training && lo->cfg.dropout > 0);
+}
+
+// The base weight of linear `which` in layer: [ld, in] (q,k,v and gate,up adjacent).
+static const float *
+base_weight(const struct lora *lo, int layer, enum model_linear which)
+{
+    const struct model *m = lo->m;
+    return m->params + m->tensors[model_layer_tensor(m, layer, target_layer_k[lin_first[which]])]
+                           .offset;
+}
+
+// wm [ld, in] = W + scale B A for each adapted target of the linear.
+static const float *
+merged_weight(struct lora *lo, struct kpool *p, int layer, enum model_linear which)
+{
+    struct target_geom g0 = target_geom(&lo->view.cfg, lo->view.hd, lin_first[which]);
+    size_t need = (size_t)g0.ld * g0.in;
+    if (need > lo->wm_cap) {
+        lo->wm = xrealloc(lo->wm, need * sizeof(float));
+        lo->wm_cap = need;
+    }
+    memcpy(lo->wm, base_weight(lo, layer, which), need * sizeof(float));
+    for (int t = lin_first[which]; t < lin_first[which] + lin_count[which]; t++) {
+        if (lo->index[layer * LORA_N_TARGETS + t] < 0)
+            continue;
+        struct target_geom g = target_geom(&lo->view.cfg, lo->view.hd, t);
+        kern_gemm(p, false, false, g.out, g.in, lo->cfg.r, lo->scale,
+                  tensor_at(lo, lo->view.params, layer, t, 1), lo->cfg.r,
+                  tensor_at(lo, lo->view.params, layer, t, 0), g.in, 1.0f,
+                  lo->wm + (size_t)g.col0 * g.in, g.in);
+    }
+    return lo->wm;
+}
+
+static void
+base_fwd(void *ctx, struct kpool *p, int layer, enum model_linear which, const float *x,
+         float *y, int n, bool acc)
+{
+    struct lora *lo = ctx;
+    struct target_geom g0 = target_geom(&lo->view.cfg, lo->view.hd, lin_first[which]);
+    const float *w = lo->groups[layer * 4 + which].k && merged(lo, n)
+                         ? merged_weight(lo, p, layer, which)
+                         : base_weight(lo, layer, which);
+    kern_linear_fwd(p, y, x, w, n, g0.in, g0.ld, acc);
+}
+
+static void
+base_bwd_x(void *ctx, struct kpool *p, int layer, enum model_linear which, const float *dy,
+           float *dx, int n)
+{
+    struct lora *lo = ctx;
+    struct target_geom g0 = target_geom(&lo->view.cfg, lo->view.hd, lin_first[which]);
+    const float *w = lo->groups[layer * 4 + which].k && merged(lo, n)
+                         ? merged_weight(lo, p, layer, which)
+                         : base_weight(lo, layer, which);
+    kern_linear_bwd_x(p, dx, dy, w, n, g0.in, g0.ld, false);
+}
+
 static void
 hook_fwd(void *ctx, int layer, enum model_linear which, const float *x, float *y, int n)
 {
@@ -195,6 +259,10 @@ hook_fwd(void *ctx, int layer, enum model_linear which, const float *x, float *y
     struct lora_group *g = &lo->groups[layer * 4 + which];
     if (g->k == 0)
         return;
+    if (merged(lo, n)) { // y already has the adapter's part; u is made by the backward
+        g->x = NULL;
+        return;
+    }
     int r = lo->cfg.r, kr = g->k * r;
     bool drop = lo->training && lo->cfg.dropout > 0;
     struct target_geom g0 = target_geom(&lo->view.cfg, lo->view.hd, g->first);
@@ -288,10 +356,10 @@ hook_bwd(void *ctx, int layer, enum model_linear which, const float *x, const fl
                   tensor_at(lo, lo->view.params, layer, t, 1), r, 0.0f, lo->du + j * r, kr);
         j++;
     }
-    // [dA_1; ...] [k r, in] += du^T x; dx += du [A_1; ...]
+    // [dA_1; ...] [k r, in] += du^T x; dx += du [A_1; ...] (merged: dy W' had it)
     kern_gemm(lo->pool, true, false, kr, in, n, 1.0f, lo->du, kr, x, in, 1.0f,
               tensor_at(lo, lo->view.grads, layer, g->first, 0), in);
-    if (dx)
+    if (dx && !merged(lo, n))
         kern_gemm(lo->pool, false, false, n, in, kr, 1.0f, lo->du, kr,
                   tensor_at(lo, lo->view.params, layer, g->first, 0), in, 1.0f, dx, in);
 }
@@ -381,6 +449,7 @@ lora_free(struct lora *lo)
     free(lo->view.grads);
     free(lo->u);
     free(lo->du);
+    free(lo->wm);
     free(lo->xd);
     memset(lo, 0, sizeof *lo);
 }
@@ -399,13 +468,21 @@ lora_attach(struct lora *lo, struct model *m, struct kpool *pool)
     lo->pool = pool;
     lo->training = true;
     m->hooks = &lo->hooks;
+    lo->m = m;
+    lo->merge_rows = LORA_MERGE_ROWS;
+    if (!m->base) {
+        lo->base = (struct model_base_ops){base_fwd, base_bwd_x, lo};
+        m->base = &lo->base;
+    }
 }
 
 void
 lora_detach(struct lora *lo, struct model *m)
 {
-    (void)lo;
     m->hooks = NULL;
+    if (m->base == &lo->base)
+        m->base = NULL;
+    lo->m = NULL;
 }
 
 void
