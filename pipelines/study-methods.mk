@@ -69,7 +69,7 @@ SM_TEST = 40
 endif
 
 SM := $(P)/study-methods
-SM_METHODS := full lora-r4 lora-r16 qlora-r16 hft full-replay
+SM_METHODS := full lora-r4 lora-r16 qlora-r16 lora-ms-r16 qlora-ms-r16 hft full-replay
 # Pretraining documents in the retention sample; test records classified (empty: the whole
 # test split, and the default pipeline's eval-base is reused); the share of replayed pretraining records
 # in full-replay's training set; learning rates of full/hft/full-replay (the default
@@ -80,15 +80,19 @@ SM_REPLAY ?= 0.25
 SM_LR ?= 1e-3
 SM_LORA_LR ?= 5e-3
 SM_HFT_EVERY ?= 25
+# lora-ms-rN / qlora-ms-rN: the same adapters plus PEFT's modules_to_save (trained in full).
+SM_MODULES ?= embed_tokens,lm_head
 
 # Every method trains FT_STEPS steps of 16 sequences of MAX_LEN tokens (the SFT records' cut,
 # so replayed pretraining documents are cut to the same length).
-# Training options of a method: lora-rN / qlora-rN get alpha 2N on all seven targets.
+# Training options of a method: lora-rN / qlora-rN get alpha 2N on all seven targets;
+# lora-ms-rN / qlora-ms-rN also train the modules to save ($(SM_MODULES)) in full.
 sm_rank = $(lastword $(subst -r, ,$(1)))
 sm_args = $(strip \
-  $(if $(filter lora-r% qlora-r%,$(1)),--method $(firstword $(subst -r, ,$(1))) \
+  $(if $(filter lora-% qlora-%,$(1)),--method $(firstword $(subst -, ,$(1))) \
     --lora-r $(call sm_rank,$(1)) --lora-alpha $(shell echo $$((2 * $(call sm_rank,$(1))))) \
-    --lora-targets all --merge --lr $(SM_LORA_LR),\
+    --lora-targets all --merge --lr $(SM_LORA_LR) \
+    $(if $(filter ms,$(subst -, ,$(1))),--lora-modules-to-save $(SM_MODULES)),\
   $(if $(filter hft,$(1)),--method hft --hft-every $(SM_HFT_EVERY) --lr $(SM_LR),--lr $(SM_LR))))
 sm_data = $(if $(filter full-replay,$(1)),$(SM)/train-replay.sft.jsonl.zst,$(P)/train-bal.sft.jsonl.zst)
 sm_model = $(if $(filter base,$(1)),$(P)/base,$(SM)/$(1))
