@@ -122,6 +122,9 @@ peft_run_setup(struct peft_run *r, struct model *m, struct kpool *pool, uint64_t
                      (double)after / 1048576.0, (double)before / 1048576.0);
         }
         size_t n = lora_params(&r->lo);
+        for (int k = 0; k < LORA_N_MODULES; k++) // the modules to save are reported below
+            if (r->lo.mod_index[k] >= 0)
+                n -= r->lo.view.tensors[r->lo.mod_index[k]].numel;
         info("%s: r %d, alpha %g (scale %.4g%s), dropout %g, %zu adapter parameters "
              "(%.3f%% of %zu)%s%s",
              r->qlora ? "QLoRA" : "LoRA", r->lc.r, r->lc.alpha, r->lo.scale,
