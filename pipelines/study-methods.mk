@@ -57,6 +57,13 @@
 # 3e-3 (the old default) learned nothing either; 450 steps at 5e-3 changed no prediction. The
 # embedding and lm_head (57% of this model's parameters) carry what full fine-tuning learns:
 # full fine-tuning with them frozen stalls the same way (loss 2.32, constant prediction).
+# lora-ms-r16 / qlora-ms-r16 add PEFT's modules_to_save (embed_tokens, lm_head trained in
+# full beside the adapters); not yet part of a full study run. Their train and classify steps
+# run by hand with this file's commands (2026-11-26, --threads 1; stages/train/PEFT.md):
+#   lora-ms-r16   test acc 0.933, macro-F1 0.925, AUC 0.985 (validation: 0.955; at lr 1e-3 0.853)
+#   qlora-ms-r16  test acc 0.923, macro-F1 0.911, AUC 0.970 (NF4; Q8_0 0.926, Q4_0 0.926)
+# so with the head and embedding trainable LoRA learns the task (better than full fine-tuning's
+# 0.868 at its lower rate) and quantizing the frozen base costs no measurable accuracy.
 
 ifeq ($(SIZE),small)
 VOCAB = 300
