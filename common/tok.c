@@ -15,6 +15,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define BPE_SMALL 48
 #define TOK_MAX_IDS (1 << 24)
@@ -112,6 +113,21 @@ tok_unicode_to_bytes(const char *s, size_t n, struct buf *out)
 
 // ---- building ------------------------------------------------------------------------------
 
+#define HUGE_PAGE ((size_t)2 << 20)
+
+void *
+tok_table_alloc(size_t bytes)
+{
+    if (bytes < HUGE_PAGE / 4)
+        return xcalloc(1, bytes);
+    bytes = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    void *p;
+    if (posix_memalign(&p, HUGE_PAGE, bytes) != 0)
+        return xcalloc(1, bytes);
+    madvise(p, bytes, MADV_HUGEPAGE); // a hint: without transparent huge pages it fails, harmlessly
+    return memset(p, 0, bytes);
+}
+
 struct tok *
 tok_alloc(enum tok_pre pre, const char *regex)
 {
@@ -156,9 +172,22 @@ tok_grow(struct tok *t, size_t n)
     t->n = n;
 }
 
-int
-tok_set_token(struct tok *t, int32_t id, const char *s, size_t n, enum tok_type type,
-              struct kerr *err)
+void
+tok_reserve(struct tok *t, size_t ids, size_t bytes)
+{
+    if (!t->ent && ids) {
+        t->ent = tok_table_alloc(ids * sizeof *t->ent);
+        t->cap = ids;
+    }
+    if (!t->slab.p && bytes) {
+        t->slab.p = tok_table_alloc(bytes + 1);
+        t->slab.cap = bytes + 1;
+    }
+}
+
+// Makes id the n bytes already written at the end of the slab (past slab.len).
+static int
+set_entry(struct tok *t, int32_t id, size_t n, enum tok_type type, struct kerr *err)
 {
     if (id < 0 || id >= TOK_MAX_IDS)
         return kerr_set(err, "token id %ld out of range (0..%d)", (long)id, TOK_MAX_IDS - 1);
@@ -172,8 +201,19 @@ tok_set_token(struct tok *t, int32_t id, const char *s, size_t n, enum tok_type 
     t->ent[id].off = (uint32_t)t->slab.len;
     t->ent[id].len = (uint32_t)n;
     t->ent[id].type = (uint8_t)type;
-    buf_append(&t->slab, s, n);
+    t->slab.len += n;
+    t->slab.p[t->slab.len] = 0;
     return 0;
+}
+
+int
+tok_set_token(struct tok *t, int32_t id, const char *s, size_t n, enum tok_type type,
+              struct kerr *err)
+{
+    buf_reserve(&t->slab, n);
+    if (n)
+        memcpy(t->slab.p + t->slab.len, s, n);
+    return set_entry(t, id, n, type, err);
 }
 
 // ---- the bytes → id map -----------------------------------------------------------------
@@ -306,7 +346,7 @@ tok_index(struct tok *t, struct kerr *err)
     while (cap < 2 * t->n + 16)
         cap *= 2;
     free(t->bmap);
-    t->bmap = xcalloc(cap, sizeof *t->bmap);
+    t->bmap = tok_table_alloc(cap * sizeof *t->bmap);
     t->bmask = cap - 1;
     free(t->spec);
     t->spec = NULL;
@@ -479,7 +519,7 @@ tok_finish(struct tok *t, bool tiktoken, bool ignore_merges, struct kerr *err)
         }
     }
     free(t->byte_pairs);
-    t->byte_pairs = xmalloc(256 * 256 * sizeof *t->byte_pairs);
+    t->byte_pairs = tok_table_alloc(256 * 256 * sizeof *t->byte_pairs);
     for (int a = 0; a < 256; a++)
         for (int b = 0; b < 256; b++) {
             struct tok_rank *r = &t->byte_pairs[a << 8 | b];
@@ -603,7 +643,7 @@ tok_enc_new(const struct tok *t)
 {
     struct tok_enc *e = xcalloc(1, sizeof *e);
     e->t = t;
-    e->cache = xcalloc((size_t)1 << PC_BITS, sizeof *e->cache);
+    e->cache = tok_table_alloc(((size_t)1 << PC_BITS) * sizeof *e->cache);
     struct kerr err;
     e->sp = tok_split_new(t->pre, t->regex, &err);
     if (!e->sp) // the regex compiled when the tokenizer was loaded; it cannot fail now
@@ -990,65 +1030,75 @@ tok_pre_regex(const struct tok *t)
 // ---- tiktoken rank files -------------------------------------------------------------------
 // One token per line: base64(bytes) SPACE rank. Empty lines are skipped (as tiktoken does).
 
-static int
-b64_val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
+// 1 + the value of each base64 character, 0 for the others.
+static const uint8_t b64_val1[256] = {
+    ['A'] = 1, ['B'] = 2, ['C'] = 3, ['D'] = 4, ['E'] = 5, ['F'] = 6, ['G'] = 7, ['H'] = 8,
+    ['I'] = 9, ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16,
+    ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24,
+    ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32,
+    ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40,
+    ['o'] = 41, ['p'] = 42, ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48,
+    ['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
+    ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63, ['/'] = 64,
+};
 
-// Decodes standard base64 (with '=' padding) s[0..n) into out. Returns -1 and the offending
-// offset in *bad on error.
-static int
-b64_decode(const char *s, size_t n, struct buf *out, size_t *bad)
+// Decodes standard base64 (with '=' padding) s[0..n) to o (room for n / 4 * 3 bytes).
+// Returns the decoded length, or -1 and the offending offset in *bad.
+static long
+b64_decode(const char *s, size_t n, unsigned char *o, size_t *bad)
 {
+    const unsigned char *u = (const unsigned char *)s;
     if (n == 0 || n % 4) {
         *bad = n;
         return -1;
     }
-    for (size_t i = 0; i < n; i += 4) {
-        int v[4];
-        int pad = 0;
-        for (int k = 0; k < 4; k++) {
-            unsigned char c = (unsigned char)s[i + k];
-            if (c == '=' && i + 4 == n && k >= 2) {
-                v[k] = 0;
-                pad++;
-                continue;
-            }
-            if (pad || (v[k] = b64_val(c)) < 0) {
-                *bad = i + k;
-                return -1;
-            }
+    unsigned char *start = o;
+    size_t i = 0;
+    for (; i + 4 < n; i += 4) { // every group but the last: no padding
+        int a = b64_val1[u[i]] - 1, b = b64_val1[u[i + 1]] - 1, c = b64_val1[u[i + 2]] - 1,
+            d = b64_val1[u[i + 3]] - 1;
+        if ((a | b | c | d) < 0) {
+            *bad = i + (a < 0 ? 0 : b < 0 ? 1 : c < 0 ? 2 : 3);
+            return -1;
         }
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-        buf_putc(out, (char)(w >> 16));
-        if (pad < 2)
-            buf_putc(out, (char)(w >> 8));
-        if (pad < 1)
-            buf_putc(out, (char)w);
+        uint32_t w = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+        o[0] = (unsigned char)(w >> 16);
+        o[1] = (unsigned char)(w >> 8);
+        o[2] = (unsigned char)w;
+        o += 3;
     }
-    return 0;
+    int v[4], pad = 0;
+    for (int k = 0; k < 4; k++) {
+        unsigned char c = u[i + k];
+        if (c == '=' && k >= 2) {
+            v[k] = 0;
+            pad++;
+            continue;
+        }
+        if (pad || (v[k] = b64_val1[c] - 1) < 0) {
+            *bad = i + k;
+            return -1;
+        }
+    }
+    uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+    *o++ = (unsigned char)(w >> 16);
+    if (pad < 2)
+        *o++ = (unsigned char)(w >> 8);
+    if (pad < 1)
+        *o++ = (unsigned char)w;
+    return o - start;
 }
 
 int
-tok_add_b64_token(struct tok *t, const char *s, size_t n, int64_t rank, struct buf *scratch,
-                  size_t *bad, struct kerr *err)
+tok_add_b64_token(struct tok *t, const char *s, size_t n, int64_t rank, size_t *bad,
+                  struct kerr *err)
 {
-    buf_reset(scratch);
-    if (b64_decode(s, n, scratch, bad) < 0)
+    buf_reserve(&t->slab, n / 4 * 3);
+    long m = b64_decode(s, n, (unsigned char *)t->slab.p + t->slab.len, bad);
+    if (m < 0)
         return kerr_set(err, "invalid base64");
     *bad = 0;
-    return tok_set_token(t, (int32_t)rank, scratch->p, scratch->len, TOK_TYPE_NORMAL, err);
+    return set_entry(t, (int32_t)rank, (size_t)m, TOK_TYPE_NORMAL, err);
 }
 
 struct tok *
@@ -1064,7 +1114,10 @@ tok_load_tiktoken(const char *s, size_t n, const char *name, const char *pattern
         return NULL;
     tok_split_del(sp);
     struct tok *t = tok_alloc(pre, regex);
-    struct buf scratch = {0};
+    size_t lines = 1;
+    for (const char *q = s; (q = memchr(q, '\n', (size_t)(s + n - q))); q++)
+        lines++;
+    tok_reserve(t, lines, n / 4 * 3);
     size_t line = 0;
     for (size_t i = 0; i < n;) {
         line++;
@@ -1100,12 +1153,11 @@ tok_load_tiktoken(const char *s, size_t n, const char *name, const char *pattern
             kerr_set(err, "%s:%zu:%zu: rank too large", name, line, blen + 2);
             goto fail;
         }
-        if (tok_add_b64_token(t, l, blen, rank, &scratch, &bad, err) < 0) {
+        if (tok_add_b64_token(t, l, blen, rank, &bad, err) < 0) {
             kerr_prefix(err, "%s:%zu:%zu", name, line, bad + 1);
             goto fail;
         }
     }
-    buf_free(&scratch);
     if (tok_index(t, err) < 0 || tok_finish(t, true, true, err) < 0) {
         kerr_prefix(err, "%s", name);
         tok_del(t);
@@ -1113,7 +1165,6 @@ tok_load_tiktoken(const char *s, size_t n, const char *name, const char *pattern
     }
     return t;
 fail:
-    buf_free(&scratch);
     tok_del(t);
     return NULL;
 }

@@ -364,6 +364,110 @@ load_fails(const char *doc, const char *want)
     tok_del(t);
 }
 
+
+// ---- base64 token loading: rank file and npm JSON agree with the bytes they encode ------------
+
+static void
+rank_fails(const char *doc, const char *want)
+{
+    struct kerr err = {{0}};
+    struct tok *t = tok_load_tiktoken(doc, strlen(doc), "r", "gpt2", &err);
+    CHECK_MSG(t == NULL && strstr(err.msg, want), "want \"%s\", got \"%s\"", want, err.msg);
+    tok_del(t);
+}
+
+static void
+npm_fails(const char *doc, const char *want)
+{
+    struct kerr err = {{0}};
+    struct tok *t = tok_load_npm(doc, strlen(doc), "e.json", &err);
+    CHECK_MSG(t == NULL && strstr(err.msg, want), "want \"%s\", got \"%s\"", want, err.msg);
+    tok_del(t);
+}
+
+static void
+test_b64_loaders(void)
+{
+    // 256 bytes, then 300 random tokens of 2..40 bytes (every padding case), in a rank file,
+    // an npm JSON with "! offset" runs, and the same with an escaped separator.
+    enum { EXTRA = 300 };
+    static unsigned char tokbytes[EXTRA][40];
+    size_t toklen[EXTRA];
+    struct buf rf = {0}, ranks = {0};
+    for (int b = 0; b < 256; b++) {
+        unsigned char c = (unsigned char)b;
+        b64(&c, 1, &rf);
+        buf_printf(&rf, " %d\n", b);
+        if (b % 100 == 0)
+            buf_printf(&ranks, "%s! %d ", b ? " " : "", b); // a run may restate its offset
+        else
+            buf_putc(&ranks, ' ');
+        b64(&c, 1, &ranks);
+    }
+    buf_puts(&ranks, " ! 256");
+    for (size_t i = 0; i < EXTRA; i++) {
+        toklen[i] = 2 + rnd() % 39;
+        tokbytes[i][0] = (unsigned char)i; // distinct
+        tokbytes[i][1] = (unsigned char)(i >> 8) | 0x80;
+        for (size_t k = 2; k < toklen[i]; k++)
+            tokbytes[i][k] = (unsigned char)rnd();
+        b64(tokbytes[i], toklen[i], &rf);
+        buf_printf(&rf, " %zu\n", 256 + i);
+        buf_putc(&ranks, ' ');
+        b64(tokbytes[i], toklen[i], &ranks);
+    }
+    struct buf npm = {0}, esc = {0};
+    buf_printf(&npm, "{\"pat_str\": \"gpt2\", \"special_tokens\": {\"<|endoftext|>\": %d}, "
+                     "\"bpe_ranks\": \"%s\"}",
+               256 + EXTRA, ranks.p);
+    const char *sp = strchr(strstr(npm.p, "bpe_ranks") + 14, ' ');
+    buf_append(&esc, npm.p, (size_t)(sp - npm.p));
+    buf_puts(&esc, "\\u0020");
+    buf_puts(&esc, sp + 1);
+    struct kerr err;
+    struct tok *t[3] = {tok_load_tiktoken(rf.p, rf.len, "r", "gpt2", &err),
+                        tok_load_npm(npm.p, npm.len, "e.json", &err),
+                        tok_load_npm(esc.p, esc.len, "e.json", &err)};
+    for (int k = 0; k < 3; k++) {
+        CHECK_MSG(t[k] != NULL, "loader %d: %s", k, err.msg);
+        if (!t[k])
+            continue;
+        for (size_t i = 0; i < EXTRA; i++) {
+            size_t n;
+            const char *b = tok_token_bytes(t[k], (int32_t)(256 + i), &n);
+            CHECK(b && n == toklen[i] && memcmp(b, tokbytes[i], n) == 0);
+            CHECK_EQ_INT(tok_token_id(t[k], (const char *)tokbytes[i], toklen[i]),
+                         (int)(256 + i));
+        }
+        for (int b = 0; b < 256; b++) {
+            char c = (char)b;
+            CHECK_EQ_INT(tok_token_id(t[k], &c, 1), b);
+        }
+        if (k > 0)
+            CHECK_EQ_INT(tok_special_id(t[k], "<|endoftext|>"), 256 + EXTRA);
+        tok_del(t[k]);
+    }
+    buf_free(&rf);
+    buf_free(&ranks);
+    buf_free(&npm);
+    buf_free(&esc);
+    // Malformed base64: the column of the offending character, in every group and padding case.
+    rank_fails("QUJD*UJD 0\n", "r:1:5: invalid base64");
+    rank_fails("QUJDQUJ* 0\n", "r:1:8: invalid base64");
+    rank_fails("QUJD=UJD 0\n", "r:1:5: invalid base64"); // padding before the last group
+    rank_fails("QU=D 0\n", "r:1:4: invalid base64");     // data after padding
+    rank_fails("Q=== 0\n", "r:1:2: invalid base64");     // at most two '='
+    rank_fails("QUJ 0\n", "r:1:4: invalid base64");      // not a multiple of 4
+    rank_fails("QQ== 0\nQQ== 1\n", "appears twice");
+    rank_fails("QQ== 0\nQg== 0\n", "r:2:1: token id 0 appears twice");
+    npm_fails("{\"pat_str\": \"gpt2\", \"bpe_ranks\": \"! 0 QQ== Q*== \"}",
+              "e.json:1:45: invalid base64");
+    npm_fails("{\"pat_str\": \"gpt2\", \"bpe_ranks\": \"! 0 QQ==  Qg==\"}",
+              "e.json:1:44: bpe_ranks: empty item");
+    npm_fails("{\"pat_str\": \"gpt2\", \"bpe_ranks\": \"! x QQ==\"}",
+              "e.json:1:37: bpe_ranks: '!' must be followed by a rank");
+}
+
 static void
 test_loaders(void)
 {
@@ -759,6 +863,7 @@ main(void)
     test_rank_bpe();
     test_encode_vs_reference();
     test_loaders();
+    test_b64_loaders();
     test_train();
     return test_summary();
 }
