@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 
 #define BPE_SMALL 48
+#define BYTE_PAIRS_BYTES (256 * 256 * sizeof(struct tok_rank))
 #define TOK_MAX_IDS (1 << 24)
 
 // ---- byte-to-unicode -----------------------------------------------------------------------
@@ -114,18 +115,50 @@ tok_unicode_to_bytes(const char *s, size_t n, struct buf *out)
 // ---- building ------------------------------------------------------------------------------
 
 #define HUGE_PAGE ((size_t)2 << 20)
+#define HUGE_MIN (HUGE_PAGE / 4) // smaller blocks come from malloc as usual
+
+void *
+tok_big_alloc(size_t bytes)
+{
+    if (bytes < HUGE_MIN)
+        return xmalloc(bytes);
+    bytes = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    void *p;
+    if (posix_memalign(&p, HUGE_PAGE, bytes) != 0)
+        return xmalloc(bytes); // out of memory there too: xmalloc's message and exit
+    madvise(p, bytes, MADV_HUGEPAGE); // a hint: without transparent huge pages it fails, harmlessly
+    return p;
+}
 
 void *
 tok_table_alloc(size_t bytes)
 {
-    if (bytes < HUGE_PAGE / 4)
+    if (bytes < HUGE_MIN)
         return xcalloc(1, bytes);
-    bytes = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
-    void *p;
-    if (posix_memalign(&p, HUGE_PAGE, bytes) != 0)
-        return xcalloc(1, bytes);
-    madvise(p, bytes, MADV_HUGEPAGE); // a hint: without transparent huge pages it fails, harmlessly
-    return memset(p, 0, bytes);
+    // Fresh anonymous memory is zero, and a page is only zeroed when first touched; map 2 MB
+    // more than needed and trim, so the table starts on a huge-page boundary.
+    size_t n = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    char *m = mmap(NULL, n + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        xmalloc(SIZE_MAX); // out of memory: xmalloc's message and exit
+    char *p = (char *)(((uintptr_t)m + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (p > m)
+        munmap(m, (size_t)(p - m));
+    if (p + n < m + n + HUGE_PAGE)
+        munmap(p + n, (size_t)(m + n + HUGE_PAGE - (p + n)));
+    madvise(p, n, MADV_HUGEPAGE);
+    return p;
+}
+
+void
+tok_table_free(void *p, size_t bytes)
+{
+    if (!p)
+        return;
+    if (bytes < HUGE_MIN)
+        free(p);
+    else
+        munmap(p, (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1));
 }
 
 struct tok *
@@ -138,9 +171,11 @@ tok_alloc(enum tok_pre pre, const char *regex)
     for (int b = 0; b < 256; b++)
         t->byte_id[b] = -1;
     atomic_init(&t->merges_ready, true);
-    pthread_mutex_init(&t->merges_lock, NULL);
+    pthread_mutex_init(&t->lazy_lock, NULL);
     return t;
 }
+
+static void cache_free(struct tok *t);
 
 void
 tok_del(struct tok *t)
@@ -149,13 +184,14 @@ tok_del(struct tok *t)
         return;
     free(t->ent);
     buf_free(&t->slab);
-    free(t->bmap);
+    tok_table_free(t->bmap, t->bmap ? (t->bmask + 1) * sizeof *t->bmap : 0);
     free(t->pairs);
-    free(t->byte_pairs);
+    tok_table_free(t->byte_pairs, BYTE_PAIRS_BYTES);
     free(t->merges);
     free(t->regex);
     free(t->spec);
-    pthread_mutex_destroy(&t->merges_lock);
+    cache_free(t);
+    pthread_mutex_destroy(&t->lazy_lock);
     free(t);
 }
 
@@ -176,11 +212,11 @@ void
 tok_reserve(struct tok *t, size_t ids, size_t bytes)
 {
     if (!t->ent && ids) {
-        t->ent = tok_table_alloc(ids * sizeof *t->ent);
+        t->ent = tok_big_alloc(ids * sizeof *t->ent);
         t->cap = ids;
     }
     if (!t->slab.p && bytes) {
-        t->slab.p = tok_table_alloc(bytes + 1);
+        t->slab.p = tok_big_alloc(bytes + 1);
         t->slab.cap = bytes + 1;
     }
 }
@@ -345,7 +381,7 @@ tok_index(struct tok *t, struct kerr *err)
     size_t cap = 16;
     while (cap < 2 * t->n + 16)
         cap *= 2;
-    free(t->bmap);
+    tok_table_free(t->bmap, t->bmap ? (t->bmask + 1) * sizeof *t->bmap : 0);
     t->bmap = tok_table_alloc(cap * sizeof *t->bmap);
     t->bmask = cap - 1;
     free(t->spec);
@@ -488,12 +524,12 @@ tok_merges_derive(const struct tok *tc)
     if (atomic_load_explicit(&tc->merges_ready, memory_order_acquire))
         return;
     struct tok *t = (struct tok *)tc; // the lazily derived part of an immutable tokenizer
-    pthread_mutex_lock(&t->merges_lock);
+    pthread_mutex_lock(&t->lazy_lock);
     if (!atomic_load_explicit(&t->merges_ready, memory_order_relaxed)) {
         merges_derive(t);
         atomic_store_explicit(&t->merges_ready, true, memory_order_release);
     }
-    pthread_mutex_unlock(&t->merges_lock);
+    pthread_mutex_unlock(&t->lazy_lock);
 }
 
 int
@@ -518,8 +554,8 @@ tok_finish(struct tok *t, bool tiktoken, bool ignore_merges, struct kerr *err)
             pair_put(t, m->a, m->b, (int32_t)i, m->c);
         }
     }
-    free(t->byte_pairs);
-    t->byte_pairs = tok_table_alloc(256 * 256 * sizeof *t->byte_pairs);
+    tok_table_free(t->byte_pairs, BYTE_PAIRS_BYTES);
+    t->byte_pairs = tok_table_alloc(BYTE_PAIRS_BYTES);
     for (int a = 0; a < 256; a++)
         for (int b = 0; b < 256; b++) {
             struct tok_rank *r = &t->byte_pairs[a << 8 | b];
@@ -601,18 +637,32 @@ tok_ids_free(struct tok_ids *ids)
     ids->n = ids->cap = 0;
 }
 
-// The piece cache, per thread: pieces of 2..PC_MAX bytes with their ids, direct-mapped by the
-// piece's hash, 64-byte entries holding the key words and up to PC_IDS ids. Natural text
-// repeats its words, so most pieces cost one hash and one cache line. It changes speed only,
-// never the ids.
-#define PC_BITS 16
+// The piece cache: pieces of 2..PC_MAX bytes with their ids, direct-mapped by the piece's
+// hash, 64-byte entries holding the key words and up to PC_IDS ids. Natural text repeats its
+// words, so most pieces cost one hash and one cache line. It changes speed only, never the
+// ids. One cache serves every encoder of a tokenizer, so a thread does not redo the pieces
+// another has already encoded (with per-thread caches a second thread added ~15% misses).
+// Concurrent use is a seqlock per entry: a writer claims the entry by making `seq` odd (and
+// gives up if another writer holds it), stores the fields, then publishes an even `seq`; a
+// reader takes the entry only if `seq` is even and unchanged across its reads. All fields are
+// atomics accessed relaxed (plain loads and stores on x86), with the fences of Boehm's
+// "Can seqlocks get along with programming language memory models?" (2012).
+#define PC_BITS 17
 #define PC_MAX 16
-#define PC_IDS 11
-struct pc_ent {
-    uint64_t w0, w1; // key words: key_word(piece), and the last 8 bytes for pieces over 8
-    uint8_t n, nids; // n = 0: empty
-    int32_t ids[PC_IDS];
+#define PC_IDS 10
+struct tok_pc_ent {
+    _Atomic uint64_t seq;    // even: stable; odd: being written
+    _Atomic uint64_t w0, w1; // key words: key_word(piece), and the last 8 bytes for pieces over 8
+    _Atomic uint64_t meta;   // n | nids << 8 (n = 0: empty)
+    _Atomic uint64_t ids[PC_IDS / 2]; // two ids a word
 };
+#define PC_BYTES (((size_t)1 << PC_BITS) * sizeof(struct tok_pc_ent))
+
+static void
+cache_free(struct tok *t)
+{
+    tok_table_free(t->cache, PC_BYTES);
+}
 
 // Pieces waiting to be encoded (see pend_flush).
 #define PEND_MAX 32
@@ -626,7 +676,7 @@ struct tok_enc {
     const struct tok *t;
     struct pend pend[PEND_MAX];
     size_t n_pend;
-    struct pc_ent *cache;
+    struct tok_pc_ent *cache; // t->cache
     struct tok_split *sp;
     struct tok_ids *out;
     // small pieces: parts (id, first byte), pair ranks and results
@@ -643,7 +693,12 @@ tok_enc_new(const struct tok *t)
 {
     struct tok_enc *e = xcalloc(1, sizeof *e);
     e->t = t;
-    e->cache = tok_table_alloc(((size_t)1 << PC_BITS) * sizeof *e->cache);
+    struct tok *tm = (struct tok *)t; // the cache is the lazily made part of a shared tokenizer
+    pthread_mutex_lock(&tm->lazy_lock);
+    if (!tm->cache)
+        tm->cache = tok_table_alloc(PC_BYTES);
+    pthread_mutex_unlock(&tm->lazy_lock);
+    e->cache = t->cache;
     struct kerr err;
     e->sp = tok_split_new(t->pre, t->regex, &err);
     if (!e->sp) // the regex compiled when the tokenizer was loaded; it cannot fail now
@@ -662,7 +717,6 @@ tok_enc_del(struct tok_enc *e)
     free(e->prev);
     free(e->res);
     free(e->tree);
-    free(e->cache);
     free(e);
 }
 
@@ -829,27 +883,45 @@ encode_cached(struct tok_enc *e, const struct pend *q)
         return;
     }
     uint64_t w1 = n > 8 ? load64(p + n - 8) : 0;
-    struct pc_ent *c = &e->cache[q->hash >> (64 - PC_BITS)];
-    if (c->n == n && c->w0 == q->w && c->w1 == w1) {
-        if (out->cap - out->n < PC_IDS)
-            for (size_t i = 0; i < c->nids; i++)
-                tok_ids_push(out, c->ids[i]);
-        else {
-            memcpy(out->v + out->n, c->ids, PC_IDS * sizeof *c->ids);
-            out->n += c->nids;
+    struct tok_pc_ent *c = &e->cache[q->hash >> (64 - PC_BITS)];
+    uint64_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+    uint64_t meta = atomic_load_explicit(&c->meta, memory_order_relaxed);
+    if ((meta & 0xff) == n && atomic_load_explicit(&c->w0, memory_order_relaxed) == q->w &&
+        atomic_load_explicit(&c->w1, memory_order_relaxed) == w1) {
+        uint64_t v[PC_IDS / 2];
+        for (size_t i = 0; i < PC_IDS / 2; i++)
+            v[i] = atomic_load_explicit(&c->ids[i], memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        if (!(seq & 1) && atomic_load_explicit(&c->seq, memory_order_relaxed) == seq) {
+            size_t k = (size_t)(meta >> 8);
+            if (out->cap - out->n < PC_IDS) {
+                int32_t ids[PC_IDS];
+                memcpy(ids, v, sizeof v);
+                for (size_t i = 0; i < k; i++)
+                    tok_ids_push(out, ids[i]);
+            } else {
+                memcpy(out->v + out->n, v, sizeof v);
+                out->n += k;
+            }
+            return;
         }
-        return;
     }
     size_t first = out->n;
     encode_uncached(e, p, n, q->hash, q->w);
     size_t k = out->n - first;
-    if (k <= PC_IDS) {
-        c->n = (uint8_t)n;
-        c->w0 = q->w;
-        c->w1 = w1;
-        c->nids = (uint8_t)k;
-        memcpy(c->ids, out->v + first, k * sizeof *c->ids);
-    }
+    if (k > PC_IDS || (seq & 1) ||
+        !atomic_compare_exchange_strong_explicit(&c->seq, &seq, seq + 1, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return; // too many ids, or another thread is writing the entry
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&c->w0, q->w, memory_order_relaxed);
+    atomic_store_explicit(&c->w1, w1, memory_order_relaxed);
+    atomic_store_explicit(&c->meta, n | k << 8, memory_order_relaxed);
+    uint64_t v[PC_IDS / 2] = {0};
+    memcpy(v, out->v + first, k * sizeof *out->v);
+    for (size_t i = 0; i < PC_IDS / 2; i++)
+        atomic_store_explicit(&c->ids[i], v[i], memory_order_relaxed);
+    atomic_store_explicit(&c->seq, seq + 2, memory_order_release);
 }
 
 // Encodes the pending pieces: first their hashes, prefetching their cache entries (which

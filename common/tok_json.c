@@ -436,7 +436,7 @@ tok_load_file(const char *path, const char *pattern, struct kerr *err)
         // Room for read_file's last 64 KB read: the buffer never grows (a grown buffer's
         // every page would be a page fault again).
         b.cap = (size_t)st.st_size + (1 << 16) + 1;
-        b.p = tok_table_alloc(b.cap);
+        b.p = tok_big_alloc(b.cap);
     }
     if (read_file(path, 0, &b, err) < 0) {
         buf_free(&b);

@@ -10,6 +10,7 @@
 
 #include "test.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 static uint64_t rng = 42;
@@ -855,6 +856,81 @@ test_encode_vs_reference(void)
     buf_free(&corpus);
 }
 
+// ---- encoders on several threads share one piece cache --------------------------------------
+
+struct shared_job {
+    struct tok *t;
+    const struct buf *texts;
+    const struct tok_ids *want;
+    size_t n, first;
+    int bad;
+};
+
+static void *
+shared_encode(void *arg)
+{
+    struct shared_job *j = arg;
+    struct tok_enc *e = tok_enc_new(j->t);
+    struct tok_ids got = {0};
+    struct kerr err;
+    for (int round = 0; round < 2; round++)
+        for (size_t k = 0; k < j->n; k++) {
+            size_t i = (j->first + k) % j->n;
+            got.n = 0;
+            if (tok_encode(e, j->texts[i].p, j->texts[i].len, 0, &got, &err) < 0 ||
+                got.n != j->want[i].n || memcmp(got.v, j->want[i].v, got.n * sizeof *got.v))
+                j->bad++;
+        }
+    tok_ids_free(&got);
+    tok_enc_del(e);
+    return NULL;
+}
+
+static void
+test_shared_cache(void)
+{
+    // Many distinct short pieces (so cache entries are overwritten while others read them),
+    // encoded by four threads at once — two in the same order, racing for the same entries —
+    // must give the ids a tokenizer of its own gives on one thread.
+    static const char *const extra[] = {"ab", "ba", "abc", "ca", " a", " b", "cc", "a1", "1é"};
+    struct tok *shared = rank_vocab(extra, KILN_ARRAY_LEN(extra), "gpt2");
+    struct tok *alone = rank_vocab(extra, KILN_ARRAY_LEN(extra), "gpt2");
+    if (!shared || !alone)
+        return;
+    enum { TEXTS = 300 };
+    struct buf *texts = xcalloc(TEXTS, sizeof *texts);
+    struct tok_ids *want = xcalloc(TEXTS, sizeof *want);
+    struct tok_enc *e = tok_enc_new(alone);
+    struct kerr err;
+    for (size_t i = 0; i < TEXTS; i++) {
+        for (int w = 0; w < 150; w++) {
+            buf_putc(&texts[i], ' ');
+            for (int k = 1 + (int)(rnd() % 15); k > 0; k--)
+                buf_puts(&texts[i], (const char *[]){"a", "b", "c", "1", "\xc3\xa9"}[rnd() % 5]);
+        }
+        CHECK(tok_encode(e, texts[i].p, texts[i].len, 0, &want[i], &err) == 0);
+    }
+    tok_enc_del(e);
+    struct shared_job jobs[4];
+    pthread_t th[4];
+    for (int k = 0; k < 4; k++) {
+        jobs[k] = (struct shared_job){shared, texts, want, TEXTS, k < 2 ? 0 : (size_t)k * 97, 0};
+        CHECK(pthread_create(&th[k], NULL, shared_encode, &jobs[k]) == 0);
+    }
+    for (int k = 0; k < 4; k++) {
+        pthread_join(th[k], NULL);
+        CHECK_MSG(jobs[k].bad == 0, "thread %d: %d texts differ", k, jobs[k].bad);
+    }
+    for (size_t i = 0; i < TEXTS; i++) {
+        buf_free(&texts[i]);
+        tok_ids_free(&want[i]);
+    }
+    free(texts);
+    free(want);
+    tok_del(shared);
+    tok_del(alone);
+}
+
 int
 main(void)
 {
@@ -862,6 +938,7 @@ main(void)
     test_pretokenizers();
     test_rank_bpe();
     test_encode_vs_reference();
+    test_shared_cache();
     test_loaders();
     test_b64_loaders();
     test_train();
