@@ -339,19 +339,28 @@ bmap_get(const struct tok *t, const char *s, size_t n)
     return bmap_get_h(t, bytes_hash(s, n, w), w, s, n);
 }
 
-int32_t
-tok_bmap_put(struct tok *t, int32_t id)
+// Inserts ordinary token id, whose key word is w and hash h (see tok_bmap_put).
+static int32_t
+bmap_put_h(struct tok *t, int32_t id, uint64_t hash, uint64_t w)
 {
     const struct tok_ent *e = &t->ent[id];
     const char *s = t->slab.p + e->off;
     size_t n = e->len;
-    uint64_t w = key_word(s, n);
-    size_t h = bytes_hash(s, n, w) & t->bmask;
+    size_t h = hash & t->bmask;
     for (; t->bmap[h].len; h = (h + 1) & t->bmask)
         if (slot_is(t, &t->bmap[h], w, s, n))
             return t->bmap[h].id;
     t->bmap[h] = (struct tok_bslot){w, id, (uint32_t)n};
     return -1;
+}
+
+int32_t
+tok_bmap_put(struct tok *t, int32_t id)
+{
+    const struct tok_ent *e = &t->ent[id];
+    const char *s = t->slab.p + e->off;
+    uint64_t w = key_word(s, e->len);
+    return bmap_put_h(t, id, bytes_hash(s, e->len, w), w);
 }
 
 static void
@@ -387,32 +396,42 @@ tok_index(struct tok *t, struct kerr *err)
     free(t->spec);
     t->spec = NULL;
     t->n_spec = 0;
-    for (size_t id = 0; id < t->n; id++) {
-        const struct tok_ent *e = &t->ent[id];
-        if (id + 16 < t->n) { // the slot of a token a little ahead: insertion is latency-bound
-            const struct tok_ent *f = &t->ent[id + 16];
+    // Insertion is latency-bound: the slot of the token AHEAD ids on is prefetched, its key
+    // word and hash kept in a ring until its turn.
+    enum { AHEAD = 16, RING = 2 * AHEAD };
+    uint64_t ring_w[RING], ring_h[RING];
+    for (size_t id = 0; id < t->n + AHEAD; id++) {
+        if (id < t->n) {
+            const struct tok_ent *f = &t->ent[id];
             const char *fs = t->slab.p + f->off;
-            __builtin_prefetch(&t->bmap[bytes_hash(fs, f->len, key_word(fs, f->len)) & t->bmask]);
+            uint64_t w = key_word(fs, f->len), h = bytes_hash(fs, f->len, w);
+            __builtin_prefetch(&t->bmap[h & t->bmask]);
+            ring_w[id % RING] = w;
+            ring_h[id % RING] = h;
         }
+        if (id < AHEAD)
+            continue;
+        size_t i = id - AHEAD;
+        const struct tok_ent *e = &t->ent[i];
         if (e->type == TOK_TYPE_CONTROL || e->type == TOK_TYPE_USER) {
             t->spec = xrealloc(t->spec, (t->n_spec + 1) * sizeof *t->spec);
-            t->spec[t->n_spec++] = (int32_t)id;
+            t->spec[t->n_spec++] = (int32_t)i;
             continue;
         }
         if (e->type != TOK_TYPE_NORMAL)
             continue;
         const char *s = t->slab.p + e->off;
-        int32_t twin = tok_bmap_put(t, (int32_t)id);
+        int32_t twin = bmap_put_h(t, (int32_t)i, ring_h[i % RING], ring_w[i % RING]);
         if (twin >= 0) {
             struct buf u = {0};
             tok_bytes_to_unicode(s, e->len, &u);
             kerr_set(err, "token \"%.200s\" appears twice (ids %ld and %ld)", u.p, (long)twin,
-                     (long)id);
+                     (long)i);
             buf_free(&u);
             return -1;
         }
         if (e->len == 1)
-            t->byte_id[(unsigned char)s[0]] = (int32_t)id;
+            t->byte_id[(unsigned char)s[0]] = (int32_t)i;
     }
     for (int b = 0; b < 256; b++)
         if (t->byte_id[b] < 0) {

@@ -351,9 +351,8 @@ load_npm_doc(const char *s, const struct json_val *doc, const char *name, struct
     int64_t rank = 0;
     bool want_offset = false;
     for (size_t i = 0; i < tn;) {
-        size_t j = i;
-        while (j < tn && tp[j] != ' ')
-            j++;
+        const char *space = memchr(tp + i, ' ', tn - i);
+        size_t j = space ? (size_t)(space - tp) : tn;
         const char *at = ranks.escaped ? base : base + i;
         if (j == i) {
             pos_err(err, name, s, at, "bpe_ranks: empty item");
