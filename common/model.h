@@ -167,7 +167,7 @@ struct model_acts {
     float *xn1, *xn2; // [L, n, dim] normed inputs of attention and MLP
     float *rstd1, *rstd2; // [L, n]
     float *qkv;     // [L, n, (nh+2nkv)hd] (q, k rotated)
-    float *att;     // [L, b, nh, t, t] attention probabilities (forward only: [nh, t, t])
+    float *att;     // [L, b, nh, t, t] attention probabilities (forward only: scratch)
     float *ao;      // [L, n, nh*hd] attention output before o_proj
     float *gu;      // [L, n, 2ffn]
     float *h;       // [L, n, ffn] silu(gate)*up
