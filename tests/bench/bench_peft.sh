@@ -3,7 +3,8 @@
 # LoRA r8 (q,k,v,o,gate,up,down), QLoRA r8 (the same adapters over an NF4 base) and HFT, the
 # AdamW state each keeps, and the peak RSS of LoRA and QLoRA (train --stats); also QLoRA over a
 # Q4_0 base. Targets (issue 8): LoRA step time ≤ 0.75x full (compared in CPU seconds per step:
-# the machine is shared); LoRA optimizer memory ≤ 5% of full.
+# the machine is shared; full and LoRA alternate PEFT_REPS times); LoRA optimizer memory ≤ 5%
+# of full.
 : "${PEFT_STEPS:=8}"
 # One thread by default: on a shared machine a 2-thread run's CPU time also counts the time a
 # worker waits for the other one to be scheduled; PEFT_THREADS=2 for the 2-core tokens/s.
@@ -42,7 +43,17 @@ peft_run() {
     echo "$tps $mem $cpu"
 }
 
+# The step-time ratio: full and LoRA alternate PEFT_REPS times (median of each), so a change
+# of load hits both alike; the other methods run once.
+: "${PEFT_REPS:=3}"
 declare -A tps mem cpu
+declare -a cpu_full cpu_lora
+for ((i = 1; i < PEFT_REPS; i++)); do
+    r=$(peft_run full) || return 1
+    cpu_full+=("${r##* }")
+    r=$(peft_run lora --method lora --lora-r 8 --lora-targets all) || return 1
+    cpu_lora+=("${r##* }")
+done
 for m in full lora qlora qlora-q4_0 hft; do
     case $m in
     full) r=$(peft_run full) ;;
@@ -54,6 +65,10 @@ for m in full lora qlora qlora-q4_0 hft; do
     esac || return 1
     read -r tps[$m] mem[$m] cpu[$m] <<<"$r"
 done
+cpu_full+=("${cpu[full]}")
+cpu_lora+=("${cpu[lora]}")
+cpu[full]=$(printf '%s\n' "${cpu_full[@]}" | median_of)
+cpu[lora]=$(printf '%s\n' "${cpu_lora[@]}" | median_of)
 rss() { sed 's/.*"peak_rss_bytes":\([0-9]*\).*/\1/' "$work/$1.stats.json" | awk '{ printf "%.1f", $1 / 1048576 }'; }
 rss_lora=$(rss lora) rss_qlora=$(rss qlora) rss_q4=$(rss qlora-q4_0)
 step_ratio=$(echo "${cpu[lora]} / ${cpu[full]}" | bc -l)
@@ -64,8 +79,8 @@ awk -v f="${tps[full]}" -v l="${tps[lora]}" -v q="${tps[qlora]}" -v q4="${tps[ql
     -v h="${tps[hft]}" -v cf="${cpu[full]}" -v cl="${cpu[lora]}" -v cq="${cpu[qlora]}" \
     -v cq4="${cpu[qlora-q4_0]}" -v ch="${cpu[hft]}" -v sr="$step_ratio" -v wr="$wall_ratio" \
     -v mf="${mem[full]}" -v ml="${mem[lora]}" -v mr="$mem_ratio" -v rl="$rss_lora" \
-    -v rq="$rss_qlora" -v rq4="$rss_q4" -v la="$la" -v th="$PEFT_THREADS" -v st="$PEFT_STEPS" 'BEGIN {
-    printf "peft small: %d thread(s), %d steps per method\n", th, st
+    -v rq="$rss_qlora" -v rq4="$rss_q4" -v la="$la" -v th="$PEFT_THREADS" -v st="$PEFT_STEPS" -v reps="$PEFT_REPS" 'BEGIN {
+    printf "peft small: %d thread(s), %d steps per method; CPU s/step of full and LoRA: median of %d alternating runs\n", th, st, reps
     printf "peft small: tokens/s (wall, median) full %.0f, LoRA r8 %.0f, QLoRA r8 NF4 %.0f, QLoRA r8 Q4_0 %.0f, HFT %.0f   load %s\n", f, l, q, q4, h, la
     printf "peft small: CPU s/step full %.2f, LoRA r8 %.2f, QLoRA NF4 %.2f, QLoRA Q4_0 %.2f, HFT %.2f\n", cf, cl, cq, cq4, ch
     printf "peft small: peak RSS LoRA %.1f MiB, QLoRA NF4 %.1f MiB, Q4_0 %.1f MiB (activations dominate at T 256, batch 8)\n", rl, rq, rq4
@@ -78,4 +93,4 @@ bench_record peft_small tokens_per_s_full "${tps[full]}" tokens_per_s_lora "${tp
     cpu_s_per_step_qlora_q4_0 "${cpu[qlora-q4_0]}" cpu_s_per_step_hft "${cpu[hft]}" \
     peak_rss_mib_lora "$rss_lora" peak_rss_mib_qlora "$rss_qlora" peak_rss_mib_qlora_q4_0 "$rss_q4" \
     lora_step_ratio "$step_ratio" lora_wall_ratio "$wall_ratio" adamw_mib_full "${mem[full]}" \
-    adamw_mib_lora "${mem[lora]}" lora_adamw_ratio "$mem_ratio" threads "$PEFT_THREADS" load "$la"
+    adamw_mib_lora "${mem[lora]}" lora_adamw_ratio "$mem_ratio" threads "$PEFT_THREADS" reps "$PEFT_REPS" load "$la"
