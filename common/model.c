@@ -606,12 +606,16 @@ model_backward(struct model *m, struct model_acts *a, struct kpool *p)
         kern_attn_bwd(p, &ka, a->dqkv, a->dao, la.att, la.qkv, a->dattn);
         kern_rope(p, a->dqkv, n, nq, 0, c->n_heads + c->n_kv_heads, hd, t, NULL, m->rope_cos,
                   m->rope_sin, true);
-        lin_bwd_x(m, p, l, MODEL_LIN_QKV, a->dxn, a->dqkv, w.wqkv, n, d, nq);
-        hook_bwd(m, l, MODEL_LIN_QKV, la.xn1, a->dqkv, a->dxn, n);
+        // below layer 0 only the embedding: with it and ln1 frozen nothing needs dxn
+        bool need_dx = l > 0 || !m->frozen[0] || !m->frozen[ti];
+        if (need_dx)
+            lin_bwd_x(m, p, l, MODEL_LIN_QKV, a->dxn, a->dqkv, w.wqkv, n, d, nq);
+        hook_bwd(m, l, MODEL_LIN_QKV, la.xn1, a->dqkv, need_dx ? a->dxn : NULL, n);
         weight_grad(m, p, ti + 1, a->dqkv, nq, 0, la.xn1, n);
         weight_grad(m, p, ti + 2, a->dqkv, nq, no, la.xn1, n);
         weight_grad(m, p, ti + 3, a->dqkv, nq, no + c->n_kv_heads * hd, la.xn1, n);
-        norm_grad(m, p, ti + 0, a->dx, a->dxn, la.x, la.rstd1, n);
+        if (need_dx)
+            norm_grad(m, p, ti + 0, a->dx, a->dxn, la.x, la.rstd1, n);
     }
     if (!m->frozen[0]) {
         float *demb = m->grads + m->tensors[0].offset;

@@ -98,7 +98,9 @@ enum model_linear {
 };
 
 // Side paths added to linear layers (e.g. LoRA). fwd adds to y[n,out] given x[n,in];
-// bwd adds to dx[n,in] given dy[n,out] and x (accumulating its own parameters' gradients).
+// bwd adds to dx[n,in] given dy[n,out] and x (accumulating its own parameters' gradients);
+// dx is NULL when nothing needs the input gradient (layer 0's q,k,v with the embedding and
+// input_layernorm frozen).
 // Called only for layers where the hook is set; ctx is passed through.
 struct model_hooks {
     void (*fwd)(void *ctx, int layer, enum model_linear which, const float *x, float *y, int n);

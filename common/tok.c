@@ -15,8 +15,10 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define BPE_SMALL 48
+#define BYTE_PAIRS_BYTES (256 * 256 * sizeof(struct tok_rank))
 #define TOK_MAX_IDS (1 << 24)
 
 // ---- byte-to-unicode -----------------------------------------------------------------------
@@ -112,6 +114,53 @@ tok_unicode_to_bytes(const char *s, size_t n, struct buf *out)
 
 // ---- building ------------------------------------------------------------------------------
 
+#define HUGE_PAGE ((size_t)2 << 20)
+#define HUGE_MIN (HUGE_PAGE / 4) // smaller blocks come from malloc as usual
+
+void *
+tok_big_alloc(size_t bytes)
+{
+    if (bytes < HUGE_MIN)
+        return xmalloc(bytes);
+    bytes = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    void *p;
+    if (posix_memalign(&p, HUGE_PAGE, bytes) != 0)
+        return xmalloc(bytes); // out of memory there too: xmalloc's message and exit
+    madvise(p, bytes, MADV_HUGEPAGE); // a hint: without transparent huge pages it fails, harmlessly
+    return p;
+}
+
+void *
+tok_table_alloc(size_t bytes)
+{
+    if (bytes < HUGE_MIN)
+        return xcalloc(1, bytes);
+    // Fresh anonymous memory is zero, and a page is only zeroed when first touched; map 2 MB
+    // more than needed and trim, so the table starts on a huge-page boundary.
+    size_t n = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    char *m = mmap(NULL, n + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        xmalloc(SIZE_MAX); // out of memory: xmalloc's message and exit
+    char *p = (char *)(((uintptr_t)m + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (p > m)
+        munmap(m, (size_t)(p - m));
+    if (p + n < m + n + HUGE_PAGE)
+        munmap(p + n, (size_t)(m + n + HUGE_PAGE - (p + n)));
+    madvise(p, n, MADV_HUGEPAGE);
+    return p;
+}
+
+void
+tok_table_free(void *p, size_t bytes)
+{
+    if (!p)
+        return;
+    if (bytes < HUGE_MIN)
+        free(p);
+    else
+        munmap(p, (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1));
+}
+
 struct tok *
 tok_alloc(enum tok_pre pre, const char *regex)
 {
@@ -122,9 +171,11 @@ tok_alloc(enum tok_pre pre, const char *regex)
     for (int b = 0; b < 256; b++)
         t->byte_id[b] = -1;
     atomic_init(&t->merges_ready, true);
-    pthread_mutex_init(&t->merges_lock, NULL);
+    pthread_mutex_init(&t->lazy_lock, NULL);
     return t;
 }
+
+static void cache_free(struct tok *t);
 
 void
 tok_del(struct tok *t)
@@ -133,13 +184,14 @@ tok_del(struct tok *t)
         return;
     free(t->ent);
     buf_free(&t->slab);
-    free(t->bmap);
+    tok_table_free(t->bmap, t->bmap ? (t->bmask + 1) * sizeof *t->bmap : 0);
     free(t->pairs);
-    free(t->byte_pairs);
+    tok_table_free(t->byte_pairs, BYTE_PAIRS_BYTES);
     free(t->merges);
     free(t->regex);
     free(t->spec);
-    pthread_mutex_destroy(&t->merges_lock);
+    cache_free(t);
+    pthread_mutex_destroy(&t->lazy_lock);
     free(t);
 }
 
@@ -156,9 +208,22 @@ tok_grow(struct tok *t, size_t n)
     t->n = n;
 }
 
-int
-tok_set_token(struct tok *t, int32_t id, const char *s, size_t n, enum tok_type type,
-              struct kerr *err)
+void
+tok_reserve(struct tok *t, size_t ids, size_t bytes)
+{
+    if (!t->ent && ids) {
+        t->ent = tok_big_alloc(ids * sizeof *t->ent);
+        t->cap = ids;
+    }
+    if (!t->slab.p && bytes) {
+        t->slab.p = tok_big_alloc(bytes + 1);
+        t->slab.cap = bytes + 1;
+    }
+}
+
+// Makes id the n bytes already written at the end of the slab (past slab.len).
+static int
+set_entry(struct tok *t, int32_t id, size_t n, enum tok_type type, struct kerr *err)
 {
     if (id < 0 || id >= TOK_MAX_IDS)
         return kerr_set(err, "token id %ld out of range (0..%d)", (long)id, TOK_MAX_IDS - 1);
@@ -172,8 +237,19 @@ tok_set_token(struct tok *t, int32_t id, const char *s, size_t n, enum tok_type 
     t->ent[id].off = (uint32_t)t->slab.len;
     t->ent[id].len = (uint32_t)n;
     t->ent[id].type = (uint8_t)type;
-    buf_append(&t->slab, s, n);
+    t->slab.len += n;
+    t->slab.p[t->slab.len] = 0;
     return 0;
+}
+
+int
+tok_set_token(struct tok *t, int32_t id, const char *s, size_t n, enum tok_type type,
+              struct kerr *err)
+{
+    buf_reserve(&t->slab, n);
+    if (n)
+        memcpy(t->slab.p + t->slab.len, s, n);
+    return set_entry(t, id, n, type, err);
 }
 
 // ---- the bytes → id map -----------------------------------------------------------------
@@ -263,19 +339,28 @@ bmap_get(const struct tok *t, const char *s, size_t n)
     return bmap_get_h(t, bytes_hash(s, n, w), w, s, n);
 }
 
-int32_t
-tok_bmap_put(struct tok *t, int32_t id)
+// Inserts ordinary token id, whose key word is w and hash h (see tok_bmap_put).
+static int32_t
+bmap_put_h(struct tok *t, int32_t id, uint64_t hash, uint64_t w)
 {
     const struct tok_ent *e = &t->ent[id];
     const char *s = t->slab.p + e->off;
     size_t n = e->len;
-    uint64_t w = key_word(s, n);
-    size_t h = bytes_hash(s, n, w) & t->bmask;
+    size_t h = hash & t->bmask;
     for (; t->bmap[h].len; h = (h + 1) & t->bmask)
         if (slot_is(t, &t->bmap[h], w, s, n))
             return t->bmap[h].id;
     t->bmap[h] = (struct tok_bslot){w, id, (uint32_t)n};
     return -1;
+}
+
+int32_t
+tok_bmap_put(struct tok *t, int32_t id)
+{
+    const struct tok_ent *e = &t->ent[id];
+    const char *s = t->slab.p + e->off;
+    uint64_t w = key_word(s, e->len);
+    return bmap_put_h(t, id, bytes_hash(s, e->len, w), w);
 }
 
 static void
@@ -305,38 +390,48 @@ tok_index(struct tok *t, struct kerr *err)
     size_t cap = 16;
     while (cap < 2 * t->n + 16)
         cap *= 2;
-    free(t->bmap);
-    t->bmap = xcalloc(cap, sizeof *t->bmap);
+    tok_table_free(t->bmap, t->bmap ? (t->bmask + 1) * sizeof *t->bmap : 0);
+    t->bmap = tok_table_alloc(cap * sizeof *t->bmap);
     t->bmask = cap - 1;
     free(t->spec);
     t->spec = NULL;
     t->n_spec = 0;
-    for (size_t id = 0; id < t->n; id++) {
-        const struct tok_ent *e = &t->ent[id];
-        if (id + 16 < t->n) { // the slot of a token a little ahead: insertion is latency-bound
-            const struct tok_ent *f = &t->ent[id + 16];
+    // Insertion is latency-bound: the slot of the token AHEAD ids on is prefetched, its key
+    // word and hash kept in a ring until its turn.
+    enum { AHEAD = 16, RING = 2 * AHEAD };
+    uint64_t ring_w[RING], ring_h[RING];
+    for (size_t id = 0; id < t->n + AHEAD; id++) {
+        if (id < t->n) {
+            const struct tok_ent *f = &t->ent[id];
             const char *fs = t->slab.p + f->off;
-            __builtin_prefetch(&t->bmap[bytes_hash(fs, f->len, key_word(fs, f->len)) & t->bmask]);
+            uint64_t w = key_word(fs, f->len), h = bytes_hash(fs, f->len, w);
+            __builtin_prefetch(&t->bmap[h & t->bmask]);
+            ring_w[id % RING] = w;
+            ring_h[id % RING] = h;
         }
+        if (id < AHEAD)
+            continue;
+        size_t i = id - AHEAD;
+        const struct tok_ent *e = &t->ent[i];
         if (e->type == TOK_TYPE_CONTROL || e->type == TOK_TYPE_USER) {
             t->spec = xrealloc(t->spec, (t->n_spec + 1) * sizeof *t->spec);
-            t->spec[t->n_spec++] = (int32_t)id;
+            t->spec[t->n_spec++] = (int32_t)i;
             continue;
         }
         if (e->type != TOK_TYPE_NORMAL)
             continue;
         const char *s = t->slab.p + e->off;
-        int32_t twin = tok_bmap_put(t, (int32_t)id);
+        int32_t twin = bmap_put_h(t, (int32_t)i, ring_h[i % RING], ring_w[i % RING]);
         if (twin >= 0) {
             struct buf u = {0};
             tok_bytes_to_unicode(s, e->len, &u);
             kerr_set(err, "token \"%.200s\" appears twice (ids %ld and %ld)", u.p, (long)twin,
-                     (long)id);
+                     (long)i);
             buf_free(&u);
             return -1;
         }
         if (e->len == 1)
-            t->byte_id[(unsigned char)s[0]] = (int32_t)id;
+            t->byte_id[(unsigned char)s[0]] = (int32_t)i;
     }
     for (int b = 0; b < 256; b++)
         if (t->byte_id[b] < 0) {
@@ -448,12 +543,12 @@ tok_merges_derive(const struct tok *tc)
     if (atomic_load_explicit(&tc->merges_ready, memory_order_acquire))
         return;
     struct tok *t = (struct tok *)tc; // the lazily derived part of an immutable tokenizer
-    pthread_mutex_lock(&t->merges_lock);
+    pthread_mutex_lock(&t->lazy_lock);
     if (!atomic_load_explicit(&t->merges_ready, memory_order_relaxed)) {
         merges_derive(t);
         atomic_store_explicit(&t->merges_ready, true, memory_order_release);
     }
-    pthread_mutex_unlock(&t->merges_lock);
+    pthread_mutex_unlock(&t->lazy_lock);
 }
 
 int
@@ -478,8 +573,8 @@ tok_finish(struct tok *t, bool tiktoken, bool ignore_merges, struct kerr *err)
             pair_put(t, m->a, m->b, (int32_t)i, m->c);
         }
     }
-    free(t->byte_pairs);
-    t->byte_pairs = xmalloc(256 * 256 * sizeof *t->byte_pairs);
+    tok_table_free(t->byte_pairs, BYTE_PAIRS_BYTES);
+    t->byte_pairs = tok_table_alloc(BYTE_PAIRS_BYTES);
     for (int a = 0; a < 256; a++)
         for (int b = 0; b < 256; b++) {
             struct tok_rank *r = &t->byte_pairs[a << 8 | b];
@@ -561,18 +656,32 @@ tok_ids_free(struct tok_ids *ids)
     ids->n = ids->cap = 0;
 }
 
-// The piece cache, per thread: pieces of 2..PC_MAX bytes with their ids, direct-mapped by the
-// piece's hash, 64-byte entries holding the key words and up to PC_IDS ids. Natural text
-// repeats its words, so most pieces cost one hash and one cache line. It changes speed only,
-// never the ids.
-#define PC_BITS 16
+// The piece cache: pieces of 2..PC_MAX bytes with their ids, direct-mapped by the piece's
+// hash, 64-byte entries holding the key words and up to PC_IDS ids. Natural text repeats its
+// words, so most pieces cost one hash and one cache line. It changes speed only, never the
+// ids. One cache serves every encoder of a tokenizer, so a thread does not redo the pieces
+// another has already encoded (with per-thread caches a second thread added ~15% misses).
+// Concurrent use is a seqlock per entry: a writer claims the entry by making `seq` odd (and
+// gives up if another writer holds it), stores the fields, then publishes an even `seq`; a
+// reader takes the entry only if `seq` is even and unchanged across its reads. All fields are
+// atomics accessed relaxed (plain loads and stores on x86), with the fences of Boehm's
+// "Can seqlocks get along with programming language memory models?" (2012).
+#define PC_BITS 17
 #define PC_MAX 16
-#define PC_IDS 11
-struct pc_ent {
-    uint64_t w0, w1; // key words: key_word(piece), and the last 8 bytes for pieces over 8
-    uint8_t n, nids; // n = 0: empty
-    int32_t ids[PC_IDS];
+#define PC_IDS 10
+struct tok_pc_ent {
+    _Atomic uint64_t seq;    // even: stable; odd: being written
+    _Atomic uint64_t w0, w1; // key words: key_word(piece), and the last 8 bytes for pieces over 8
+    _Atomic uint64_t meta;   // n | nids << 8 (n = 0: empty)
+    _Atomic uint64_t ids[PC_IDS / 2]; // two ids a word
 };
+#define PC_BYTES (((size_t)1 << PC_BITS) * sizeof(struct tok_pc_ent))
+
+static void
+cache_free(struct tok *t)
+{
+    tok_table_free(t->cache, PC_BYTES);
+}
 
 // Pieces waiting to be encoded (see pend_flush).
 #define PEND_MAX 32
@@ -586,7 +695,7 @@ struct tok_enc {
     const struct tok *t;
     struct pend pend[PEND_MAX];
     size_t n_pend;
-    struct pc_ent *cache;
+    struct tok_pc_ent *cache; // t->cache
     struct tok_split *sp;
     struct tok_ids *out;
     // small pieces: parts (id, first byte), pair ranks and results
@@ -603,7 +712,12 @@ tok_enc_new(const struct tok *t)
 {
     struct tok_enc *e = xcalloc(1, sizeof *e);
     e->t = t;
-    e->cache = xcalloc((size_t)1 << PC_BITS, sizeof *e->cache);
+    struct tok *tm = (struct tok *)t; // the cache is the lazily made part of a shared tokenizer
+    pthread_mutex_lock(&tm->lazy_lock);
+    if (!tm->cache)
+        tm->cache = tok_table_alloc(PC_BYTES);
+    pthread_mutex_unlock(&tm->lazy_lock);
+    e->cache = t->cache;
     struct kerr err;
     e->sp = tok_split_new(t->pre, t->regex, &err);
     if (!e->sp) // the regex compiled when the tokenizer was loaded; it cannot fail now
@@ -622,7 +736,6 @@ tok_enc_del(struct tok_enc *e)
     free(e->prev);
     free(e->res);
     free(e->tree);
-    free(e->cache);
     free(e);
 }
 
@@ -789,27 +902,45 @@ encode_cached(struct tok_enc *e, const struct pend *q)
         return;
     }
     uint64_t w1 = n > 8 ? load64(p + n - 8) : 0;
-    struct pc_ent *c = &e->cache[q->hash >> (64 - PC_BITS)];
-    if (c->n == n && c->w0 == q->w && c->w1 == w1) {
-        if (out->cap - out->n < PC_IDS)
-            for (size_t i = 0; i < c->nids; i++)
-                tok_ids_push(out, c->ids[i]);
-        else {
-            memcpy(out->v + out->n, c->ids, PC_IDS * sizeof *c->ids);
-            out->n += c->nids;
+    struct tok_pc_ent *c = &e->cache[q->hash >> (64 - PC_BITS)];
+    uint64_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+    uint64_t meta = atomic_load_explicit(&c->meta, memory_order_relaxed);
+    if ((meta & 0xff) == n && atomic_load_explicit(&c->w0, memory_order_relaxed) == q->w &&
+        atomic_load_explicit(&c->w1, memory_order_relaxed) == w1) {
+        uint64_t v[PC_IDS / 2];
+        for (size_t i = 0; i < PC_IDS / 2; i++)
+            v[i] = atomic_load_explicit(&c->ids[i], memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        if (!(seq & 1) && atomic_load_explicit(&c->seq, memory_order_relaxed) == seq) {
+            size_t k = (size_t)(meta >> 8);
+            if (out->cap - out->n < PC_IDS) {
+                int32_t ids[PC_IDS];
+                memcpy(ids, v, sizeof v);
+                for (size_t i = 0; i < k; i++)
+                    tok_ids_push(out, ids[i]);
+            } else {
+                memcpy(out->v + out->n, v, sizeof v);
+                out->n += k;
+            }
+            return;
         }
-        return;
     }
     size_t first = out->n;
     encode_uncached(e, p, n, q->hash, q->w);
     size_t k = out->n - first;
-    if (k <= PC_IDS) {
-        c->n = (uint8_t)n;
-        c->w0 = q->w;
-        c->w1 = w1;
-        c->nids = (uint8_t)k;
-        memcpy(c->ids, out->v + first, k * sizeof *c->ids);
-    }
+    if (k > PC_IDS || (seq & 1) ||
+        !atomic_compare_exchange_strong_explicit(&c->seq, &seq, seq + 1, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return; // too many ids, or another thread is writing the entry
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&c->w0, q->w, memory_order_relaxed);
+    atomic_store_explicit(&c->w1, w1, memory_order_relaxed);
+    atomic_store_explicit(&c->meta, n | k << 8, memory_order_relaxed);
+    uint64_t v[PC_IDS / 2] = {0};
+    memcpy(v, out->v + first, k * sizeof *out->v);
+    for (size_t i = 0; i < PC_IDS / 2; i++)
+        atomic_store_explicit(&c->ids[i], v[i], memory_order_relaxed);
+    atomic_store_explicit(&c->seq, seq + 2, memory_order_release);
 }
 
 // Encodes the pending pieces: first their hashes, prefetching their cache entries (which
@@ -990,65 +1121,75 @@ tok_pre_regex(const struct tok *t)
 // ---- tiktoken rank files -------------------------------------------------------------------
 // One token per line: base64(bytes) SPACE rank. Empty lines are skipped (as tiktoken does).
 
-static int
-b64_val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
+// 1 + the value of each base64 character, 0 for the others.
+static const uint8_t b64_val1[256] = {
+    ['A'] = 1, ['B'] = 2, ['C'] = 3, ['D'] = 4, ['E'] = 5, ['F'] = 6, ['G'] = 7, ['H'] = 8,
+    ['I'] = 9, ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16,
+    ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24,
+    ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32,
+    ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40,
+    ['o'] = 41, ['p'] = 42, ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48,
+    ['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
+    ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63, ['/'] = 64,
+};
 
-// Decodes standard base64 (with '=' padding) s[0..n) into out. Returns -1 and the offending
-// offset in *bad on error.
-static int
-b64_decode(const char *s, size_t n, struct buf *out, size_t *bad)
+// Decodes standard base64 (with '=' padding) s[0..n) to o (room for n / 4 * 3 bytes).
+// Returns the decoded length, or -1 and the offending offset in *bad.
+static long
+b64_decode(const char *s, size_t n, unsigned char *o, size_t *bad)
 {
+    const unsigned char *u = (const unsigned char *)s;
     if (n == 0 || n % 4) {
         *bad = n;
         return -1;
     }
-    for (size_t i = 0; i < n; i += 4) {
-        int v[4];
-        int pad = 0;
-        for (int k = 0; k < 4; k++) {
-            unsigned char c = (unsigned char)s[i + k];
-            if (c == '=' && i + 4 == n && k >= 2) {
-                v[k] = 0;
-                pad++;
-                continue;
-            }
-            if (pad || (v[k] = b64_val(c)) < 0) {
-                *bad = i + k;
-                return -1;
-            }
+    unsigned char *start = o;
+    size_t i = 0;
+    for (; i + 4 < n; i += 4) { // every group but the last: no padding
+        int a = b64_val1[u[i]] - 1, b = b64_val1[u[i + 1]] - 1, c = b64_val1[u[i + 2]] - 1,
+            d = b64_val1[u[i + 3]] - 1;
+        if ((a | b | c | d) < 0) {
+            *bad = i + (a < 0 ? 0 : b < 0 ? 1 : c < 0 ? 2 : 3);
+            return -1;
         }
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-        buf_putc(out, (char)(w >> 16));
-        if (pad < 2)
-            buf_putc(out, (char)(w >> 8));
-        if (pad < 1)
-            buf_putc(out, (char)w);
+        uint32_t w = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+        o[0] = (unsigned char)(w >> 16);
+        o[1] = (unsigned char)(w >> 8);
+        o[2] = (unsigned char)w;
+        o += 3;
     }
-    return 0;
+    int v[4], pad = 0;
+    for (int k = 0; k < 4; k++) {
+        unsigned char c = u[i + k];
+        if (c == '=' && k >= 2) {
+            v[k] = 0;
+            pad++;
+            continue;
+        }
+        if (pad || (v[k] = b64_val1[c] - 1) < 0) {
+            *bad = i + k;
+            return -1;
+        }
+    }
+    uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+    *o++ = (unsigned char)(w >> 16);
+    if (pad < 2)
+        *o++ = (unsigned char)(w >> 8);
+    if (pad < 1)
+        *o++ = (unsigned char)w;
+    return o - start;
 }
 
 int
-tok_add_b64_token(struct tok *t, const char *s, size_t n, int64_t rank, struct buf *scratch,
-                  size_t *bad, struct kerr *err)
+tok_add_b64_token(struct tok *t, const char *s, size_t n, int64_t rank, size_t *bad,
+                  struct kerr *err)
 {
-    buf_reset(scratch);
-    if (b64_decode(s, n, scratch, bad) < 0)
+    buf_reserve(&t->slab, n / 4 * 3);
+    long m = b64_decode(s, n, (unsigned char *)t->slab.p + t->slab.len, bad);
+    if (m < 0)
         return kerr_set(err, "invalid base64");
     *bad = 0;
-    return tok_set_token(t, (int32_t)rank, scratch->p, scratch->len, TOK_TYPE_NORMAL, err);
+    return set_entry(t, (int32_t)rank, (size_t)m, TOK_TYPE_NORMAL, err);
 }
 
 struct tok *
@@ -1064,7 +1205,10 @@ tok_load_tiktoken(const char *s, size_t n, const char *name, const char *pattern
         return NULL;
     tok_split_del(sp);
     struct tok *t = tok_alloc(pre, regex);
-    struct buf scratch = {0};
+    size_t lines = 1;
+    for (const char *q = s; (q = memchr(q, '\n', (size_t)(s + n - q))); q++)
+        lines++;
+    tok_reserve(t, lines, n / 4 * 3);
     size_t line = 0;
     for (size_t i = 0; i < n;) {
         line++;
@@ -1100,12 +1244,11 @@ tok_load_tiktoken(const char *s, size_t n, const char *name, const char *pattern
             kerr_set(err, "%s:%zu:%zu: rank too large", name, line, blen + 2);
             goto fail;
         }
-        if (tok_add_b64_token(t, l, blen, rank, &scratch, &bad, err) < 0) {
+        if (tok_add_b64_token(t, l, blen, rank, &bad, err) < 0) {
             kerr_prefix(err, "%s:%zu:%zu", name, line, bad + 1);
             goto fail;
         }
     }
-    buf_free(&scratch);
     if (tok_index(t, err) < 0 || tok_finish(t, true, true, err) < 0) {
         kerr_prefix(err, "%s", name);
         tok_del(t);
@@ -1113,7 +1256,6 @@ tok_load_tiktoken(const char *s, size_t n, const char *name, const char *pattern
     }
     return t;
 fail:
-    buf_free(&scratch);
     tok_del(t);
     return NULL;
 }

@@ -17,7 +17,7 @@
 //
 // Threads: a struct tok is immutable after loading and may be shared (the merge list of a
 // tiktoken vocabulary is derived on first use, under a lock); each thread encodes with its own
-// struct tok_enc.
+// struct tok_enc, and the encoders of one tokenizer share a cache of encoded pieces.
 #ifndef KILN_TOK_H
 #define KILN_TOK_H
 

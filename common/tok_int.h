@@ -51,7 +51,8 @@ struct tok {
     struct tok_merge *merges; // tiktoken: derived on first use (tok_merges_derive)
     size_t n_merges, cap_merges;
     atomic_bool merges_ready;
-    pthread_mutex_t merges_lock;
+    struct tok_pc_ent *cache; // the piece cache all encoders share (tok.c), made on first use
+    pthread_mutex_t lazy_lock; // guards making the merge list and the cache
     int32_t byte_id[256];
     bool tiktoken;      // merges derived from the vocabulary, rank = id
     bool ignore_merges; // whole-piece shortcut (always on for tiktoken)
@@ -63,10 +64,22 @@ struct tok {
 };
 
 struct tok *tok_alloc(enum tok_pre pre, const char *regex);
+// Memory for large tables. From 512 KB up it is rounded up to 2 MB, aligned and advised into
+// transparent huge pages: touching a 4 MB table page by page costs ~1,000 page faults (~17 ms
+// on our virtual machines), and random lookups miss the TLB less.
+// tok_big_alloc: not zeroed; free(), realloc() as usual.
+// tok_table_alloc: zeroed (fresh pages, zeroed on first touch); free with tok_table_free and
+// the same size.
+void *tok_big_alloc(size_t bytes);
+void *tok_table_alloc(size_t bytes);
+void tok_table_free(void *p, size_t bytes);
 // Sets id to bytes s[0..n) of the given type (ids may come in any order; holes stay holes).
 // -1 with err when the id is already set.
 int tok_set_token(struct tok *t, int32_t id, const char *s, size_t n, enum tok_type type,
                   struct kerr *err);
+// Room for about `ids` ids and `bytes` bytes of tokens, allocated once (tok_table_alloc) when
+// nothing is allocated yet — loaders that know their size skip the growth copies.
+void tok_reserve(struct tok *t, size_t ids, size_t bytes);
 int tok_index(struct tok *t, struct kerr *err);
 // Adds ordinary token id to the bytes map (the caller keeps the map under half full); -1, or
 // the id already holding the same bytes (then nothing is added).
@@ -82,9 +95,9 @@ void tok_bytes_to_unicode(const char *s, size_t n, struct buf *out);
 // Converts byte-level text back to bytes; -1 when a character is outside the map.
 int tok_unicode_to_bytes(const char *s, size_t n, struct buf *out);
 
-// Adds token `rank` from its base64 text s[0..n) (tiktoken files). On a base64 error *bad is
-// the offset of the offending character. 0 or -1 with err.
-int tok_add_b64_token(struct tok *t, const char *s, size_t n, int64_t rank, struct buf *scratch,
-                      size_t *bad, struct kerr *err);
+// Adds token `rank` from its base64 text s[0..n) (tiktoken files), decoding straight into the
+// slab. On a base64 error *bad is the offset of the offending character. 0 or -1 with err.
+int tok_add_b64_token(struct tok *t, const char *s, size_t n, int64_t rank, size_t *bad,
+                      struct kerr *err);
 
 #endif

@@ -17,6 +17,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 // "name:line:col: " for a byte offset into the document.
 static int
@@ -307,21 +308,17 @@ fail:
     return NULL;
 }
 
-struct tok *
-tok_load_npm(const char *s, size_t n, const char *name, struct kerr *err)
+// The npm encoder JSON s[0..n), already parsed into doc.
+static struct tok *
+load_npm_doc(const char *s, const struct json_val *doc, const char *name, struct kerr *err)
 {
-    struct json_val doc, pat, spec, ranks;
-    struct json_error je;
-    if (json_parse_value(s, n, &doc, &je) < 0) {
-        pos_err(err, name, s, s + je.offset, je.msg);
+    struct json_val pat, spec, ranks;
+    if (doc->type != JSON_OBJECT || !member(doc, "pat_str", &pat) || pat.type != JSON_STRING ||
+        !member(doc, "bpe_ranks", &ranks) || ranks.type != JSON_STRING) {
+        pos_err(err, name, s, doc->raw, "expected {\"pat_str\": string, \"bpe_ranks\": string}");
         return NULL;
     }
-    if (doc.type != JSON_OBJECT || !member(&doc, "pat_str", &pat) || pat.type != JSON_STRING ||
-        !member(&doc, "bpe_ranks", &ranks) || ranks.type != JSON_STRING) {
-        pos_err(err, name, s, doc.raw, "expected {\"pat_str\": string, \"bpe_ranks\": string}");
-        return NULL;
-    }
-    struct buf regex = {0}, text = {0}, scratch = {0};
+    struct buf regex = {0}, text = {0};
     struct tok *t = NULL;
     json_str(&pat, &regex);
     enum tok_pre pre;
@@ -337,15 +334,25 @@ tok_load_npm(const char *s, size_t n, const char *name, struct kerr *err)
     }
     tok_split_del(sp);
     t = tok_alloc(pre, re);
-    // The ranks string has no escapes in practice; positions inside it are exact then.
-    json_str(&ranks, &text);
+    // The ranks string has no escapes in practice: it is read in place, and positions inside
+    // it are exact then.
+    const char *tp = ranks.raw + 1;
+    size_t tn = ranks.raw_len - 2;
+    if (ranks.escaped) {
+        json_str(&ranks, &text);
+        tp = text.p;
+        tn = text.len;
+    }
     const char *base = ranks.escaped ? ranks.raw : ranks.raw + 1;
+    size_t items = 1;
+    for (const char *q = tp; (q = memchr(q, ' ', (size_t)(tp + tn - q))); q++)
+        items++;
+    tok_reserve(t, items, tn / 4 * 3);
     int64_t rank = 0;
     bool want_offset = false;
-    for (size_t i = 0; i < text.len;) {
-        size_t j = i;
-        while (j < text.len && text.p[j] != ' ')
-            j++;
+    for (size_t i = 0; i < tn;) {
+        const char *space = memchr(tp + i, ' ', tn - i);
+        size_t j = space ? (size_t)(space - tp) : tn;
         const char *at = ranks.escaped ? base : base + i;
         if (j == i) {
             pos_err(err, name, s, at, "bpe_ranks: empty item");
@@ -354,44 +361,44 @@ tok_load_npm(const char *s, size_t n, const char *name, struct kerr *err)
         if (want_offset) {
             int64_t v = 0;
             for (size_t k = i; k < j; k++) {
-                if (text.p[k] < '0' || text.p[k] > '9' || v > (1 << 24)) {
+                if (tp[k] < '0' || tp[k] > '9' || v > (1 << 24)) {
                     pos_err(err, name, s, at, "bpe_ranks: '!' must be followed by a rank");
                     goto fail;
                 }
-                v = v * 10 + (text.p[k] - '0');
+                v = v * 10 + (tp[k] - '0');
             }
             rank = v;
             want_offset = false;
-        } else if (j == i + 1 && text.p[i] == '!') {
+        } else if (j == i + 1 && tp[i] == '!') {
             want_offset = true;
         } else {
             size_t bad;
             if (rank >= (1 << 24) ||
-                tok_add_b64_token(t, text.p + i, j - i, rank, &scratch, &bad, err) < 0) {
+                tok_add_b64_token(t, tp + i, j - i, rank, &bad, err) < 0) {
                 pos_err(err, name, s, ranks.escaped ? at : at + bad,
                         rank >= (1 << 24) ? "bpe_ranks: rank too large" : err->msg);
                 goto fail;
             }
             rank++;
         }
-        i = j + (j < text.len);
+        i = j + (j < tn);
     }
     if (tok_index(t, err) < 0 || tok_finish(t, true, true, err) < 0) {
         kerr_prefix(err, "%s", name);
         goto fail;
     }
-    if (member(&doc, "special_tokens", &spec)) {
+    if (member(doc, "special_tokens", &spec)) {
         struct json_iter it;
         json_iter_init(&it, &spec);
         while (json_iter_next(&it)) {
             int64_t id;
-            buf_reset(&scratch);
-            json_unescape(it.key, it.key_len, &scratch);
-            if (json_int(&it.val, &id) < 0 || id < 0 || id >= (1 << 24) || scratch.len == 0) {
+            buf_reset(&text);
+            json_unescape(it.key, it.key_len, &text);
+            if (json_int(&it.val, &id) < 0 || id < 0 || id >= (1 << 24) || text.len == 0) {
                 pos_err(err, name, s, it.val.raw, "special token: expected \"text\": id");
                 goto fail;
             }
-            if (tok_add_special(t, scratch.p, (int32_t)id, err) < 0) {
+            if (tok_add_special(t, text.p, (int32_t)id, err) < 0) {
                 pos_err(err, name, s, it.val.raw, err->msg);
                 goto fail;
             }
@@ -399,22 +406,41 @@ tok_load_npm(const char *s, size_t n, const char *name, struct kerr *err)
     }
     buf_free(&regex);
     buf_free(&text);
-    buf_free(&scratch);
     return t;
 fail:
     tok_del(t);
     buf_free(&regex);
     buf_free(&text);
-    buf_free(&scratch);
     return NULL;
+}
+
+struct tok *
+tok_load_npm(const char *s, size_t n, const char *name, struct kerr *err)
+{
+    struct json_val doc;
+    struct json_error je;
+    if (json_parse_value(s, n, &doc, &je) < 0) {
+        pos_err(err, name, s, s + je.offset, je.msg);
+        return NULL;
+    }
+    return load_npm_doc(s, &doc, name, err);
 }
 
 struct tok *
 tok_load_file(const char *path, const char *pattern, struct kerr *err)
 {
     struct buf b = {0};
-    if (read_file(path, 0, &b, err) < 0)
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+        // Room for read_file's last 64 KB read: the buffer never grows (a grown buffer's
+        // every page would be a page fault again).
+        b.cap = (size_t)st.st_size + (1 << 16) + 1;
+        b.p = tok_big_alloc(b.cap);
+    }
+    if (read_file(path, 0, &b, err) < 0) {
+        buf_free(&b);
         return NULL;
+    }
     size_t i = 0;
     while (i < b.len && (b.p[i] == ' ' || b.p[i] == '\t' || b.p[i] == '\n' || b.p[i] == '\r'))
         i++;
@@ -426,7 +452,7 @@ tok_load_file(const char *path, const char *pattern, struct kerr *err)
             pos_err(err, path, b.p, b.p + je.offset, je.msg);
             t = NULL;
         } else if (member(&doc, "bpe_ranks", &v)) {
-            t = tok_load_npm(b.p, b.len, path, err);
+            t = load_npm_doc(b.p, &doc, path, err);
         } else if (member(&doc, "model", &v)) {
             t = tok_load_hf(b.p, b.len, path, err);
         } else {

@@ -93,6 +93,13 @@ setup_file() {
     tokenize encode --tokenizer "$TOKDIR/tok.json" --threads 3 --plain "$TOKDIR/corpus.jsonl" b.jsonl -o three.jsonl
     cmp one.jsonl three.jsonl
     [ "$(wc -l <three.jsonl)" -eq $(($(wc -l <"$TOKDIR/corpus.jsonl") + 300)) ]
+    # More chunks (64 KB each) than slots (2 per thread): slots are reused many times.
+    cat "$TOKDIR/corpus.jsonl" "$TOKDIR/corpus.jsonl" "$TOKDIR/corpus.jsonl" >big.jsonl
+    tokenize encode --tokenizer "$TOKDIR/tok.json" --threads 1 --plain big.jsonl -o big1.jsonl
+    tokenize encode --tokenizer "$TOKDIR/tok.json" --threads 2 --plain big.jsonl -o big2.jsonl
+    tokenize encode --tokenizer "$TOKDIR/tok.json" --threads 4 --plain big.jsonl -o big4.jsonl
+    cmp big1.jsonl big2.jsonl
+    cmp big1.jsonl big4.jsonl
 }
 
 @test "--threads 2: the first bad record in input order stops the run, nothing written" {

@@ -10,6 +10,7 @@
 
 #include "test.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 static uint64_t rng = 42;
@@ -362,6 +363,110 @@ load_fails(const char *doc, const char *want)
     struct tok *t = tok_load_hf(doc, strlen(doc), "t.json", &err);
     CHECK_MSG(t == NULL && strstr(err.msg, want), "want \"%s\", got \"%s\"", want, err.msg);
     tok_del(t);
+}
+
+
+// ---- base64 token loading: rank file and npm JSON agree with the bytes they encode ------------
+
+static void
+rank_fails(const char *doc, const char *want)
+{
+    struct kerr err = {{0}};
+    struct tok *t = tok_load_tiktoken(doc, strlen(doc), "r", "gpt2", &err);
+    CHECK_MSG(t == NULL && strstr(err.msg, want), "want \"%s\", got \"%s\"", want, err.msg);
+    tok_del(t);
+}
+
+static void
+npm_fails(const char *doc, const char *want)
+{
+    struct kerr err = {{0}};
+    struct tok *t = tok_load_npm(doc, strlen(doc), "e.json", &err);
+    CHECK_MSG(t == NULL && strstr(err.msg, want), "want \"%s\", got \"%s\"", want, err.msg);
+    tok_del(t);
+}
+
+static void
+test_b64_loaders(void)
+{
+    // 256 bytes, then 300 random tokens of 2..40 bytes (every padding case), in a rank file,
+    // an npm JSON with "! offset" runs, and the same with an escaped separator.
+    enum { EXTRA = 300 };
+    static unsigned char tokbytes[EXTRA][40];
+    size_t toklen[EXTRA];
+    struct buf rf = {0}, ranks = {0};
+    for (int b = 0; b < 256; b++) {
+        unsigned char c = (unsigned char)b;
+        b64(&c, 1, &rf);
+        buf_printf(&rf, " %d\n", b);
+        if (b % 100 == 0)
+            buf_printf(&ranks, "%s! %d ", b ? " " : "", b); // a run may restate its offset
+        else
+            buf_putc(&ranks, ' ');
+        b64(&c, 1, &ranks);
+    }
+    buf_puts(&ranks, " ! 256");
+    for (size_t i = 0; i < EXTRA; i++) {
+        toklen[i] = 2 + rnd() % 39;
+        tokbytes[i][0] = (unsigned char)i; // distinct
+        tokbytes[i][1] = (unsigned char)(i >> 8) | 0x80;
+        for (size_t k = 2; k < toklen[i]; k++)
+            tokbytes[i][k] = (unsigned char)rnd();
+        b64(tokbytes[i], toklen[i], &rf);
+        buf_printf(&rf, " %zu\n", 256 + i);
+        buf_putc(&ranks, ' ');
+        b64(tokbytes[i], toklen[i], &ranks);
+    }
+    struct buf npm = {0}, esc = {0};
+    buf_printf(&npm, "{\"pat_str\": \"gpt2\", \"special_tokens\": {\"<|endoftext|>\": %d}, "
+                     "\"bpe_ranks\": \"%s\"}",
+               256 + EXTRA, ranks.p);
+    const char *sp = strchr(strstr(npm.p, "bpe_ranks") + 14, ' ');
+    buf_append(&esc, npm.p, (size_t)(sp - npm.p));
+    buf_puts(&esc, "\\u0020");
+    buf_puts(&esc, sp + 1);
+    struct kerr err;
+    struct tok *t[3] = {tok_load_tiktoken(rf.p, rf.len, "r", "gpt2", &err),
+                        tok_load_npm(npm.p, npm.len, "e.json", &err),
+                        tok_load_npm(esc.p, esc.len, "e.json", &err)};
+    for (int k = 0; k < 3; k++) {
+        CHECK_MSG(t[k] != NULL, "loader %d: %s", k, err.msg);
+        if (!t[k])
+            continue;
+        for (size_t i = 0; i < EXTRA; i++) {
+            size_t n;
+            const char *b = tok_token_bytes(t[k], (int32_t)(256 + i), &n);
+            CHECK(b && n == toklen[i] && memcmp(b, tokbytes[i], n) == 0);
+            CHECK_EQ_INT(tok_token_id(t[k], (const char *)tokbytes[i], toklen[i]),
+                         (int)(256 + i));
+        }
+        for (int b = 0; b < 256; b++) {
+            char c = (char)b;
+            CHECK_EQ_INT(tok_token_id(t[k], &c, 1), b);
+        }
+        if (k > 0)
+            CHECK_EQ_INT(tok_special_id(t[k], "<|endoftext|>"), 256 + EXTRA);
+        tok_del(t[k]);
+    }
+    buf_free(&rf);
+    buf_free(&ranks);
+    buf_free(&npm);
+    buf_free(&esc);
+    // Malformed base64: the column of the offending character, in every group and padding case.
+    rank_fails("QUJD*UJD 0\n", "r:1:5: invalid base64");
+    rank_fails("QUJDQUJ* 0\n", "r:1:8: invalid base64");
+    rank_fails("QUJD=UJD 0\n", "r:1:5: invalid base64"); // padding before the last group
+    rank_fails("QU=D 0\n", "r:1:4: invalid base64");     // data after padding
+    rank_fails("Q=== 0\n", "r:1:2: invalid base64");     // at most two '='
+    rank_fails("QUJ 0\n", "r:1:4: invalid base64");      // not a multiple of 4
+    rank_fails("QQ== 0\nQQ== 1\n", "appears twice");
+    rank_fails("QQ== 0\nQg== 0\n", "r:2:1: token id 0 appears twice");
+    npm_fails("{\"pat_str\": \"gpt2\", \"bpe_ranks\": \"! 0 QQ== Q*== \"}",
+              "e.json:1:45: invalid base64");
+    npm_fails("{\"pat_str\": \"gpt2\", \"bpe_ranks\": \"! 0 QQ==  Qg==\"}",
+              "e.json:1:44: bpe_ranks: empty item");
+    npm_fails("{\"pat_str\": \"gpt2\", \"bpe_ranks\": \"! x QQ==\"}",
+              "e.json:1:37: bpe_ranks: '!' must be followed by a rank");
 }
 
 static void
@@ -751,6 +856,81 @@ test_encode_vs_reference(void)
     buf_free(&corpus);
 }
 
+// ---- encoders on several threads share one piece cache --------------------------------------
+
+struct shared_job {
+    struct tok *t;
+    const struct buf *texts;
+    const struct tok_ids *want;
+    size_t n, first;
+    int bad;
+};
+
+static void *
+shared_encode(void *arg)
+{
+    struct shared_job *j = arg;
+    struct tok_enc *e = tok_enc_new(j->t);
+    struct tok_ids got = {0};
+    struct kerr err;
+    for (int round = 0; round < 2; round++)
+        for (size_t k = 0; k < j->n; k++) {
+            size_t i = (j->first + k) % j->n;
+            got.n = 0;
+            if (tok_encode(e, j->texts[i].p, j->texts[i].len, 0, &got, &err) < 0 ||
+                got.n != j->want[i].n || memcmp(got.v, j->want[i].v, got.n * sizeof *got.v))
+                j->bad++;
+        }
+    tok_ids_free(&got);
+    tok_enc_del(e);
+    return NULL;
+}
+
+static void
+test_shared_cache(void)
+{
+    // Many distinct short pieces (so cache entries are overwritten while others read them),
+    // encoded by four threads at once — two in the same order, racing for the same entries —
+    // must give the ids a tokenizer of its own gives on one thread.
+    static const char *const extra[] = {"ab", "ba", "abc", "ca", " a", " b", "cc", "a1", "1é"};
+    struct tok *shared = rank_vocab(extra, KILN_ARRAY_LEN(extra), "gpt2");
+    struct tok *alone = rank_vocab(extra, KILN_ARRAY_LEN(extra), "gpt2");
+    if (!shared || !alone)
+        return;
+    enum { TEXTS = 300 };
+    struct buf *texts = xcalloc(TEXTS, sizeof *texts);
+    struct tok_ids *want = xcalloc(TEXTS, sizeof *want);
+    struct tok_enc *e = tok_enc_new(alone);
+    struct kerr err;
+    for (size_t i = 0; i < TEXTS; i++) {
+        for (int w = 0; w < 150; w++) {
+            buf_putc(&texts[i], ' ');
+            for (int k = 1 + (int)(rnd() % 15); k > 0; k--)
+                buf_puts(&texts[i], (const char *[]){"a", "b", "c", "1", "\xc3\xa9"}[rnd() % 5]);
+        }
+        CHECK(tok_encode(e, texts[i].p, texts[i].len, 0, &want[i], &err) == 0);
+    }
+    tok_enc_del(e);
+    struct shared_job jobs[4];
+    pthread_t th[4];
+    for (int k = 0; k < 4; k++) {
+        jobs[k] = (struct shared_job){shared, texts, want, TEXTS, k < 2 ? 0 : (size_t)k * 97, 0};
+        CHECK(pthread_create(&th[k], NULL, shared_encode, &jobs[k]) == 0);
+    }
+    for (int k = 0; k < 4; k++) {
+        pthread_join(th[k], NULL);
+        CHECK_MSG(jobs[k].bad == 0, "thread %d: %d texts differ", k, jobs[k].bad);
+    }
+    for (size_t i = 0; i < TEXTS; i++) {
+        buf_free(&texts[i]);
+        tok_ids_free(&want[i]);
+    }
+    free(texts);
+    free(want);
+    tok_del(shared);
+    tok_del(alone);
+}
+
 int
 main(void)
 {
@@ -758,7 +938,9 @@ main(void)
     test_pretokenizers();
     test_rank_bpe();
     test_encode_vs_reference();
+    test_shared_cache();
     test_loaders();
+    test_b64_loaders();
     test_train();
     return test_summary();
 }
