@@ -4,9 +4,10 @@
 //
 // Activations: with training, every layer keeps its own buffers (backward needs them);
 // without, the layer buffers are one slot reused by every layer, the residual stream is one
-// slot updated in place and attention runs one sequence at a time. Backward walks the layers
-// in reverse with one set of gradient buffers; dx is the gradient of the residual stream and
-// is updated in place.
+// slot updated in place and attention keeps no probabilities: forward-only passes run their
+// own attention and RMSNorm kernels (kern_attn_fwd_infer, kern_rmsnorm_fwd_infer: the same
+// values to float rounding, faster). Backward walks the layers in reverse with one set of
+// gradient buffers; dx is the gradient of the residual stream and is updated in place.
 #include "model.h"
 
 // Run-time trip counts (AdamW, embedding gradient): see kernels.c.
