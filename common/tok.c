@@ -1192,6 +1192,73 @@ tok_add_b64_token(struct tok *t, const char *s, size_t n, int64_t rank, size_t *
     return set_entry(t, (int32_t)rank, (size_t)m, TOK_TYPE_NORMAL, err);
 }
 
+size_t
+tok_count_byte(const char *s, size_t n, char c)
+{
+    const uint64_t lo7 = 0x7f7f7f7f7f7f7f7full, pat = 0x0101010101010101ull * (uint8_t)c;
+    size_t k = 0, i = 0;
+    for (; i + 8 <= n; i += 8) { // eight bytes at a time: the high bit of each zero byte of v
+        uint64_t v = load64(s + i) ^ pat;
+        k += (size_t)__builtin_popcountll(~(((v & lo7) + lo7) | v | lo7));
+    }
+    for (; i < n; i++)
+        k += s[i] == c;
+    return k;
+}
+
+size_t
+tok_add_b64_items(struct tok *t, const char *s, size_t n, size_t i, int64_t *rank)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    buf_reserve(&t->slab, (n - i) / 4 * 3); // room for every item left
+    while (i < n && s[i] != '!' && *rank < TOK_MAX_IDS) {
+        unsigned char *o = (unsigned char *)t->slab.p + t->slab.len, *start = o;
+        size_t p = i;
+        for (;;) { // one group of four characters; a space or the end closes the item
+            if (n - p < 4)
+                goto out;
+            unsigned a = b64_val1[u[p]], b = b64_val1[u[p + 1]], c = b64_val1[u[p + 2]],
+                     d = b64_val1[u[p + 3]];
+            if (a && b && c && d) {
+                uint32_t w = (a - 1) << 18 | (b - 1) << 12 | (c - 1) << 6 | (d - 1);
+                o[0] = (unsigned char)(w >> 16);
+                o[1] = (unsigned char)(w >> 8);
+                o[2] = (unsigned char)w;
+                o += 3;
+                p += 4;
+                if (p == n || s[p] == ' ')
+                    break;
+                continue;
+            }
+            if (!a || !b || u[p + 3] != '=' || (!c && u[p + 2] != '='))
+                goto out; // not base64, or padding the slow path should judge
+            uint32_t w = (a - 1) << 18 | (b - 1) << 12 | (c ? c - 1 : 0) << 6;
+            *o++ = (unsigned char)(w >> 16);
+            if (c)
+                *o++ = (unsigned char)(w >> 8);
+            p += 4;
+            if (p != n && s[p] != ' ')
+                goto out; // padding before the end of the item
+            break;
+        }
+        int32_t id = (int32_t)*rank;
+        size_t len = (size_t)(o - start);
+        if (id == (int32_t)t->n && t->n < t->cap && t->slab.len + len < UINT32_MAX / 2) {
+            t->ent[t->n++] = (struct tok_ent){(uint32_t)t->slab.len, (uint32_t)len,
+                                              TOK_TYPE_NORMAL}; // the next id: the usual case
+            t->slab.len += len;
+        } else if ((id < (int32_t)t->n && t->ent[id].type) ||
+                   set_entry(t, id, len, TOK_TYPE_NORMAL, NULL) < 0) {
+            break; // taken or out of range: the slow path reports it
+        }
+        (*rank)++;
+        i = p + (p < n);
+    }
+out:
+    t->slab.p[t->slab.len] = 0;
+    return i;
+}
+
 struct tok *
 tok_load_tiktoken(const char *s, size_t n, const char *name, const char *pattern,
                   struct kerr *err)
@@ -1205,10 +1272,7 @@ tok_load_tiktoken(const char *s, size_t n, const char *name, const char *pattern
         return NULL;
     tok_split_del(sp);
     struct tok *t = tok_alloc(pre, regex);
-    size_t lines = 1;
-    for (const char *q = s; (q = memchr(q, '\n', (size_t)(s + n - q))); q++)
-        lines++;
-    tok_reserve(t, lines, n / 4 * 3);
+    tok_reserve(t, tok_count_byte(s, n, '\n') + 1, n / 4 * 3);
     size_t line = 0;
     for (size_t i = 0; i < n;) {
         line++;

@@ -465,6 +465,14 @@ test_b64_loaders(void)
               "e.json:1:45: invalid base64");
     npm_fails("{\"pat_str\": \"gpt2\", \"bpe_ranks\": \"! 0 QQ==  Qg==\"}",
               "e.json:1:44: bpe_ranks: empty item");
+    npm_fails("{\"pat_str\": \"gpt2\", \"bpe_ranks\": \"! 0 QQ== ! 0 Qg==\"}",
+              "e.json:1:48: token id 0 appears twice");
+    npm_fails("{\"pat_str\": \"gpt2\", \"bpe_ranks\": \"! 0 QQ== QQ Qg==\"}",
+              "e.json:1:46: invalid base64");
+    npm_fails("{\"pat_str\": \"gpt2\", \"bpe_ranks\": \"! 0 QQ== QQ==Qg==\"}",
+              "e.json:1:46: invalid base64");
+    npm_fails("{\"pat_str\": \"gpt2\", \"bpe_ranks\": \"! 16777215 QQ== Qg==\"}",
+              "e.json:1:51: bpe_ranks: rank too large");
     npm_fails("{\"pat_str\": \"gpt2\", \"bpe_ranks\": \"! x QQ==\"}",
               "e.json:1:37: bpe_ranks: '!' must be followed by a rank");
 }
