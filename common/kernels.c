@@ -556,6 +556,209 @@ kern_attn_fwd(struct kpool *p, const struct kern_attn *a, float *out, float *att
     kpool_run(p, a->b * a->nh, attn_fwd_task, &j);
 }
 
+// ---- forward-only attention --------------------------------------------------------------
+//
+// kern_attn_rows: one head, query rows in blocks of ATTN_R, vectorized with GCC vector
+// extensions (8 floats; AVX2 or wider under -march=native, plain code elsewhere). The keys
+// are transposed once into kt [hd, len16] so a block's scores run along the columns; the
+// softmax keeps exp(s - max) unnormalized and each output row is scaled by 1/sum at the end;
+// the probability-weighted values run along hd. Only the causal columns are computed
+// (rounded up to 16), and nothing is zeroed beyond them. Scores, softmax and the 1/sum scale
+// round differently from kern_attn_fwd (same accuracy against a double reference).
+
+#define ATTN_R 8 // query rows per block
+
+// Row s[0, valid) → exp(s - max) (0 in [valid, ncol)); returns 1 / sum.
+static float
+attn_softmax_row(float *s, int valid, int ncol)
+{
+    float mx[8];
+    for (int k = 0; k < 8; k++)
+        mx[k] = s[0];
+    int c = 0;
+    for (; c + 8 <= valid; c += 8)
+        for (int k = 0; k < 8; k++)
+            mx[k] = s[c + k] > mx[k] ? s[c + k] : mx[k];
+    for (; c < valid; c++)
+        mx[0] = s[c] > mx[0] ? s[c] : mx[0];
+    float m = mx[0];
+    for (int k = 1; k < 8; k++)
+        m = mx[k] > m ? mx[k] : m;
+    float part[8] = {0};
+    for (c = 0; c + 8 <= valid; c += 8)
+        for (int k = 0; k < 8; k++) {
+            s[c + k] = kexp(s[c + k] - m);
+            part[k] += s[c + k];
+        }
+    for (; c < valid; c++) {
+        s[c] = kexp(s[c] - m);
+        part[0] += s[c];
+    }
+    for (; c < ncol; c++)
+        s[c] = 0;
+    float sum = 0;
+    for (int k = 0; k < 8; k++)
+        sum += part[k];
+    return 1.0f / sum;
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=fast") // a * b + c as one FMA in the loops below
+#endif
+
+typedef float kv8 __attribute__((vector_size(32)));
+typedef float kv8u __attribute__((vector_size(32), aligned(4))); // unaligned access
+
+static inline kv8
+kv8_load(const float *p)
+{
+    return *(const kv8u *)p;
+}
+
+static inline void
+kv8_store(float *p, kv8 v)
+{
+    *(kv8u *)p = v;
+}
+
+static int
+attn_len16(int len)
+{
+    return (len + 15) / 16 * 16;
+}
+
+size_t
+kern_attn_rows_scratch(int len, int hd)
+{
+    return (size_t)attn_len16(len) * (size_t)(hd + ATTN_R) + (size_t)ATTN_R * hd;
+}
+
+// s [ATTN_R, len16] rows of scores for the ATTN_R query rows q (stride ldq), columns
+// [0, ncol) (ncol a multiple of 16) against kt [hd, len16].
+static void
+attn_scores(float *s, const float *q, int ldq, const float *kt, int len16, int ncol, int hd,
+            float scale)
+{
+    for (int c0 = 0; c0 < ncol; c0 += 16) {
+        kv8 acc[ATTN_R][2] = {{{0}}};
+        const float *k = kt + c0;
+        for (int d = 0; d < hd; d++, k += len16) {
+            kv8 k0 = kv8_load(k), k1 = kv8_load(k + 8);
+#pragma GCC unroll 8
+            for (int r = 0; r < ATTN_R; r++) {
+                float qv = q[(size_t)r * ldq + d];
+                acc[r][0] += qv * k0;
+                acc[r][1] += qv * k1;
+            }
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < ATTN_R; r++) {
+            kv8_store(s + (size_t)r * len16 + c0, acc[r][0] * scale);
+            kv8_store(s + (size_t)r * len16 + c0 + 8, acc[r][1] * scale);
+        }
+    }
+}
+
+// out rows [rows, hd] (stride ldo) = inv[r] * s[r, 0..ncol) v[0..ncol) (v rows of stride ldv).
+static void
+attn_values(float *out, int ldo, const float *s, int len16, const float *v, int ldv, int ncol,
+            int hd, int rows, const float *inv)
+{
+    int d0 = 0;
+    for (; d0 + 16 <= hd; d0 += 16) {
+        kv8 acc[ATTN_R][2] = {{{0}}};
+        const float *vr = v + d0;
+        for (int c = 0; c < ncol; c++, vr += ldv) {
+            kv8 v0 = kv8_load(vr), v1 = kv8_load(vr + 8);
+#pragma GCC unroll 8
+            for (int r = 0; r < ATTN_R; r++) {
+                float p = s[(size_t)r * len16 + c];
+                acc[r][0] += p * v0;
+                acc[r][1] += p * v1;
+            }
+        }
+        for (int r = 0; r < rows; r++) {
+            kv8_store(out + (size_t)r * ldo + d0, acc[r][0] * inv[r]);
+            kv8_store(out + (size_t)r * ldo + d0 + 8, acc[r][1] * inv[r]);
+        }
+    }
+    for (; d0 < hd; d0++) // hd not a multiple of 16
+        for (int r = 0; r < rows; r++) {
+            float acc = 0;
+            for (int c = 0; c < ncol; c++)
+                acc += s[(size_t)r * len16 + c] * v[(size_t)c * ldv + d0];
+            out[(size_t)r * ldo + d0] = acc * inv[r];
+        }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+
+void
+kern_attn_rows(const struct kern_attn_rows *a, float *scratch)
+{
+    int len = a->pos0 + a->n, len16 = attn_len16(len), hd = a->hd;
+    float *kt = scratch, *s = scratch + (size_t)hd * len16, *q = s + (size_t)ATTN_R * len16;
+    // kt [hd, len16]: the keys transposed, zero past len
+    for (int c = 0; c < len; c++)
+        for (int d = 0; d < hd; d++)
+            kt[(size_t)d * len16 + c] = a->k[(size_t)c * a->ldk + d];
+    for (int d = 0; d < hd; d++)
+        for (int c = len; c < len16; c++)
+            kt[(size_t)d * len16 + c] = 0;
+    float scale = 1.0f / sqrtf((float)hd), inv[ATTN_R];
+    for (int r0 = 0; r0 < a->n; r0 += ATTN_R) {
+        int rows = a->n - r0 < ATTN_R ? a->n - r0 : ATTN_R;
+        int last = a->pos0 + r0 + rows; // columns [0, last) are visible to some row
+        int ncol = attn_len16(last);
+        const float *qb = a->q + (size_t)r0 * a->ldq;
+        int ldq = a->ldq;
+        if (rows < ATTN_R) { // a short last block: its rows padded with zeros in q [ATTN_R, hd]
+            memset(q, 0, sizeof(float) * ATTN_R * (size_t)hd);
+            for (int r = 0; r < rows; r++)
+                memcpy(q + (size_t)r * hd, qb + (size_t)r * ldq, sizeof(float) * (size_t)hd);
+            qb = q, ldq = hd;
+        }
+        attn_scores(s, qb, ldq, kt, len16, ncol, hd, scale);
+        for (int r = 0; r < ATTN_R; r++)
+            if (r < rows)
+                inv[r] = attn_softmax_row(s + (size_t)r * len16, a->pos0 + r0 + r + 1, last);
+            else
+                memset(s + (size_t)r * len16, 0, sizeof(float) * (size_t)last);
+        attn_values(a->out + (size_t)r0 * a->ldo, a->ldo, s, len16, a->v, a->ldv, last, hd, rows,
+                    inv);
+    }
+}
+
+static void
+attn_infer_task(void *ctx, int task, int thread)
+{
+    struct attn_job *j = ctx;
+    const struct kern_attn *a = j->a;
+    int b = task / a->nh, h = task % a->nh, t = a->t, hd = a->hd;
+    int ld = (a->nh + 2 * a->nkv) * hd, kvh = h / (a->nh / a->nkv);
+    const float *base = j->qkv + (size_t)b * t * ld;
+    struct kern_attn_rows r = {
+        .q = base + h * hd,
+        .k = base + (a->nh + kvh) * hd,
+        .v = base + (a->nh + a->nkv + kvh) * hd,
+        .out = j->out + (size_t)b * t * a->nh * hd + h * hd,
+        .ldq = ld, .ldk = ld, .ldv = ld, .ldo = a->nh * hd,
+        .n = t, .pos0 = 0, .hd = hd,
+    };
+    kern_attn_rows(&r, j->scratch + (size_t)thread * kern_attn_rows_scratch(t, hd));
+}
+
+void
+kern_attn_fwd_infer(struct kpool *p, const struct kern_attn *a, float *out, float *scratch,
+                    const float *qkv)
+{
+    struct attn_job j = {.a = a, .out = out, .scratch = scratch, .qkv = qkv};
+    kpool_run(p, a->b * a->nh, attn_infer_task, &j);
+}
+
 static void
 attn_bwd_task(void *ctx, int task, int thread)
 {

@@ -109,6 +109,25 @@ struct kern_attn {
 // out[b*t, nh*hd] = att v.
 void kern_attn_fwd(struct kpool *p, const struct kern_attn *a, float *out, float *att,
                    const float *qkv);
+// Forward only, without the probabilities: out[b*t, nh*hd] as kern_attn_fwd computes it (to
+// float rounding: another summation order). scratch: kpool_threads * kern_attn_rows_scratch(t,
+// hd) floats.
+void kern_attn_fwd_infer(struct kpool *p, const struct kern_attn *a, float *out, float *scratch,
+                         const float *qkv);
+
+// One head of causal attention on the calling thread: query rows at positions pos0 ..
+// pos0+n-1 (q [n, hd], stride ldq) against keys and values at positions 0 .. pos0+n-1 (k, v
+// [pos0+n, hd], strides ldk, ldv); out [n, hd] (stride ldo). The forward-only attention of
+// kern_attn_fwd_infer and of the KV cache.
+struct kern_attn_rows {
+    const float *q, *k, *v;
+    float *out;
+    int ldq, ldk, ldv, ldo, n, pos0, hd;
+};
+void kern_attn_rows(const struct kern_attn_rows *a, float *scratch);
+// Floats of scratch kern_attn_rows needs for pos0 + n = len.
+size_t kern_attn_rows_scratch(int len, int hd);
+
 // dqkv [b*t, (nh+2nkv)*hd] = gradients for q, k, v from dout [b*t, nh*hd].
 // scratch: kpool_threads * t * t floats.
 void kern_attn_bwd(struct kpool *p, const struct kern_attn *a, float *dqkv, const float *dout,

@@ -151,7 +151,7 @@ dropped_input(struct lora *lo, int layer, enum lora_target t, const float *x, in
 static void
 scratch_reserve(struct lora *lo, int n, int in)
 {
-    size_t u = (size_t)n * lo->cfg.r, x = (size_t)n * in;
+    size_t u = (size_t)n * LORA_N_TARGETS * lo->cfg.r, x = (size_t)n * in;
     if (u > lo->u_cap) {
         lo->u = xrealloc(lo->u, u * sizeof(float));
         lo->du = xrealloc(lo->du, u * sizeof(float));
@@ -163,25 +163,166 @@ scratch_reserve(struct lora *lo, int n, int in)
     }
 }
 
+// Targets of each linear hook, in column order: [lin_first, lin_first + lin_count).
+static const int lin_first[4] = {LORA_Q, LORA_O, LORA_GATE, LORA_DOWN};
+static const int lin_count[4] = {3, 1, 2, 1};
+
+static float *
+tensor_at(const struct lora *lo, float *base, int layer, int t, int ab)
+{
+    return base + lo->view.tensors[lo->index[layer * LORA_N_TARGETS + t] + ab].offset;
+}
+
+// u [n, k r] = x [A_1; ...; A_k]^T for group g of layer (its A matrices are adjacent).
+static void
+group_u(struct lora *lo, struct lora_group *g, int layer, const float *x, int n, int in)
+{
+    size_t need = (size_t)n * g->k * lo->cfg.r;
+    if (need > g->cap) {
+        g->u = xrealloc(g->u, need * sizeof(float));
+        g->cap = need;
+    }
+    const float *A = tensor_at(lo, lo->view.params, layer, g->first, 0);
+    kern_gemm(lo->pool, false, true, n, g->k * lo->cfg.r, in, 1.0f, x, in, A, in, 0.0f, g->u,
+              g->k * lo->cfg.r);
+    g->x = x, g->rows = n;
+}
+
+// Whether layer linears of n rows run merged (see struct lora).
+static bool
+merged(const struct lora *lo, int n)
+{
+    return lo->m && lo->m->base == &lo->base && n >= lo->merge_rows &&
+           !(lo->training && lo->cfg.dropout > 0);
+}
+
+// The base weight of linear `which` in layer: [ld, in] (q,k,v and gate,up adjacent).
+static const float *
+base_weight(const struct lora *lo, int layer, enum model_linear which)
+{
+    const struct model *m = lo->m;
+    return m->params + m->tensors[model_layer_tensor(m, layer, target_layer_k[lin_first[which]])]
+                           .offset;
+}
+
+// wm [ld, in] = W + scale B A for each adapted target of the linear.
+static const float *
+merged_weight(struct lora *lo, struct kpool *p, int layer, enum model_linear which)
+{
+    struct target_geom g0 = target_geom(&lo->view.cfg, lo->view.hd, lin_first[which]);
+    size_t need = (size_t)g0.ld * g0.in;
+    if (need > lo->wm_cap) {
+        lo->wm = xrealloc(lo->wm, need * sizeof(float));
+        lo->wm_cap = need;
+    }
+    memcpy(lo->wm, base_weight(lo, layer, which), need * sizeof(float));
+    for (int t = lin_first[which]; t < lin_first[which] + lin_count[which]; t++) {
+        if (lo->index[layer * LORA_N_TARGETS + t] < 0)
+            continue;
+        struct target_geom g = target_geom(&lo->view.cfg, lo->view.hd, t);
+        kern_gemm(p, false, false, g.out, g.in, lo->cfg.r, lo->scale,
+                  tensor_at(lo, lo->view.params, layer, t, 1), lo->cfg.r,
+                  tensor_at(lo, lo->view.params, layer, t, 0), g.in, 1.0f,
+                  lo->wm + (size_t)g.col0 * g.in, g.in);
+    }
+    return lo->wm;
+}
+
+static void
+base_fwd(void *ctx, struct kpool *p, int layer, enum model_linear which, const float *x,
+         float *y, int n, bool acc)
+{
+    struct lora *lo = ctx;
+    struct target_geom g0 = target_geom(&lo->view.cfg, lo->view.hd, lin_first[which]);
+    const float *w = lo->groups[layer * 4 + which].k && merged(lo, n)
+                         ? merged_weight(lo, p, layer, which)
+                         : base_weight(lo, layer, which);
+    kern_linear_fwd(p, y, x, w, n, g0.in, g0.ld, acc);
+}
+
+static void
+base_bwd_x(void *ctx, struct kpool *p, int layer, enum model_linear which, const float *dy,
+           float *dx, int n)
+{
+    struct lora *lo = ctx;
+    struct target_geom g0 = target_geom(&lo->view.cfg, lo->view.hd, lin_first[which]);
+    const float *w = lo->groups[layer * 4 + which].k && merged(lo, n)
+                         ? merged_weight(lo, p, layer, which)
+                         : base_weight(lo, layer, which);
+    kern_linear_bwd_x(p, dx, dy, w, n, g0.in, g0.ld, false);
+}
+
 static void
 hook_fwd(void *ctx, int layer, enum model_linear which, const float *x, float *y, int n)
 {
     struct lora *lo = ctx;
-    int r = lo->cfg.r;
-    for (int t = 0; t < LORA_N_TARGETS; t++) {
-        int ai = lo->index[layer * LORA_N_TARGETS + t];
-        struct target_geom g = target_geom(&lo->view.cfg, lo->view.hd, t);
-        if (ai < 0 || g.which != which)
-            continue;
-        const float *A = lo->view.params + lo->view.tensors[ai].offset;
-        const float *B = lo->view.params + lo->view.tensors[ai + 1].offset;
-        scratch_reserve(lo, n, g.in);
-        const float *xd = dropped_input(lo, layer, t, x, n, g.in);
-        // u[n,r] = xd A^T; y[:, col0..] += scale u B^T
-        kern_gemm(lo->pool, false, true, n, r, g.in, 1.0f, xd, g.in, A, g.in, 0.0f, lo->u, r);
-        kern_gemm(lo->pool, false, true, n, g.out, r, lo->scale, lo->u, r, B, r, 1.0f,
-                  y + g.col0, g.ld);
+    struct lora_group *g = &lo->groups[layer * 4 + which];
+    if (g->k == 0)
+        return;
+    if (merged(lo, n)) { // y already has the adapter's part; u is made by the backward
+        g->x = NULL;
+        return;
     }
+    int r = lo->cfg.r, kr = g->k * r;
+    bool drop = lo->training && lo->cfg.dropout > 0;
+    struct target_geom g0 = target_geom(&lo->view.cfg, lo->view.hd, g->first);
+    if (drop) { // a mask per target: no shared product
+        scratch_reserve(lo, n, g0.in);
+        g->x = NULL;
+    } else {
+        group_u(lo, g, layer, x, n, g0.in);
+    }
+    int j = 0;
+    for (int t = lin_first[which]; t < lin_first[which] + lin_count[which]; t++) {
+        if (lo->index[layer * LORA_N_TARGETS + t] < 0)
+            continue;
+        struct target_geom tg = target_geom(&lo->view.cfg, lo->view.hd, t);
+        const float *u = g->u + j++ * r;
+        int ldu = kr;
+        if (drop) { // u[n,r] = dropout(x) A^T
+            const float *xd = dropped_input(lo, layer, t, x, n, tg.in);
+            kern_gemm(lo->pool, false, true, n, r, tg.in, 1.0f, xd, tg.in,
+                      tensor_at(lo, lo->view.params, layer, t, 0), tg.in, 0.0f, lo->u, r);
+            u = lo->u, ldu = r;
+        }
+        // y[:, col0..] += scale u B^T
+        kern_gemm(lo->pool, false, true, n, tg.out, r, lo->scale, u, ldu,
+                  tensor_at(lo, lo->view.params, layer, t, 1), r, 1.0f, y + tg.col0, tg.ld);
+    }
+}
+
+// Backward of one target with dropout: its own mask, so its own products (dx may be NULL).
+static void
+bwd_dropout(struct lora *lo, int layer, enum lora_target t, const float *x, const float *dy,
+            float *dx, int n)
+{
+    int r = lo->cfg.r;
+    struct target_geom g = target_geom(&lo->view.cfg, lo->view.hd, t);
+    const float *A = tensor_at(lo, lo->view.params, layer, t, 0);
+    const float *B = tensor_at(lo, lo->view.params, layer, t, 1);
+    float *dA = tensor_at(lo, lo->view.grads, layer, t, 0);
+    float *dB = tensor_at(lo, lo->view.grads, layer, t, 1);
+    const float *dyt = dy + g.col0;
+    scratch_reserve(lo, n, g.in);
+    const float *xd = dropped_input(lo, layer, t, x, n, g.in);
+    kern_gemm(lo->pool, false, true, n, r, g.in, 1.0f, xd, g.in, A, g.in, 0.0f, lo->u, r);
+    // dB[out,r] += scale dy^T u; du[n,r] = scale dy B; dA[r,in] += du^T xd
+    kern_gemm(lo->pool, true, false, g.out, r, n, lo->scale, dyt, g.ld, lo->u, r, 1.0f, dB, r);
+    kern_gemm(lo->pool, false, false, n, r, g.out, lo->scale, dyt, g.ld, B, r, 0.0f, lo->du, r);
+    kern_gemm(lo->pool, true, false, r, g.in, n, 1.0f, lo->du, r, xd, g.in, 1.0f, dA, g.in);
+    if (!dx)
+        return;
+    // dx += (du A) ⊙ mask / (1-p), the mask regenerated from its key.
+    float *tmp = xmalloc(sizeof(float) * (size_t)n * g.in);
+    kern_gemm(lo->pool, false, false, n, g.in, r, 1.0f, lo->du, r, A, g.in, 0.0f, tmp, g.in);
+    float keep_scale = (float)(1.0 / (1.0 - lo->cfg.dropout));
+    uint64_t key = mask_key(lo, layer, t);
+    for (size_t i = 0; i < (size_t)n * g.in; i++) {
+        double u = (double)(hash_mix64(key + i) >> 11) * 0x1.0p-53;
+        if (u >= lo->cfg.dropout)
+            dx[i] += tmp[i] * keep_scale;
+    }
+    free(tmp);
 }
 
 static void
@@ -189,43 +330,38 @@ hook_bwd(void *ctx, int layer, enum model_linear which, const float *x, const fl
          float *dx, int n)
 {
     struct lora *lo = ctx;
-    int r = lo->cfg.r;
-    bool drop = lo->training && lo->cfg.dropout > 0;
-    for (int t = 0; t < LORA_N_TARGETS; t++) {
-        int ai = lo->index[layer * LORA_N_TARGETS + t];
-        struct target_geom g = target_geom(&lo->view.cfg, lo->view.hd, t);
-        if (ai < 0 || g.which != which)
-            continue;
-        const struct model_tensor *ta = &lo->view.tensors[ai], *tb = &lo->view.tensors[ai + 1];
-        const float *A = lo->view.params + ta->offset, *B = lo->view.params + tb->offset;
-        float *dA = lo->view.grads + ta->offset, *dB = lo->view.grads + tb->offset;
-        const float *dyt = dy + g.col0;
-        scratch_reserve(lo, n, g.in);
-        const float *xd = dropped_input(lo, layer, t, x, n, g.in);
-        kern_gemm(lo->pool, false, true, n, r, g.in, 1.0f, xd, g.in, A, g.in, 0.0f, lo->u, r);
-        // dB[out,r] += scale dy^T u; du[n,r] = scale dy B; dA[r,in] += du^T xd
-        kern_gemm(lo->pool, true, false, g.out, r, n, lo->scale, dyt, g.ld, lo->u, r, 1.0f, dB,
-                  r);
-        kern_gemm(lo->pool, false, false, n, r, g.out, lo->scale, dyt, g.ld, B, r, 0.0f, lo->du,
-                  r);
-        kern_gemm(lo->pool, true, false, r, g.in, n, 1.0f, lo->du, r, xd, g.in, 1.0f, dA, g.in);
-        if (!drop) { // dx += du A
-            kern_gemm(lo->pool, false, false, n, g.in, r, 1.0f, lo->du, r, A, g.in, 1.0f, dx,
-                      g.in);
-            continue;
-        }
-        // dx += (du A) ⊙ mask / (1-p), the mask regenerated from its key.
-        float *tmp = xmalloc(sizeof(float) * (size_t)n * g.in);
-        kern_gemm(lo->pool, false, false, n, g.in, r, 1.0f, lo->du, r, A, g.in, 0.0f, tmp, g.in);
-        float keep_scale = (float)(1.0 / (1.0 - lo->cfg.dropout));
-        uint64_t key = mask_key(lo, layer, t);
-        for (size_t i = 0; i < (size_t)n * g.in; i++) {
-            double u = (double)(hash_mix64(key + i) >> 11) * 0x1.0p-53;
-            if (u >= lo->cfg.dropout)
-                dx[i] += tmp[i] * keep_scale;
-        }
-        free(tmp);
+    struct lora_group *g = &lo->groups[layer * 4 + which];
+    if (g->k == 0)
+        return;
+    if (lo->training && lo->cfg.dropout > 0) {
+        for (int t = lin_first[which]; t < lin_first[which] + lin_count[which]; t++)
+            if (lo->index[layer * LORA_N_TARGETS + t] >= 0)
+                bwd_dropout(lo, layer, t, x, dy, dx, n);
+        return;
     }
+    int r = lo->cfg.r, kr = g->k * r, in = target_geom(&lo->view.cfg, lo->view.hd, g->first).in;
+    if (g->x != x || g->rows != n) // not the input of the last forward: recompute u
+        group_u(lo, g, layer, x, n, in);
+    scratch_reserve(lo, n, in);
+    int j = 0;
+    for (int t = lin_first[which]; t < lin_first[which] + lin_count[which]; t++) {
+        if (lo->index[layer * LORA_N_TARGETS + t] < 0)
+            continue;
+        struct target_geom tg = target_geom(&lo->view.cfg, lo->view.hd, t);
+        const float *dyt = dy + tg.col0;
+        // dB[out,r] += scale dy^T u; du[:, j r..] = scale dy B
+        kern_gemm(lo->pool, true, false, tg.out, r, n, lo->scale, dyt, tg.ld, g->u + j * r, kr,
+                  1.0f, tensor_at(lo, lo->view.grads, layer, t, 1), r);
+        kern_gemm(lo->pool, false, false, n, r, tg.out, lo->scale, dyt, tg.ld,
+                  tensor_at(lo, lo->view.params, layer, t, 1), r, 0.0f, lo->du + j * r, kr);
+        j++;
+    }
+    // [dA_1; ...] [k r, in] += du^T x; dx += du [A_1; ...] (merged: dy W' had it)
+    kern_gemm(lo->pool, true, false, kr, in, n, 1.0f, lo->du, kr, x, in, 1.0f,
+              tensor_at(lo, lo->view.grads, layer, g->first, 0), in);
+    if (dx && !merged(lo, n))
+        kern_gemm(lo->pool, false, false, n, in, kr, 1.0f, lo->du, kr,
+                  tensor_at(lo, lo->view.params, layer, g->first, 0), in, 1.0f, dx, in);
 }
 
 // ---- lifetime ----------------------------------------------------------------------------
@@ -251,13 +387,24 @@ lora_init(struct lora *lo, const struct model *m, const struct lora_config *c, u
     v->hd = m->hd;
     v->tensors = xcalloc((size_t)(n_t ? n_t : 1), sizeof *v->tensors);
     v->frozen = xcalloc((size_t)(n_t ? n_t : 1), sizeof(bool));
+    // Slab: per layer the A matrices of every target, then the B matrices, so the A's of
+    // targets sharing an input are adjacent (one product for the group, see struct lora).
+    lo->groups = xcalloc((size_t)lo->n_layers * 4, sizeof *lo->groups);
     size_t off = 0;
-    for (int l = 0; l < lo->n_layers; l++)
+    for (int l = 0; l < lo->n_layers; l++) {
+        size_t a_size = 0;
+        for (int t = 0; t < LORA_N_TARGETS; t++)
+            if (c->targets & (1u << t))
+                a_size += (size_t)c->r * (size_t)target_geom(&m->cfg, m->hd, t).in;
+        size_t a_off = off, b_off = off + a_size;
         for (int t = 0; t < LORA_N_TARGETS; t++) {
             lo->index[l * LORA_N_TARGETS + t] = -1;
             if (!(c->targets & (1u << t)))
                 continue;
             struct target_geom g = target_geom(&m->cfg, m->hd, t);
+            struct lora_group *gr = &lo->groups[l * 4 + g.which];
+            if (gr->k++ == 0)
+                gr->first = t;
             lo->index[l * LORA_N_TARGETS + t] = v->n_tensors;
             for (int ab = 0; ab < 2; ab++) {
                 struct model_tensor *mt = &v->tensors[v->n_tensors++];
@@ -266,11 +413,14 @@ lora_init(struct lora *lo, const struct model *m, const struct lora_config *c, u
                 mt->shape[0] = ab ? g.out : c->r;
                 mt->shape[1] = ab ? c->r : g.in;
                 mt->numel = (size_t)mt->shape[0] * (size_t)mt->shape[1];
-                mt->offset = off;
+                size_t *o = ab ? &b_off : &a_off;
+                mt->offset = *o;
                 mt->decay = true;
-                off += mt->numel;
+                *o += mt->numel;
             }
         }
+        off = b_off;
+    }
     v->n_params = off;
     v->params = xcalloc(off ? off : 1, sizeof(float));
     // A ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform_ with a = sqrt(5)); B stays zero.
@@ -289,6 +439,9 @@ lora_init(struct lora *lo, const struct model *m, const struct lora_config *c, u
 void
 lora_free(struct lora *lo)
 {
+    for (int i = 0; lo->groups && i < lo->n_layers * 4; i++)
+        free(lo->groups[i].u);
+    free(lo->groups);
     free(lo->index);
     free(lo->view.tensors);
     free(lo->view.frozen);
@@ -296,6 +449,7 @@ lora_free(struct lora *lo)
     free(lo->view.grads);
     free(lo->u);
     free(lo->du);
+    free(lo->wm);
     free(lo->xd);
     memset(lo, 0, sizeof *lo);
 }
@@ -314,13 +468,21 @@ lora_attach(struct lora *lo, struct model *m, struct kpool *pool)
     lo->pool = pool;
     lo->training = true;
     m->hooks = &lo->hooks;
+    lo->m = m;
+    lo->merge_rows = LORA_MERGE_ROWS;
+    if (!m->base) {
+        lo->base = (struct model_base_ops){base_fwd, base_bwd_x, lo};
+        m->base = &lo->base;
+    }
 }
 
 void
 lora_detach(struct lora *lo, struct model *m)
 {
-    (void)lo;
     m->hooks = NULL;
+    if (m->base == &lo->base)
+        m->base = NULL;
+    lo->m = NULL;
 }
 
 void

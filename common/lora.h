@@ -70,9 +70,32 @@ struct lora {
     struct kpool *pool;
     bool training;     // dropout active (set by lora_attach; toggle for evaluation)
     uint64_t seed, batch; // dropout masks depend on both
-    float *u, *du, *xd; // scratch [rows, r], [rows, r], [rows, in]
+    // Per (layer, linear) group of targets sharing an input (q,k,v; o; gate,up; down): the
+    // A matrices of a group are adjacent in the slab, so without dropout one product gives
+    // u = x [A_1; A_2; ...]^T [rows, k r] for the whole group. The forward keeps u for the
+    // backward (valid while x and rows match the last forward of that group).
+    struct lora_group {
+        int first, k;   // first target (enum lora_target) and how many are adapted
+        float *u;       // [rows, k r] from the last forward
+        size_t cap;
+        const float *x; // its input, NULL = none kept
+        int rows;
+    } *groups;          // [n_layers * 4] by enum model_linear
+    float *u, *du, *xd; // scratch [rows, 7 r] (u, du), [rows, in]
     size_t u_cap, xd_cap;
+    // Merged products (lora_attach on a model without base ops): from LORA_MERGE_ROWS rows
+    // on and without dropout, each layer linear runs as one product with W' = W + scale B A
+    // (forward y = x W'^T, backward dx = dy W'), rebuilt per call into wm; the hooks then add
+    // only the adapter gradients. Bases held elsewhere (QLoRA replaces m->base) keep the
+    // side path.
+    struct model_base_ops base;
+    const struct model *m; // the model attached to
+    int merge_rows;        // LORA_MERGE_ROWS (tests lower it)
+    float *wm;
+    size_t wm_cap;
 };
+
+#define LORA_MERGE_ROWS 256
 
 // HF module name of a target ("q_proj", "gate_proj", ...) and its short name ("q", "gate").
 const char *lora_target_hf(enum lora_target t);
@@ -93,8 +116,9 @@ void lora_free(struct lora *lo);
 // Number of adapter parameters.
 size_t lora_params(const struct lora *lo);
 
-// Freezes every tensor of m, sets m->hooks to the adapter's and remembers pool for the
-// hooks; training on (dropout applies). lora_detach removes the hooks (frozen flags stay).
+// Freezes every tensor of m, sets m->hooks to the adapter's (and m->base to the merged
+// products when m has no base ops) and remembers pool for the hooks; training on (dropout
+// applies). lora_detach removes them (frozen flags stay).
 void lora_attach(struct lora *lo, struct model *m, struct kpool *pool);
 void lora_detach(struct lora *lo, struct model *m);
 // Advances the dropout mask to the next micro-batch (call before each forward in training).

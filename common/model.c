@@ -221,9 +221,11 @@ acts_sizes(const struct model_config *c, int b, int t, bool training, int n_thre
     s.nao = n * c->n_heads * hd;
     s.ngu = n * 2 * (size_t)c->ffn;
     s.nh = n * c->ffn;
-    // forward only: attention probabilities of one sequence at a time (nothing reads them
-    // after), one residual slot updated in place
-    s.natt = (size_t)(training ? b : 1) * c->n_heads * t * t;
+    // forward only: no attention probabilities (kern_attn_fwd_infer's scratch per thread), one
+    // residual slot updated in place
+    s.natt = training ? (size_t)b * c->n_heads * t * t
+                      : (size_t)(n_threads < 1 ? 1 : n_threads) *
+                            kern_attn_rows_scratch(t, c->dim / c->n_heads);
     s.nv = n * (size_t)c->vocab;
     s.slots = training ? c->n_layers : 1;
     s.xslots = training ? c->n_layers + 1 : 1;
@@ -413,10 +415,9 @@ forward_layers(struct model *m, struct model_acts *a, struct kpool *p, const int
     const float *emb = m->params + m->tensors[0].offset;
     for (int r = 0; r < n; r++)
         memcpy(a->x + (size_t)r * d, emb + (size_t)tokens[r] * d, sizeof(float) * d);
-    // training keeps every sequence's attention probabilities for backward; forward only runs
-    // one sequence at a time through one sequence's buffer (the same tasks, the same bits)
-    int seqs = a->training ? b : 1;
-    struct kern_attn ka = {seqs, t, c->n_heads, c->n_kv_heads, hd};
+    // training keeps every sequence's attention probabilities for backward; forward only
+    // keeps none (kern_attn_fwd_infer: the same values to float rounding)
+    struct kern_attn ka = {b, t, c->n_heads, c->n_kv_heads, hd};
     for (int l = 0; l < c->n_layers; l++) {
         struct layer_w w = layer_ptrs(m, m->params, l);
         struct layer_a la = layer_acts(m, a, l);
@@ -425,9 +426,10 @@ forward_layers(struct model *m, struct model_acts *a, struct kpool *p, const int
         hook_fwd(m, l, MODEL_LIN_QKV, la.xn1, la.qkv, n);
         kern_rope(p, la.qkv, n, nq, 0, c->n_heads + c->n_kv_heads, hd, t, NULL, m->rope_cos,
                   m->rope_sin, false);
-        for (int s0 = 0; s0 < b; s0 += seqs)
-            kern_attn_fwd(p, &ka, la.ao + (size_t)s0 * t * no, la.att,
-                          la.qkv + (size_t)s0 * t * nq);
+        if (a->training)
+            kern_attn_fwd(p, &ka, la.ao, la.att, la.qkv);
+        else
+            kern_attn_fwd_infer(p, &ka, la.ao, la.att, la.qkv);
         if (la.xmid != la.x)
             memcpy(la.xmid, la.x, sizeof(float) * (size_t)n * d);
         lin_fwd(m, p, l, MODEL_LIN_O, la.xmid, la.ao, w.wo, n, no, d, true);
@@ -592,12 +594,16 @@ model_backward(struct model *m, struct model_acts *a, struct kpool *p)
         kern_attn_bwd(p, &ka, a->dqkv, a->dao, la.att, la.qkv, a->dattn);
         kern_rope(p, a->dqkv, n, nq, 0, c->n_heads + c->n_kv_heads, hd, t, NULL, m->rope_cos,
                   m->rope_sin, true);
-        lin_bwd_x(m, p, l, MODEL_LIN_QKV, a->dxn, a->dqkv, w.wqkv, n, d, nq);
-        hook_bwd(m, l, MODEL_LIN_QKV, la.xn1, a->dqkv, a->dxn, n);
+        // below layer 0 only the embedding: with it and ln1 frozen nothing needs dxn
+        bool need_dx = l > 0 || !m->frozen[0] || !m->frozen[ti];
+        if (need_dx)
+            lin_bwd_x(m, p, l, MODEL_LIN_QKV, a->dxn, a->dqkv, w.wqkv, n, d, nq);
+        hook_bwd(m, l, MODEL_LIN_QKV, la.xn1, a->dqkv, need_dx ? a->dxn : NULL, n);
         weight_grad(m, p, ti + 1, a->dqkv, nq, 0, la.xn1, n);
         weight_grad(m, p, ti + 2, a->dqkv, nq, no, la.xn1, n);
         weight_grad(m, p, ti + 3, a->dqkv, nq, no + c->n_kv_heads * hd, la.xn1, n);
-        norm_grad(m, p, ti + 0, a->dx, a->dxn, la.x, la.rstd1, n);
+        if (need_dx)
+            norm_grad(m, p, ti + 0, a->dx, a->dxn, la.x, la.rstd1, n);
     }
     if (!m->frozen[0]) {
         float *demb = m->grads + m->tensors[0].offset;
@@ -650,7 +656,7 @@ model_kv_init(struct model_kv *kv, const struct model *m, int max_t, struct kerr
     kv->ao = xcalloc(r * c->n_heads * hd, sizeof(float));
     kv->gu = xcalloc(r * 2 * c->ffn, sizeof(float));
     kv->h = xcalloc(r * c->ffn, sizeof(float));
-    kv->att = xcalloc((size_t)c->n_heads * r * max_t, sizeof(float));
+    kv->att = xcalloc((size_t)c->n_heads * kern_attn_rows_scratch(max_t, m->hd), sizeof(float));
     kv->rstd = xcalloc(r, sizeof(float));
     kv->logits = xcalloc(r * c->vocab, sizeof(float)); // pages touched only when scoring
     return 0;
@@ -692,30 +698,17 @@ kv_attn_task(void *ctx, int h, int thread)
     struct kv_attn_job *j = ctx;
     const struct model_config *c = &j->m->cfg;
     int hd = j->m->hd, nq = (c->n_heads + 2 * c->n_kv_heads) * hd, kvw = c->n_kv_heads * hd;
-    int g = h / (c->n_heads / c->n_kv_heads), len = j->pos0 + j->n;
-    const float *kc = j->kv->k + ((size_t)j->l * j->kv->max_t) * kvw + g * hd;
-    const float *vc = j->kv->v + ((size_t)j->l * j->kv->max_t) * kvw + g * hd;
-    float *s = j->kv->att + (size_t)h * KV_CHUNK * j->kv->max_t;
-    kern_gemm1(false, true, j->n, len, hd, 1.0f / sqrtf((float)hd), j->kv->qkv + h * hd, nq, kc,
-               kvw, 0.0f, s, len);
-    for (int i = 0; i < j->n; i++) {
-        float *row = s + (size_t)i * len;
-        int last = j->pos0 + i;
-        float mx = row[0];
-        for (int k = 1; k <= last; k++)
-            mx = row[k] > mx ? row[k] : mx;
-        float sum = 0;
-        for (int k = 0; k <= last; k++) {
-            row[k] = expf(row[k] - mx); // generation: not the hot path
-            sum += row[k];
-        }
-        for (int k = 0; k <= last; k++)
-            row[k] /= sum;
-        for (int k = last + 1; k < len; k++)
-            row[k] = 0;
-    }
-    kern_gemm1(false, false, j->n, hd, len, 1.0f, s, len, vc, kvw, 0.0f, j->kv->ao + h * hd,
-               c->n_heads * hd);
+    int g = h / (c->n_heads / c->n_kv_heads);
+    size_t layer = (size_t)j->l * j->kv->max_t * kvw;
+    struct kern_attn_rows r = {
+        .q = j->kv->qkv + h * hd,
+        .k = j->kv->k + layer + g * hd,
+        .v = j->kv->v + layer + g * hd,
+        .out = j->kv->ao + h * hd,
+        .ldq = nq, .ldk = kvw, .ldv = kvw, .ldo = c->n_heads * hd,
+        .n = j->n, .pos0 = j->pos0, .hd = hd,
+    };
+    kern_attn_rows(&r, j->kv->att + (size_t)h * kern_attn_rows_scratch(j->kv->max_t, hd));
 }
 
 static void

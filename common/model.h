@@ -98,7 +98,9 @@ enum model_linear {
 };
 
 // Side paths added to linear layers (e.g. LoRA). fwd adds to y[n,out] given x[n,in];
-// bwd adds to dx[n,in] given dy[n,out] and x (accumulating its own parameters' gradients).
+// bwd adds to dx[n,in] given dy[n,out] and x (accumulating its own parameters' gradients);
+// dx is NULL when nothing needs the input gradient (layer 0's q,k,v with the embedding and
+// input_layernorm frozen).
 // Called only for layers where the hook is set; ctx is passed through.
 struct model_hooks {
     void (*fwd)(void *ctx, int layer, enum model_linear which, const float *x, float *y, int n);
@@ -162,7 +164,7 @@ struct model_acts {
     float *xn1, *xn2; // [L, n, dim] normed inputs of attention and MLP
     float *rstd1, *rstd2; // [L, n]
     float *qkv;     // [L, n, (nh+2nkv)hd] (q, k rotated)
-    float *att;     // [L, b, nh, t, t] attention probabilities (forward only: [nh, t, t])
+    float *att;     // [L, b, nh, t, t] attention probabilities (forward only: scratch)
     float *ao;      // [L, n, nh*hd] attention output before o_proj
     float *gu;      // [L, n, 2ffn]
     float *h;       // [L, n, ffn] silu(gate)*up

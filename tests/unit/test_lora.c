@@ -13,6 +13,7 @@
 #include "safetensors.h"
 #include "test.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -140,9 +141,10 @@ test_init(void)
     model_free(&m);
 }
 
-// Every adapter parameter's gradient against fourth-order central differences.
+// Every adapter parameter's gradient against fourth-order central differences, with the
+// side path or (merged) the products with W + scale B A (lora.h).
 static void
-test_gradcheck(double dropout)
+test_gradcheck(double dropout, bool merged)
 {
     struct kerr err;
     struct model m;
@@ -150,6 +152,7 @@ test_gradcheck(double dropout)
     setup(&m, &lo, dropout, dropout > 0);
     struct kpool *p = kpool_new(1);
     lora_attach(&lo, &m, p);
+    lo.merge_rows = merged ? 1 : INT_MAX;
     lora_next_batch(&lo);
     model_grads_alloc(&lo.view);
     int b = 2, t = 7, tok[14], tgt[14];
@@ -182,8 +185,8 @@ test_gradcheck(double dropout)
         }
         double rel = sqrt(err2) / (sqrt(ref2) + 1e-12);
         CHECK_MSG(rel <= 3e-3 && maxerr <= 5e-3 * maxref + 1e-6,
-                  "%s (dropout %g): relative L2 error %.2e, max error %.2e of max %.2e",
-                  tt->name, dropout, rel, maxerr, maxref);
+                  "%s (dropout %g, merged %d): relative L2 error %.2e, max error %.2e of max %.2e",
+                  tt->name, dropout, merged, rel, maxerr, maxref);
         CHECK(ref2 > 0);
     }
     if (dropout > 0) { // the mask changes with the batch and is off in evaluation
@@ -222,7 +225,14 @@ test_merge(void)
     lo.training = false; // no dropout: the adapter as inference sees it
     model_forward(&m, &e, p, tok, b, t);
     memcpy(adapted, e.logits, nl * sizeof(float));
+    lo.merge_rows = 1; // the products with W + scale B A: the same logits
+    model_forward(&m, &e, p, tok, b, t);
+    double mdiff = 0;
+    for (size_t i = 0; i < nl; i++)
+        mdiff = fmax(mdiff, fabs(e.logits[i] - adapted[i]) / fmax(fabs(adapted[i]), 1.0));
+    CHECK_MSG(mdiff <= 1e-5, "merged products vs side path differ by %.3e", mdiff);
     lora_detach(&lo, &m);
+    CHECK(m.base == NULL && m.hooks == NULL);
     lora_merge(&lo, &m, p);
     model_forward(&m, &e, p, tok, b, t);
     double maxdiff = 0, maxchange = 0;
@@ -686,8 +696,10 @@ int
 main(void)
 {
     test_init();
-    test_gradcheck(0.0);
-    test_gradcheck(0.2);
+    test_gradcheck(0.0, false);
+    test_gradcheck(0.0, true);
+    test_gradcheck(0.2, false);
+    test_gradcheck(0.2, true); // dropout: never merged in training
     test_merge();
     test_files();
     test_train();

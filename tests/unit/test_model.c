@@ -180,7 +180,7 @@ test_kv(void)
     model_forward(&m, &a, p, tok, 1, t);
     // A shorter batch in bigger buffers gives the same bits.
     struct model_acts big;
-    CHECK(model_acts_init(&big, &m, 3, 100, true, 2, &err) == 0);
+    CHECK(model_acts_init(&big, &m, 3, 100, false, 2, &err) == 0);
     model_forward(&m, &big, p, tok, 1, t);
     CHECK(memcmp(big.logits, a.logits, sizeof(float) * t * c.vocab) == 0);
     model_acts_free(&big);

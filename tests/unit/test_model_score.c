@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // test_model_score: the forward-only scoring paths of the model against model_forward +
 // model_logprobs — model_forward_logprobs (output projection for the scored rows only; the
-// same bits when every row is scored, for 1 and 2 threads, and in training activations) and
-// model_kv_forward_logprobs with a shared prefix reused through model_kv_rewind.
+// same bits when every row is scored, for 1 and 2 threads, in forward-only and in training
+// activations, whose attention kernels differ) and model_kv_forward_logprobs with a shared
+// prefix reused through model_kv_rewind.
 #include "model.h"
 #include "test.h"
 
@@ -35,12 +36,12 @@ init_model(struct model *m)
 
 // Reference: log-probabilities of the full forward pass.
 static void
-reference(struct model *m, const int *tok, const int *tgt, int b, float *lp)
+reference(struct model *m, const int *tok, const int *tgt, int b, bool training, float *lp)
 {
     struct kerr err;
     struct kpool *p = kpool_new(1);
     struct model_acts a;
-    CHECK(model_acts_init(&a, m, b, T, false, 1, &err) == 0);
+    CHECK(model_acts_init(&a, m, b, T, training, 1, &err) == 0);
     model_forward(m, &a, p, tok, b, T);
     model_logprobs(m, &a, p, tgt, lp);
     model_acts_free(&a);
@@ -54,7 +55,7 @@ test_forward_logprobs(void)
     struct model m;
     init_model(&m);
     int tok[B * T], tgt[B * T], part[B * T];
-    float want[B * T], got[B * T], want_part[B * T];
+    float want[2][B * T], got[B * T], want_part[2][B * T];
     struct model_rng r;
     model_rng_seed(&r, 11);
     for (int i = 0; i < B * T; i++) {
@@ -62,19 +63,28 @@ test_forward_logprobs(void)
         tgt[i] = (int)(model_rng_next(&r) % V);
         part[i] = i % T >= 60 ? tgt[i] : -1; // a completion: the last rows of each sequence
     }
-    reference(&m, tok, tgt, B, want);
-    reference(&m, tok, part, B, want_part);
+    for (int training = 0; training <= 1; training++) {
+        reference(&m, tok, tgt, B, training, want[training]);
+        reference(&m, tok, part, B, training, want_part[training]);
+    }
+    // the two attention kernels: the same values to float rounding (which the weights scaled
+    // by 8 amplify)
+    double dk = 0;
+    for (int i = 0; i < B * T; i++)
+        dk = fmax(dk, fabs(want[0][i] - want[1][i]));
+    CHECK_MSG(dk < 1e-3 && dk > 0, "forward-only and training forward differ by %g", dk);
     for (int th = 1; th <= 2; th++) {
         struct kpool *p = kpool_new(th);
         for (int training = 0; training <= 1; training++) {
             struct model_acts a;
             CHECK(model_acts_init(&a, &m, B, T, training, th, &err) == 0);
             model_forward_logprobs(&m, &a, p, tok, tgt, B, T, got);
-            CHECK_MSG(memcmp(got, want, sizeof got) == 0, "every row scored: %d threads", th);
+            CHECK_MSG(memcmp(got, want[training], sizeof got) == 0,
+                      "every row scored: %d threads, training %d", th, training);
             model_forward_logprobs(&m, &a, p, tok, part, B, T, got);
             double d = 0;
             for (int i = 0; i < B * T; i++) {
-                d = fmax(d, fabs(got[i] - want_part[i]));
+                d = fmax(d, fabs(got[i] - want_part[training][i]));
                 if (part[i] < 0)
                     CHECK(got[i] == 0);
             }
@@ -104,7 +114,7 @@ test_kv_prefix(void)
         for (int i = 0; i < T; i++)
             tgt[c][i] = i + 1 < T && i >= pre - 1 ? seq[c][i + 1] : -1;
     float want[2 * T];
-    reference(&m, &seq[0][0], &tgt[0][0], 2, want);
+    reference(&m, &seq[0][0], &tgt[0][0], 2, false, want);
     struct kpool *p = kpool_new(2);
     struct model_kv kv;
     CHECK(model_kv_init(&kv, &m, T, &err) == 0);
