@@ -559,7 +559,7 @@ parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
 {
     const char *body = open + 1, *p = body, *end = ps->end;
     uint64_t carry = 0; // bit 0 of the next block is escaped
-    bool esc = false, suspect = false;
+    uint64_t escs = 0, suspect = 0; // escaped bytes seen; UTF-8 error evidence seen
 #if defined(__AVX512VBMI__)
     __m512i prev = _mm512_setzero_si512(); // the previous block when adjacent, else ASCII
     uint64_t tail = 0; // non-zero when one of prev's last three bytes is non-ASCII
@@ -634,16 +634,15 @@ parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
             // including the closing quote (a lead byte right before it is too short).
             uint64_t high = _mm512_movepi8_mask(v);
             if (high | tail)
-                suspect |= (utf8_block_errors(v, prev, &u8) & (qe ? qe ^ (qe - 1) : valid)) != 0;
+                suspect |= utf8_block_errors(v, prev, &u8) & (qe ? qe ^ (qe - 1) : valid);
             tail = high >> 61;
             prev = v;
 #else
-            if (_mm512_movepi8_mask(v) & before)
-                suspect = true;
+            suspect |= _mm512_movepi8_mask(v) & before;
 #endif
             uint64_t ctl = _mm512_cmplt_epu8_mask(v, vsp) & before & ~escd;
             uint64_t e = escd & before;
-            esc |= e != 0;
+            escs |= e;
 #if defined(__AVX512VBMI__)
             uint64_t bad_esc =
                 e & (high | ~_mm512_movepi8_mask(_mm512_permutex2var_epi8(lo_tab, v, hi_tab)));
@@ -706,7 +705,7 @@ parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
         if (k < n)
             return FAILP(ps, body + k, "invalid UTF-8 in string");
     }
-    *escaped = esc;
+    *escaped = escs != 0;
     return p + 1;
 }
 
