@@ -653,7 +653,7 @@ parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
                         _mm512_shuffle_epi8(hi_tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib)));
 #endif
             uint64_t u = e & _mm512_cmpeq_epi8_mask(v, vu);
-            if (u) {
+            if (__builtin_expect(u != 0, 0)) {
                 __m512i lo = _mm512_and_si512(v, nib);
                 __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
                 // A \u escape whose four hex digits lie in this block and do not start with
