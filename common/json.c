@@ -546,13 +546,16 @@ utf8_block_errors(__m512i v, __m512i prev, const struct utf8_simd *c)
 //   bs, quote, ctl      masks of '\\', '"', bytes < 0x20
 //   escaped             bytes preceded by an odd run of backslashes (carry across blocks)
 //   end                 first unescaped quote; only bytes before it are checked
-//   invalid escapes     escaped bytes outside "\\/bfnrtu (a nibble-table lookup)
+//   invalid escapes     escaped bytes outside "\\/bfnrtu (one byte permute with AVX-512 VBMI,
+//                       else a nibble-table lookup)
 //   \u escapes          four hex digits in the same block, not starting with d/D: checked
 //                       with masks, the scan goes on; others (surrogates, escapes crossing
 //                       the block end, errors) are handed to escape_check, then the scan
 //                       restarts after the escape with no carry
-//   UTF-8               utf8_block_errors on blocks with non-ASCII bytes (with AVX-512 VBMI);
-//                       a flagged string is re-checked by utf8_valid_prefix, which is exact
+//   UTF-8               utf8_block_errors (with AVX-512 VBMI), only on blocks with non-ASCII
+//                       bytes or right after one that ends with some (text is mostly ASCII:
+//                       a branch is cheaper than the check); a flagged string is re-checked
+//                       by utf8_valid_prefix, which is exact
 //                       and gives the offset
 __attribute__((noinline)) static const char *
 parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
