@@ -68,6 +68,43 @@ lora_targets_parse(const char *list, unsigned *mask, struct kerr *err)
     return 0;
 }
 
+static const char *const module_hf[LORA_N_MODULES] = {"embed_tokens", "lm_head"};
+
+static int
+module_lookup(const char *s, size_t n)
+{
+    for (int k = 0; k < LORA_N_MODULES; k++)
+        if (strlen(module_hf[k]) == n && memcmp(s, module_hf[k], n) == 0)
+            return k;
+    return n == 5 && memcmp(s, "embed", 5) == 0 ? LORA_MOD_EMBED : -1;
+}
+
+int
+lora_modules_parse(const char *list, unsigned *mask, struct kerr *err)
+{
+    *mask = 0;
+    for (const char *p = list;;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        int k = module_lookup(p, n);
+        if (k < 0)
+            return kerr_set(err, "module to save '%.*s' is not supported (expected embed_tokens, "
+                            "lm_head)", (int)n, p);
+        *mask |= 1u << k;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+// The base tensor of a module to save.
+static int
+module_tensor(const struct model *m, enum lora_module k)
+{
+    return k == LORA_MOD_EMBED || m->cfg.tie_embeddings ? 0 : 2 + 9 * m->cfg.n_layers;
+}
+
 void
 lora_config_default(struct lora_config *c)
 {
@@ -88,6 +125,8 @@ lora_config_check(const struct lora_config *c, struct kerr *err)
         return kerr_set(err, "lora_dropout %g outside [0, 1)", c->dropout);
     if (!(c->targets & LORA_ALL_TARGETS) || (c->targets & ~LORA_ALL_TARGETS))
         return kerr_set(err, "no LoRA target modules");
+    if (c->modules >> LORA_N_MODULES)
+        return kerr_set(err, "unknown module to save");
     return 0;
 }
 
@@ -373,6 +412,9 @@ lora_init(struct lora *lo, const struct model *m, const struct lora_config *c, u
     memset(lo, 0, sizeof *lo);
     if (lora_config_check(c, err) < 0)
         return -1;
+    if ((c->modules & (1u << LORA_MOD_HEAD)) && m->cfg.tie_embeddings)
+        return kerr_set(err, "module to save lm_head: the base model ties lm_head to "
+                             "embed_tokens (save embed_tokens)");
     lo->cfg = *c;
     lo->scale = (float)(c->rslora ? c->alpha / sqrt((double)c->r) : c->alpha / c->r);
     lo->n_layers = m->cfg.n_layers;
@@ -382,6 +424,8 @@ lora_init(struct lora *lo, const struct model *m, const struct lora_config *c, u
     for (int i = 0; i < n_slots; i++)
         if (c->targets & (1u << (i % LORA_N_TARGETS)))
             n_t += 2;
+    for (int k = 0; k < LORA_N_MODULES; k++)
+        n_t += (c->modules >> k) & 1;
     struct model *v = &lo->view;
     v->cfg = m->cfg;
     v->hd = m->hd;
@@ -421,12 +465,31 @@ lora_init(struct lora *lo, const struct model *m, const struct lora_config *c, u
         }
         off = b_off;
     }
+    int n_adapter = v->n_tensors;
+    for (int k = 0; k < LORA_N_MODULES; k++) { // then the modules to save, as in m
+        lo->mod_index[k] = -1;
+        if (!(c->modules & (1u << k)))
+            continue;
+        const struct model_tensor *bt = &m->tensors[module_tensor(m, k)];
+        lo->mod_index[k] = v->n_tensors;
+        struct model_tensor *mt = &v->tensors[v->n_tensors++];
+        *mt = *bt;
+        snprintf(mt->name, sizeof mt->name, "base_model.model.%.60s", bt->name);
+        mt->offset = off;
+        off += mt->numel;
+    }
     v->n_params = off;
     v->params = xcalloc(off ? off : 1, sizeof(float));
     // A ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform_ with a = sqrt(5)); B stays zero.
     struct model_rng rng;
     model_rng_seed(&rng, seed);
-    for (int i = 0; i < v->n_tensors; i += 2) {
+    for (int k = 0; k < LORA_N_MODULES; k++)
+        if (lo->mod_index[k] >= 0) {
+            const struct model_tensor *mt = &v->tensors[lo->mod_index[k]];
+            memcpy(v->params + mt->offset, m->params + m->tensors[module_tensor(m, k)].offset,
+                   mt->numel * sizeof(float));
+        }
+    for (int i = 0; i < n_adapter; i += 2) {
         const struct model_tensor *ta = &v->tensors[i];
         double bound = 1.0 / sqrt((double)ta->shape[1]);
         for (size_t j = 0; j < ta->numel; j++)
@@ -442,6 +505,7 @@ lora_free(struct lora *lo)
     for (int i = 0; lo->groups && i < lo->n_layers * 4; i++)
         free(lo->groups[i].u);
     free(lo->groups);
+    free(lo->grad_to);
     free(lo->index);
     free(lo->view.tensors);
     free(lo->view.frozen);
@@ -470,6 +534,19 @@ lora_attach(struct lora *lo, struct model *m, struct kpool *pool)
     m->hooks = &lo->hooks;
     lo->m = m;
     lo->merge_rows = LORA_MERGE_ROWS;
+    if (lo->cfg.modules) { // trained in full: gradients into the view, values back after steps
+        model_grads_alloc(&lo->view);
+        free(lo->grad_to);
+        lo->grad_to = xcalloc((size_t)m->n_tensors, sizeof *lo->grad_to);
+        for (int k = 0; k < LORA_N_MODULES; k++)
+            if (lo->mod_index[k] >= 0) {
+                int ti = module_tensor(m, k);
+                m->frozen[ti] = false;
+                lo->grad_to[ti] = lo->view.grads + lo->view.tensors[lo->mod_index[k]].offset;
+            }
+        m->grad_to = lo->grad_to;
+        lora_sync(lo);
+    }
     if (!m->base) {
         lo->base = (struct model_base_ops){base_fwd, base_bwd_x, lo};
         m->base = &lo->base;
@@ -482,7 +559,32 @@ lora_detach(struct lora *lo, struct model *m)
     m->hooks = NULL;
     if (m->base == &lo->base)
         m->base = NULL;
+    if (m->grad_to && m->grad_to == lo->grad_to) {
+        m->grad_to = NULL;
+        for (int k = 0; k < LORA_N_MODULES; k++)
+            if (lo->mod_index[k] >= 0)
+                m->frozen[module_tensor(m, k)] = true;
+    }
     lo->m = NULL;
+}
+
+// The modules to save of lo's view into m's tensors.
+static void
+modules_copy(const struct lora *lo, struct model *m)
+{
+    for (int k = 0; k < LORA_N_MODULES; k++)
+        if (lo->mod_index[k] >= 0) {
+            const struct model_tensor *vt = &lo->view.tensors[lo->mod_index[k]];
+            memcpy(m->params + m->tensors[module_tensor(m, k)].offset,
+                   lo->view.params + vt->offset, vt->numel * sizeof(float));
+        }
+}
+
+void
+lora_sync(struct lora *lo)
+{
+    if (lo->m)
+        modules_copy(lo, lo->m);
 }
 
 void
@@ -506,6 +608,7 @@ lora_merge(const struct lora *lo, struct model *m, struct kpool *pool)
             kern_gemm(pool, false, false, out, in, r, lo->scale, B, r, A, in, 1.0f,
                       m->params + w->offset, in);
         }
+    modules_copy(lo, m);
 }
 
 // ---- files -------------------------------------------------------------------------------
@@ -533,7 +636,16 @@ lora_save(const char *dir, const struct lora *lo, struct kerr *err)
     jw_key(&w, "layers_to_transform"), jw_null(&w);
     jw_key(&w, "lora_alpha"), jw_double(&w, c->alpha);
     jw_key(&w, "lora_dropout"), jw_double(&w, c->dropout);
-    jw_key(&w, "modules_to_save"), jw_null(&w);
+    jw_key(&w, "modules_to_save");
+    if (c->modules) {
+        jw_arr_begin(&w);
+        for (int k = 0; k < LORA_N_MODULES; k++)
+            if (c->modules & (1u << k))
+                jw_str(&w, module_hf[k]);
+        jw_arr_end(&w);
+    } else {
+        jw_null(&w);
+    }
     jw_key(&w, "peft_type"), jw_str(&w, "LORA");
     jw_key(&w, "r"), jw_int(&w, c->r);
     jw_key(&w, "rank_pattern"), jw_raw(&w, "{}", 2);
@@ -558,7 +670,7 @@ lora_save(const char *dir, const struct lora *lo, struct kerr *err)
         struct st_out *outs = xcalloc((size_t)(v->n_tensors ? v->n_tensors : 1), sizeof *outs);
         for (int i = 0; i < v->n_tensors; i++) {
             outs[i].name = v->tensors[i].name;
-            outs[i].ndim = 2;
+            outs[i].ndim = v->tensors[i].ndim;
             outs[i].shape[0] = v->tensors[i].shape[0];
             outs[i].shape[1] = v->tensors[i].shape[1];
             outs[i].data = v->params + v->tensors[i].offset;
@@ -627,7 +739,7 @@ lora_config_parse(struct lora_config *c, const char *text, size_t n, const char 
         return kerr_set(err, "%s: bias other than \"none\" is not supported", name);
     static const char *const refused[] = {"fan_in_fan_out", "use_dora", "rank_pattern",
                                           "alpha_pattern", "layers_to_transform",
-                                          "modules_to_save", "layer_replication"};
+                                          "layer_replication"};
     for (size_t i = 0; i < KILN_ARRAY_LEN(refused); i++)
         if (refuse_feature(&root, refused[i], name, err) < 0)
             return -1;
@@ -654,6 +766,25 @@ lora_config_parse(struct lora_config *c, const char *text, size_t n, const char 
     if (!c->targets) {
         buf_free(&s);
         return kerr_set(err, "%s: target_modules is empty", name);
+    }
+    if (member(&root, "modules_to_save", &v)) {
+        if (v.type != JSON_ARRAY) {
+            buf_free(&s);
+            return kerr_set(err, "%s: modules_to_save must be a list of module names", name);
+        }
+        json_iter_init(&it, &v);
+        while (json_iter_next(&it)) {
+            buf_reset(&s);
+            json_str(&it.val, &s);
+            int k = it.val.type == JSON_STRING ? module_lookup(s.p, s.len) : -1;
+            if (k < 0 || s.len == 5) { // "embed" is kiln's short name, not a module
+                kerr_set(err, "%s: module to save '%s' is not supported (kiln trains "
+                         "embed_tokens, lm_head)", name, s.p ? s.p : "");
+                buf_free(&s);
+                return -1;
+            }
+            c->modules |= 1u << k;
+        }
     }
     buf_reset(&s);
     if (member(&root, "base_model_name_or_path", &v) && v.type == JSON_STRING) {
@@ -692,15 +823,19 @@ lora_load(const char *dir, struct lora *lo, const struct model *m, struct kerr *
         const struct model_tensor *mt = &v->tensors[i];
         const struct st_tensor *st = st_find(&f, mt->name);
         if (!st) {
-            const char *mod = "";
+            const char *mod = "", *kind = "target module";
             for (int t = 0; t < LORA_N_TARGETS; t++)
                 if (strstr(mt->name, target_hf[t]))
                     mod = target_hf[t];
-            kerr_set(err, "%s: missing tensor '%s' for target module %s of adapter_config.json",
-                     path.p, mt->name, mod);
+            for (int k = 0; k < LORA_N_MODULES; k++)
+                if (i == lo->mod_index[k])
+                    mod = module_hf[k], kind = "module to save";
+            kerr_set(err, "%s: missing tensor '%s' for %s %s of adapter_config.json", path.p,
+                     mt->name, kind, mod);
             goto fail_st;
         }
-        if (st->ndim != 2 || st->shape[0] != mt->shape[0] || st->shape[1] != mt->shape[1]) {
+        if (st->ndim != mt->ndim || st->shape[0] != mt->shape[0] ||
+            (mt->ndim == 2 && st->shape[1] != mt->shape[1])) {
             char have[64];
             if (st->ndim == 2)
                 snprintf(have, sizeof have, "[%lld, %lld]", (long long)st->shape[0],

@@ -16,6 +16,15 @@
 // The model's QKV and GU hooks carry the concatenated outputs [q | k | v] and [gate | up];
 // each target reads and writes its own column range.
 //
+// modules_to_save (PEFT): embed_tokens and/or lm_head train in full beside the adapters.
+// The view holds their trained copy, named as PEFT saves it — PEFT keeps the module as
+// "<path>.modules_to_save.default.weight" and get_peft_model_state_dict strips
+// "modules_to_save." and ".default", so the file has "base_model.model.model.embed_tokens.weight"
+// [vocab, dim] and "base_model.model.lm_head.weight" — and adapter_config.json lists
+// "modules_to_save": ["embed_tokens", "lm_head"]. While attached the base model's tensor is
+// unfrozen with its gradient going to the view (m->grad_to); lora_sync copies the updated
+// values back into the base after each optimizer step; lora_merge copies them in.
+//
 // Parameters live in their own slab described by a second struct model (lo->view): its
 // tensors are the adapter matrices named as in PEFT's adapter_model.safetensors, e.g.
 // "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" [r,in] and
@@ -25,10 +34,10 @@
 //
 // Use:
 //   struct lora lo; lora_init(&lo, &m, &cfg, seed, err);   // or lora_load(dir, &lo, &m, err)
-//   lora_attach(&lo, &m, pool);   // freezes every base tensor, installs the hooks
+//   lora_attach(&lo, &m, pool);   // freezes every base tensor (but modules to save), hooks
 //   model_grads_alloc(&lo.view); adamw_init(&opt, &lo.view, ...);
 //   per micro-batch: lora_next_batch(&lo); model_forward_backward(&m, ...);
-//   adamw_update(&opt, &lo.view, pool, lr); model_grads_zero(&lo.view);
+//   adamw_update(&opt, &lo.view, pool, lr); lora_sync(&lo); model_grads_zero(&lo.view);
 //   lora_save(dir, &lo, err);  or  lora_merge(&lo, &m, pool) then ckpt_save (plain model).
 //
 // adapter_config.json is written with sorted keys as PEFT writes it (peft_type "LORA",
@@ -36,7 +45,8 @@
 // names, base_model_name_or_path, bias "none", fan_in_fan_out false, ...). Reading accepts
 // any PEFT LoRA config whose features kiln implements and refuses the rest with a message
 // (a regex string for target_modules, bias other than "none", fan_in_fan_out, DoRA,
-// rank/alpha patterns, layers_to_transform, modules_to_save).
+// rank/alpha patterns, layers_to_transform, modules_to_save other than embed_tokens and
+// lm_head).
 #ifndef KILN_LORA_H
 #define KILN_LORA_H
 
@@ -50,12 +60,16 @@ enum lora_target { LORA_Q, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN
 
 #define LORA_ALL_TARGETS ((1u << LORA_N_TARGETS) - 1)
 
+// modules_to_save: whole tensors trained beside the adapters (PEFT semantics).
+enum lora_module { LORA_MOD_EMBED, LORA_MOD_HEAD, LORA_N_MODULES };
+
 struct lora_config {
     int r;
     double alpha;
     double dropout;       // [0, 1)
     bool rslora;          // scale = alpha / sqrt(r)
     unsigned targets;     // bit (1 << enum lora_target) per adapted layer kind
+    unsigned modules;     // bit (1 << enum lora_module) per module to save (0 = none)
     char base_model[512]; // base_model_name_or_path ("" = null)
 };
 
@@ -64,6 +78,8 @@ struct lora {
     float scale;
     int n_layers;
     int *index;        // [n_layers * LORA_N_TARGETS] tensor index of A in view (B follows), -1
+    int mod_index[LORA_N_MODULES]; // view tensor of each module to save, -1
+    float **grad_to;   // [base n_tensors] the base's m->grad_to while attached
     struct model view; // the adapter slab (tensors, params, grads; cfg copied from the base)
     // Run state for the hooks:
     struct model_hooks hooks;
@@ -89,7 +105,7 @@ struct lora {
     // only the adapter gradients. Bases held elsewhere (QLoRA replaces m->base) keep the
     // side path.
     struct model_base_ops base;
-    const struct model *m; // the model attached to
+    struct model *m;       // the model attached to
     int merge_rows;        // LORA_MERGE_ROWS (tests lower it)
     float *wm;
     size_t wm_cap;
@@ -104,12 +120,16 @@ const char *lora_target_short(enum lora_target t);
 // 0 or -1 with err ("unknown LoRA target 'lm_head' (expected q,k,v,o,gate,up,down)").
 int lora_targets_parse(const char *list, unsigned *mask, struct kerr *err);
 
+// Parses "embed_tokens,lm_head" (also "embed") into a bit mask; 0 or -1 with err.
+int lora_modules_parse(const char *list, unsigned *mask, struct kerr *err);
+
 // Fills in defaults: r 8, alpha 16, dropout 0, no rslora, targets q,v (PEFT's Llama default).
 void lora_config_default(struct lora_config *c);
 // 0 or -1 with err for r < 1, alpha ≤ 0, dropout outside [0,1), no targets.
 int lora_config_check(const struct lora_config *c, struct kerr *err);
 
-// Allocates and initialises adapters for model m (its config and shapes). 0 or -1 with err.
+// Allocates and initialises adapters for model m (its config and shapes; modules to save
+// start as m's tensors). 0 or -1 with err (lm_head of a model with tied embeddings).
 int lora_init(struct lora *lo, const struct model *m, const struct lora_config *c,
               uint64_t seed, struct kerr *err);
 void lora_free(struct lora *lo);
@@ -121,10 +141,13 @@ size_t lora_params(const struct lora *lo);
 // applies). lora_detach removes them (frozen flags stay).
 void lora_attach(struct lora *lo, struct model *m, struct kpool *pool);
 void lora_detach(struct lora *lo, struct model *m);
+// After an optimizer step on lo->view: the modules to save, updated, into the attached base.
+void lora_sync(struct lora *lo);
 // Advances the dropout mask to the next micro-batch (call before each forward in training).
 void lora_next_batch(struct lora *lo);
 
-// W += scale · B A for every adapted layer of m (m must be the model lo was made for).
+// W += scale · B A for every adapted layer of m (m must be the model lo was made for); the
+// modules to save replace m's tensors.
 void lora_merge(const struct lora *lo, struct model *m, struct kpool *pool);
 
 // Writes DIR/adapter_config.json and DIR/adapter_model.safetensors (F32) atomically. DIR must

@@ -538,6 +538,15 @@ model_logprobs(struct model *m, struct model_acts *a, struct kpool *p, const int
     kern_logprobs(p, a->logits, lp, targets, a->n, m->cfg.vocab);
 }
 
+// Where tensor ti's weight gradient accumulates.
+static float *
+grad_of(const struct model *m, int ti)
+{
+    if (m->grad_to && m->grad_to[ti])
+        return m->grad_to[ti];
+    return m->grads + m->tensors[ti].offset;
+}
+
 // dw += dy^T x for one tensor unless frozen. dy [n, ldy] read from column col0.
 static void
 weight_grad(struct model *m, struct kpool *p, int ti, const float *dy, int ldy, int col0,
@@ -547,8 +556,8 @@ weight_grad(struct model *m, struct kpool *p, int ti, const float *dy, int ldy, 
         return;
     const struct model_tensor *t = &m->tensors[ti];
     int out = (int)t->shape[0], in = (int)t->shape[1];
-    kern_gemm(p, true, false, out, in, n, 1.0f, dy + col0, ldy, x, in, 1.0f,
-              m->grads + t->offset, in);
+    kern_gemm(p, true, false, out, in, n, 1.0f, dy + col0, ldy, x, in, 1.0f, grad_of(m, ti),
+              in);
 }
 
 static void
@@ -558,7 +567,7 @@ norm_grad(struct model *m, struct kpool *p, int ti, float *dx, const float *dy, 
     const struct model_tensor *t = &m->tensors[ti];
     // A frozen norm still passes its input gradient; its weight gradient goes to a scratch
     // row-free path: reuse the kernel with a throwaway accumulator.
-    float *dw = m->grads + t->offset;
+    float *dw = m->frozen[ti] ? NULL : grad_of(m, ti);
     float *tmp = NULL;
     if (m->frozen[ti])
         dw = tmp = xcalloc((size_t)t->numel, sizeof(float));
@@ -619,7 +628,7 @@ model_backward(struct model *m, struct model_acts *a, struct kpool *p)
             norm_grad(m, p, ti + 0, a->dx, a->dxn, la.x, la.rstd1, n);
     }
     if (!m->frozen[0]) {
-        float *demb = m->grads + m->tensors[0].offset;
+        float *demb = grad_of(m, 0);
         for (int r = 0; r < n; r++) {
             float *dst = demb + (size_t)a->tokens[r] * d;
             const float *src = a->dx + (size_t)r * d;

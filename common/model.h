@@ -134,6 +134,9 @@ struct model {
     float *rope_cos, *rope_sin; // [max_t, hd/2]
     const struct model_hooks *hooks; // NULL = none
     const struct model_base_ops *base; // NULL = the slab's layer weights
+    // Weight gradients kept outside m->grads (LoRA's modules_to_save train in the adapter's
+    // slab): NULL, or [n_tensors] destinations, NULL entries = m->grads + offset. Backward only.
+    float *const *grad_to;
 };
 
 // Allocates the slab (zeroed) and tensor table for a checked config. 0 or -1 with err.

@@ -57,6 +57,15 @@
 # 3e-3 (the old default) learned nothing either; 450 steps at 5e-3 changed no prediction. The
 # embedding and lm_head (57% of this model's parameters) carry what full fine-tuning learns:
 # full fine-tuning with them frozen stalls the same way (loss 2.32, constant prediction).
+# lora-ms-r16 / qlora-ms-r16 add PEFT's modules_to_save (embed_tokens, lm_head trained in
+# full beside the adapters); not yet part of a full study run. Their train and classify steps
+# run by hand with this file's commands (2026-11-26, --threads 1; stages/train/PEFT.md):
+#   lora-ms-r16   test acc 0.933, macro-F1 0.925, AUC 0.985 (validation: 0.955; at lr 1e-3 0.853)
+#   qlora-ms-r16  test acc 0.923, macro-F1 0.911, AUC 0.970 (NF4; Q8_0 0.926, Q4_0 0.926)
+# so with the head and embedding trainable LoRA learns the task (better than full fine-tuning's
+# 0.868 at its lower rate) and quantizing the frozen base costs no measurable accuracy; but
+# retention perplexity (base 261) rises to 4.64 M (lora-ms) and 8.30 M (qlora-ms, NF4), worse
+# than full's 152,740: the modules train in full at 5x full's rate.
 
 ifeq ($(SIZE),small)
 VOCAB = 300
@@ -69,7 +78,7 @@ SM_TEST = 40
 endif
 
 SM := $(P)/study-methods
-SM_METHODS := full lora-r4 lora-r16 qlora-r16 hft full-replay
+SM_METHODS := full lora-r4 lora-r16 qlora-r16 lora-ms-r16 qlora-ms-r16 hft full-replay
 # Pretraining documents in the retention sample; test records classified (empty: the whole
 # test split, and the default pipeline's eval-base is reused); the share of replayed pretraining records
 # in full-replay's training set; learning rates of full/hft/full-replay (the default
@@ -80,15 +89,19 @@ SM_REPLAY ?= 0.25
 SM_LR ?= 1e-3
 SM_LORA_LR ?= 5e-3
 SM_HFT_EVERY ?= 25
+# lora-ms-rN / qlora-ms-rN: the same adapters plus PEFT's modules_to_save (trained in full).
+SM_MODULES ?= embed_tokens,lm_head
 
 # Every method trains FT_STEPS steps of 16 sequences of MAX_LEN tokens (the SFT records' cut,
 # so replayed pretraining documents are cut to the same length).
-# Training options of a method: lora-rN / qlora-rN get alpha 2N on all seven targets.
+# Training options of a method: lora-rN / qlora-rN get alpha 2N on all seven targets;
+# lora-ms-rN / qlora-ms-rN also train the modules to save ($(SM_MODULES)) in full.
 sm_rank = $(lastword $(subst -r, ,$(1)))
 sm_args = $(strip \
-  $(if $(filter lora-r% qlora-r%,$(1)),--method $(firstword $(subst -r, ,$(1))) \
+  $(if $(filter lora-% qlora-%,$(1)),--method $(firstword $(subst -, ,$(1))) \
     --lora-r $(call sm_rank,$(1)) --lora-alpha $(shell echo $$((2 * $(call sm_rank,$(1))))) \
-    --lora-targets all --merge --lr $(SM_LORA_LR),\
+    --lora-targets all --merge --lr $(SM_LORA_LR) \
+    $(if $(filter ms,$(subst -, ,$(1))),--lora-modules-to-save $(SM_MODULES)),\
   $(if $(filter hft,$(1)),--method hft --hft-every $(SM_HFT_EVERY) --lr $(SM_LR),--lr $(SM_LR))))
 sm_data = $(if $(filter full-replay,$(1)),$(SM)/train-replay.sft.jsonl.zst,$(P)/train-bal.sft.jsonl.zst)
 sm_model = $(if $(filter base,$(1)),$(P)/base,$(SM)/$(1))

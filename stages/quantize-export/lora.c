@@ -7,6 +7,8 @@
 // s = lora_alpha / r (lora_alpha / sqrt(r) when use_rslora), accumulated in double per
 // element. Adapters whose layers differ (rank_pattern, alpha_pattern), fan_in_fan_out layers
 // and trained biases are refused: merging them here would silently give another model.
+// modules_to_save tensors (base_model.model.<HF name>, e.g. lm_head.weight) replace the base's
+// tensor of that name when the config lists modules_to_save.
 #include "json.h"
 #include "qx.h"
 
@@ -72,6 +74,11 @@ lora_config_parse(struct qx_lora *l, const char *name, struct kerr *err)
     if (!cfg_empty_object(&root, "rank_pattern") || !cfg_empty_object(&root, "alpha_pattern"))
         return kerr_set(err, "%s: per-layer rank_pattern/alpha_pattern are not supported", name);
     bool rslora = json_val_member(&root, "use_rslora", 10, &v) && v.type == JSON_TRUE;
+    if (json_val_member(&root, "modules_to_save", 15, &v) && v.type == JSON_ARRAY) {
+        struct json_iter it;
+        json_iter_init(&it, &v);
+        l->modules_to_save = json_iter_next(&it);
+    }
     l->r = (int)r;
     l->alpha = alpha;
     l->scale = rslora ? alpha / sqrt(r) : alpha / r;
@@ -127,6 +134,13 @@ qx_lora_load(struct qx_lora *l, const char *dir, struct kerr *err)
         char module[MODEL_NAME_MAX];
         char which;
         if (!lora_name_split(t->name, module, sizeof(module), &which)) {
+            size_t pl = strlen(LORA_PREFIX);
+            if (strncmp(t->name, LORA_PREFIX, pl) == 0 && strlen(t->name) - pl < MODEL_NAME_MAX &&
+                l->modules_to_save) { // a module to save, whole
+                snprintf(l->pairs[l->n_pairs].target, MODEL_NAME_MAX, "%s", t->name + pl);
+                l->pairs[l->n_pairs++].full = t;
+                continue;
+            }
             rc = kerr_set(err, "%s: tensor '%s' is not a LoRA weight (%s*.lora_A/B.weight)",
                           path.p, t->name, LORA_PREFIX);
             break;
@@ -150,6 +164,8 @@ qx_lora_load(struct qx_lora *l, const char *dir, struct kerr *err)
     }
     for (int k = 0; k < l->n_pairs && rc == 0; k++) {
         const struct qx_lora_pair *p = &l->pairs[k];
+        if (p->full)
+            continue;
         if (!p->a || !p->b) {
             rc = kerr_set(err, "%s: %s has lora_%c but no lora_%c", path.p, p->target,
                           p->a ? 'A' : 'B', p->a ? 'B' : 'A');
@@ -188,6 +204,14 @@ qx_lora_check(const struct qx_lora *l, const struct model *m, struct kerr *err)
         if (!t || t->ndim != 2)
             return kerr_set(err, "%s: adapter for another base: the model has no weight '%s'",
                             l->dir, p->target);
+        if (p->full) {
+            if (p->full->ndim != 2 || p->full->shape[0] != t->shape[0] ||
+                p->full->shape[1] != t->shape[1])
+                return kerr_set(err, "%s: adapter for another base: module to save %s is not "
+                                "[%lld, %lld]", l->dir, p->target, (long long)t->shape[0],
+                                (long long)t->shape[1]);
+            continue;
+        }
         if (p->a->shape[1] != t->shape[1] || p->b->shape[0] != t->shape[0])
             return kerr_set(err,
                             "%s: adapter for another base: %s is [%lld, %lld] but lora_B·lora_A "
@@ -206,6 +230,11 @@ qx_lora_merge(const struct qx_lora *l, struct model *m, struct kerr *err)
     for (int k = 0; k < l->n_pairs; k++) {
         const struct qx_lora_pair *p = &l->pairs[k];
         const struct model_tensor *t = model_tensor_find(m, p->target);
+        if (p->full) { // modules_to_save: the trained tensor replaces the base's
+            if (st_read_f32(&l->st, p->full, m->params + t->offset, err))
+                return -1;
+            continue;
+        }
         int64_t out = t->shape[0], in = t->shape[1], r = l->r;
         float *a = xmalloc((size_t)(r * in) * sizeof(float)); // [r, in]
         float *b = xmalloc((size_t)(out * r) * sizeof(float)); // [out, r]

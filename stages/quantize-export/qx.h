@@ -17,6 +17,9 @@
 struct qx_lora_pair {
     char target[MODEL_NAME_MAX]; // HF weight name, "model.layers.0.self_attn.q_proj.weight"
     const struct st_tensor *a, *b;
+    // modules_to_save ("base_model.model.lm_head.weight"): the whole tensor, which replaces
+    // the base's (a, b NULL)
+    const struct st_tensor *full;
 };
 
 // A loaded PEFT adapter directory (adapter_config.json + adapter_model.safetensors).
@@ -29,6 +32,7 @@ struct qx_lora {
     double scale;          // alpha / r, or alpha / sqrt(r) with use_rslora
     struct qx_lora_pair *pairs;
     int n_pairs;
+    bool modules_to_save; // the config lists modules_to_save (whole tensors in the file)
 };
 
 // Loads and validates DIR: peft_type LORA, r > 0, lora_alpha, no fan_in_fan_out, no biases,

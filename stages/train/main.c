@@ -81,6 +81,7 @@ usage(FILE *f)
             "Fine-tuning:  --method full|lora|qlora|hft  --qlora-type nf4|q8_0|q4_0\n"
             "              --lora-r N  --lora-alpha X  --rslora\n"
             "              --lora-targets q,k,v,o,gate,up,down  --lora-dropout X\n"
+            "              --lora-modules-to-save embed_tokens,lm_head\n"
             "              --adapter DIR  --merge  --freeze PATTERN  --lr-mult PATTERN=X\n"
             "              --hft-every N  --objective lm|dpo  --beta X\n"
             "              --retain FILE  --retain-every N   (see PEFT.md)\n"

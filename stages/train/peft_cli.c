@@ -50,6 +50,10 @@ peft_run_opt(struct peft_run *r, int opt, const char *arg)
         if (lora_targets_parse(arg, &r->lc.targets, &err) < 0)
             die_usage("--lora-targets: %s", err.msg);
         return true;
+    case PEFT_OPT_LORA_MODULES:
+        if (lora_modules_parse(arg, &r->lc.modules, &err) < 0)
+            die_usage("--lora-modules-to-save: %s", err.msg);
+        return true;
     case PEFT_OPT_RSLORA: r->lc.rslora = true; return true;
     case PEFT_OPT_ADAPTER: r->adapter = arg; return true;
     case PEFT_OPT_MERGE: r->merge = true; return true;
@@ -84,8 +88,8 @@ peft_run_setup(struct peft_run *r, struct model *m, struct kpool *pool, uint64_t
     struct kerr err;
     r->om = m;
     const char *name = r->qlora ? "qlora" : "lora";
-    if (r->method != METHOD_LORA && (r->adapter || r->merge))
-        die_usage("--adapter and --merge need --method lora or qlora");
+    if (r->method != METHOD_LORA && (r->adapter || r->merge || r->lc.modules))
+        die_usage("--adapter, --merge and --lora-modules-to-save need --method lora or qlora");
     if (r->method == METHOD_LORA && (r->freeze || r->n_lr_mult))
         die_usage("--freeze and --lr-mult apply to --method full|hft (--method %s freezes the "
                   "base)", name);
@@ -118,11 +122,19 @@ peft_run_setup(struct peft_run *r, struct model *m, struct kpool *pool, uint64_t
                      (double)after / 1048576.0, (double)before / 1048576.0);
         }
         size_t n = lora_params(&r->lo);
+        for (int k = 0; k < LORA_N_MODULES; k++) // the modules to save are reported below
+            if (r->lo.mod_index[k] >= 0)
+                n -= r->lo.view.tensors[r->lo.mod_index[k]].numel;
         info("%s: r %d, alpha %g (scale %.4g%s), dropout %g, %zu adapter parameters "
              "(%.3f%% of %zu)%s%s",
              r->qlora ? "QLoRA" : "LoRA", r->lc.r, r->lc.alpha, r->lo.scale,
              r->lc.rslora ? ", rslora" : "", r->lc.dropout, n, 100.0 * (double)n / (double)m->n_params, m->n_params,
              r->adapter ? ", continuing " : "", r->adapter ? r->adapter : "");
+        for (int k = 0; k < LORA_N_MODULES; k++)
+            if (r->lo.mod_index[k] >= 0)
+                info("module to save (trained in full): %s, %zu parameters",
+                     r->lo.view.tensors[r->lo.mod_index[k]].name,
+                     r->lo.view.tensors[r->lo.mod_index[k]].numel);
         return;
     }
     if (r->freeze && peft_select(m, r->freeze, m->frozen, &err) < 0)
@@ -192,6 +204,8 @@ void
 peft_run_update(struct peft_run *r, struct adamw *o, struct kpool *pool, float lr)
 {
     peft_adamw_update(o, r->om, pool, lr, r->mult);
+    if (r->method == METHOD_LORA)
+        lora_sync(&r->lo); // modules to save: the updated copies into the base
 }
 
 bool

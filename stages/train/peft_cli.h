@@ -28,6 +28,7 @@ enum {
     PEFT_OPT_LR_MULT,
     PEFT_OPT_HFT_EVERY,
     PEFT_OPT_QLORA_TYPE,
+    PEFT_OPT_LORA_MODULES,
 };
 
 #define PEFT_LONGOPTS                                                                          \
@@ -42,7 +43,8 @@ enum {
         {"freeze", required_argument, 0, PEFT_OPT_FREEZE},                                     \
         {"lr-mult", required_argument, 0, PEFT_OPT_LR_MULT},                                   \
         {"hft-every", required_argument, 0, PEFT_OPT_HFT_EVERY},                               \
-        {"qlora-type", required_argument, 0, PEFT_OPT_QLORA_TYPE}
+        {"qlora-type", required_argument, 0, PEFT_OPT_QLORA_TYPE},                             \
+        {"lora-modules-to-save", required_argument, 0, PEFT_OPT_LORA_MODULES}
 
 #define PEFT_MAX_LR_MULT 32
 

@@ -112,3 +112,74 @@ make_base() {
     expect_status 1
     expect_output_contains "bad.jsonl:1: missing field 'rejected_ids'"
 }
+
+# PEFT's modules_to_save: get_peft_model_state_dict saves "<path>.modules_to_save.default.weight"
+# with "modules_to_save." and ".default" stripped, i.e. base_model.model.<HF name>.
+@test "--lora-modules-to-save trains embed_tokens/lm_head in full, saves, continues, merges" {
+    make_base
+    run train --init base --method lora --lora-r 4 --lora-targets q,v \
+        --lora-modules-to-save embed_tokens,lm_head --steps 3 --seq-len 32 --batch 4 --lr 1e-2 \
+        -q --merge -o ms pre.jsonl
+    expect_status 0
+    grep -q '"modules_to_save":\["embed_tokens","lm_head"\]' ms/adapter_config.json
+    run "$ST_DIFF" base/model.safetensors ms/model.safetensors
+    expect_output_contains "diff model.embed_tokens.weight"
+    expect_output_contains "diff lm_head.weight"
+    expect_output_contains "same model.layers.0.self_attn.k_proj.weight"
+    run "$ST_DIFF" ms/adapter_model.safetensors ms/adapter_model.safetensors
+    expect_output_contains "same base_model.model.model.embed_tokens.weight"
+    expect_output_contains "same base_model.model.lm_head.weight"
+    expect_output_contains "same base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"
+    # Continuing: the modules keep training.
+    run train --init base --method lora --adapter ms --steps 2 --seq-len 32 --batch 4 --lr 1e-2 \
+        -q -o ms2 pre.jsonl
+    expect_status 0
+    run "$ST_DIFF" ms/adapter_model.safetensors ms2/adapter_model.safetensors
+    expect_output_contains "diff base_model.model.lm_head.weight"
+    grep -q '"modules_to_save":\["embed_tokens","lm_head"\]' ms2/adapter_config.json
+}
+
+@test "modules_to_save: train --merge, quantize-export's merge and evaluate --adapter agree" {
+    "$KILN_ROOT/${KILN_BUILD:-build}/tests/tools/eval_tiny_model" tb 2
+    awk 'BEGIN { srand(3); for (i = 0; i < 24; i++) { s = "{\"input_ids\":["
+        for (j = 0; j < 33; j++) s = s (j ? "," : "") int(rand() * 250) + 3; print s "]}" } }' >p.jsonl
+    train --init tb --method lora --lora-r 4 --lora-targets q,v --lora-modules-to-save lm_head \
+        --steps 5 --lr 1e-2 --seq-len 32 --batch 4 --seed 1 -q --merge -o ms p.jsonl
+    quantize-export hf -q --model tb --adapter ms --dtype f32 -o qx
+    quantize-export peft -q --model tb --adapter ms -o pf
+    cmp ms/adapter_model.safetensors pf/adapter_model.safetensors
+    evaluate lm -q --model ms --tokenizer tb/tokenizer.json -o m.jsonl p.jsonl
+    evaluate lm -q --model qx -o q.jsonl p.jsonl
+    evaluate lm -q --model tb --adapter ms -o a.jsonl p.jsonl
+    evaluate lm -q --model tb -o b.jsonl p.jsonl
+    loss() { tail -n 1 "$1" | grep -o '"loss":[-0-9.e+]*' | head -n 1 | cut -d: -f2; }
+    echo "loss: merged $(loss m.jsonl), qx $(loss q.jsonl), --adapter $(loss a.jsonl), base $(loss b.jsonl)" >&3
+    awk -v a="$(loss m.jsonl)" -v b="$(loss q.jsonl)" -v c="$(loss a.jsonl)" -v d="$(loss b.jsonl)" \
+        'BEGIN { e = 1e-5; exit !((a-b)^2 < e*e && (a-c)^2 < e*e && (a-d)^2 > 1e-6) }'
+}
+
+@test "--lora-modules-to-save: bad input is an error" {
+    make_base
+    run train --init base --method lora --lora-modules-to-save norm -o x pre.jsonl
+    expect_status 2
+    expect_output_contains "module to save 'norm' is not supported"
+    run train --init base --lora-modules-to-save lm_head -o x pre.jsonl
+    expect_status 2
+    train --init base --method lora --lora-r 2 --lora-modules-to-save lm_head --steps 1 \
+        --seq-len 32 --batch 4 -q -o a1 pre.jsonl
+    sed 's/"modules_to_save":\["lm_head"\]/"modules_to_save":["score"]/' a1/adapter_config.json > c
+    cp c a1/adapter_config.json
+    run train --init base --method lora --adapter a1 --steps 1 --seq-len 32 -q -o x pre.jsonl
+    expect_status 1
+    expect_output_contains "module to save 'score' is not supported"
+    sed 's/"modules_to_save":\["score"\]/"modules_to_save":["embed_tokens","lm_head"]/' c > a1/adapter_config.json
+    run train --init base --method lora --adapter a1 --steps 1 --seq-len 32 -q -o x pre.jsonl
+    expect_status 1
+    expect_output_contains "for module to save embed_tokens"
+    train --vocab 64 --eos 1 --dim 32 --layers 2 --heads 2 --kv-heads 1 --ffn 64 --max-seq 64 \
+        --tie --seq-len 32 --batch 4 -q --steps 1 -o tied pre.jsonl
+    run train --init tied --method lora --lora-modules-to-save lm_head --steps 1 --seq-len 32 \
+        -q -o x pre.jsonl
+    expect_status 1
+    expect_output_contains "ties lm_head to embed_tokens"
+}

@@ -29,12 +29,12 @@ study() {
     db=$P/study-methods/kiln.db
     # One run per method plus the base, each with accuracy and retention perplexity; every
     # trained method with its training speed and peak memory.
-    [ "$(sqlite3 "$db" "SELECT count(*) FROM runs WHERE kind = 'study-methods'")" -eq 7 ]
-    [ "$(sqlite3 "$db" "SELECT count(*) FROM results WHERE metric = 'acc'")" -eq 7 ]
-    [ "$(sqlite3 "$db" "SELECT count(*) FROM results WHERE metric = 'perplexity' AND value > 1")" -eq 7 ]
+    [ "$(sqlite3 "$db" "SELECT count(*) FROM runs WHERE kind = 'study-methods'")" -eq 9 ]
+    [ "$(sqlite3 "$db" "SELECT count(*) FROM results WHERE metric = 'acc'")" -eq 9 ]
+    [ "$(sqlite3 "$db" "SELECT count(*) FROM results WHERE metric = 'perplexity' AND value > 1")" -eq 9 ]
     [ "$(sqlite3 "$db" "SELECT count(*) FROM stage_stats WHERE stage = 'train' AND
-        json_extract(json, '$.tokens_per_s') > 0 AND json_extract(json, '$.peak_rss_bytes') > 0")" -eq 6 ]
-    for m in base full lora-r4 lora-r16 qlora-r16 hft full-replay; do
+        json_extract(json, '$.tokens_per_s') > 0 AND json_extract(json, '$.peak_rss_bytes') > 0")" -eq 8 ]
+    for m in base full lora-r4 lora-r16 qlora-r16 lora-ms-r16 qlora-ms-r16 hft full-replay; do
         grep -q "^| $m | " "$P/study-methods/report.md" || { echo "no row for $m"; false; }
     done
     grep -q "Fine-tuning methods and forgetting" "$P/study-methods/report.html"

@@ -692,6 +692,98 @@ test_dpo(void)
     CHECK(strstr(err.msg, "chosen_ids[1]: id 10 outside the vocabulary (10)") != NULL);
 }
 
+// modules_to_save: with a fresh adapter (B = 0) the function is the base's, so the gradients
+// of embed_tokens and lm_head in the view equal full training's; an update reaches the base
+// (lora_sync); names, save/load and merge.
+static void
+test_modules(void)
+{
+    struct kerr err;
+    struct model m;
+    struct model_config c = tiny_cfg();
+    CHECK(model_init(&m, &c, &err) == 0);
+    model_init_random(&m, 5);
+    struct kpool *p = kpool_new(1);
+    int b = 2, t = 7, tok[14], tgt[14];
+    make_batch(b * t, m.cfg.vocab, 4, tok, tgt);
+    struct model_acts a;
+    CHECK(model_acts_init(&a, &m, b, t, true, 1, &err) == 0);
+    model_grads_alloc(&m);
+    model_forward_backward(&m, &a, p, tok, tgt, b, t, 1.0f, NULL);
+    unsigned mods;
+    CHECK(lora_modules_parse("embed,lm_head", &mods, &err) == 0);
+    CHECK_EQ_INT(mods, 3);
+    CHECK(lora_modules_parse("embed_tokens,norm", &mods, &err) == -1);
+    CHECK(strstr(err.msg, "'norm'") != NULL);
+    struct lora_config lc;
+    lora_config_default(&lc);
+    lc.r = 2, lc.modules = 1u << LORA_MOD_EMBED | 1u << LORA_MOD_HEAD;
+    struct lora lo;
+    CHECK(lora_init(&lo, &m, &lc, 3, &err) == 0);
+    CHECK_EQ_INT(lo.view.n_tensors, 2 * 2 * 2 + 2);
+    const struct model_tensor *ve = &lo.view.tensors[lo.mod_index[LORA_MOD_EMBED]];
+    const struct model_tensor *vh = &lo.view.tensors[lo.mod_index[LORA_MOD_HEAD]];
+    CHECK_EQ_STR(ve->name, "base_model.model.model.embed_tokens.weight");
+    CHECK_EQ_STR(vh->name, "base_model.model.lm_head.weight");
+    lora_attach(&lo, &m, p);
+    float *full = m.grads;
+    m.grads = NULL; // the base needs no gradient buffer: the modules' go to the view
+    model_grads_zero(&lo.view);
+    model_forward_backward(&m, &a, p, tok, tgt, b, t, 1.0f, NULL);
+    const struct model_tensor *he = &m.tensors[0], *hh = model_tensor_find(&m, "lm_head.weight");
+    double maxd = 0;
+    for (size_t j = 0; j < he->numel; j++)
+        maxd = fmax(maxd, fabs(lo.view.grads[ve->offset + j] - full[he->offset + j]));
+    for (size_t j = 0; j < hh->numel; j++)
+        maxd = fmax(maxd, fabs(lo.view.grads[vh->offset + j] - full[hh->offset + j]));
+    CHECK_MSG(maxd < 1e-5, "module gradients differ from full training's by %.3e", maxd);
+    struct adamw o;
+    adamw_init(&o, &lo.view, 0.9f, 0.999f, 1e-8f, 0.0f);
+    adamw_update(&o, &lo.view, p, 1e-2f);
+    lora_sync(&lo);
+    CHECK(memcmp(m.params + hh->offset, lo.view.params + vh->offset,
+                 hh->numel * sizeof(float)) == 0);
+    char dir[] = "/tmp/test_lora_mod_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK(lora_save(dir, &lo, &err) == 0);
+    struct model m2;
+    CHECK(model_init(&m2, &c, &err) == 0);
+    model_init_random(&m2, 5);
+    struct lora back;
+    CHECK(lora_load(dir, &back, &m2, &err) == 0);
+    CHECK_EQ_INT(back.cfg.modules, lc.modules);
+    CHECK(memcmp(back.view.params, lo.view.params, lo.view.n_params * sizeof(float)) == 0);
+    lora_merge(&back, &m2, p);
+    CHECK(memcmp(m2.params + hh->offset, lo.view.params + vh->offset,
+                 hh->numel * sizeof(float)) == 0);
+    CHECK(memcmp(m2.params, lo.view.params + ve->offset, he->numel * sizeof(float)) == 0);
+    lora_detach(&lo, &m);
+    CHECK(m.grad_to == NULL && m.frozen[0]);
+    char path[256];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    unlink(path);
+    rmdir(dir);
+    // lm_head of a model with tied embeddings is embed_tokens
+    c.tie_embeddings = true;
+    struct model mt;
+    CHECK(model_init(&mt, &c, &err) == 0);
+    lc.modules = 1u << LORA_MOD_HEAD;
+    lora_free(&back);
+    CHECK(lora_init(&back, &mt, &lc, 1, &err) == -1);
+    CHECK(strstr(err.msg, "ties lm_head") != NULL);
+    model_free(&mt);
+    free(full);
+    adamw_free(&o);
+    lora_free(&back);
+    lora_free(&lo);
+    model_acts_free(&a);
+    model_free(&m2);
+    model_free(&m);
+    kpool_del(p);
+}
+
 int
 main(void)
 {
@@ -701,6 +793,7 @@ main(void)
     test_gradcheck(0.2, false);
     test_gradcheck(0.2, true); // dropout: never merged in training
     test_merge();
+    test_modules();
     test_files();
     test_train();
     test_freeze();
