@@ -546,20 +546,23 @@ utf8_block_errors(__m512i v, __m512i prev, const struct utf8_simd *c)
 //   bs, quote, ctl      masks of '\\', '"', bytes < 0x20
 //   escaped             bytes preceded by an odd run of backslashes (carry across blocks)
 //   end                 first unescaped quote; only bytes before it are checked
-//   invalid escapes     escaped bytes outside "\\/bfnrtu (a nibble-table lookup)
+//   invalid escapes     escaped bytes outside "\\/bfnrtu (one byte permute with AVX-512 VBMI,
+//                       else a nibble-table lookup)
 //   \u escapes          four hex digits in the same block, not starting with d/D: checked
 //                       with masks, the scan goes on; others (surrogates, escapes crossing
 //                       the block end, errors) are handed to escape_check, then the scan
 //                       restarts after the escape with no carry
-//   UTF-8               utf8_block_errors on blocks with non-ASCII bytes (with AVX-512 VBMI);
-//                       a flagged string is re-checked by utf8_valid_prefix, which is exact
+//   UTF-8               utf8_block_errors (with AVX-512 VBMI), only on blocks with non-ASCII
+//                       bytes or right after one that ends with some (text is mostly ASCII:
+//                       a branch is cheaper than the check); a flagged string is re-checked
+//                       by utf8_valid_prefix, which is exact
 //                       and gives the offset
 __attribute__((noinline)) static const char *
 parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
 {
     const char *body = open + 1, *p = body, *end = ps->end;
     uint64_t carry = 0; // bit 0 of the next block is escaped
-    bool esc = false, suspect = false;
+    uint64_t escs = 0, suspect = 0; // escaped bytes seen; UTF-8 error evidence seen
 #if defined(__AVX512VBMI__)
     __m512i prev = _mm512_setzero_si512(); // the previous block when adjacent, else ASCII
     uint64_t tail = 0; // non-zero when one of prev's last three bytes is non-ASCII
@@ -634,16 +637,15 @@ parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
             // including the closing quote (a lead byte right before it is too short).
             uint64_t high = _mm512_movepi8_mask(v);
             if (high | tail)
-                suspect |= (utf8_block_errors(v, prev, &u8) & (qe ? qe ^ (qe - 1) : valid)) != 0;
+                suspect |= utf8_block_errors(v, prev, &u8) & (qe ? qe ^ (qe - 1) : valid);
             tail = high >> 61;
             prev = v;
 #else
-            if (_mm512_movepi8_mask(v) & before)
-                suspect = true;
+            suspect |= _mm512_movepi8_mask(v) & before;
 #endif
             uint64_t ctl = _mm512_cmplt_epu8_mask(v, vsp) & before & ~escd;
             uint64_t e = escd & before;
-            esc |= e != 0;
+            escs |= e;
 #if defined(__AVX512VBMI__)
             uint64_t bad_esc =
                 e & (high | ~_mm512_movepi8_mask(_mm512_permutex2var_epi8(lo_tab, v, hi_tab)));
@@ -654,7 +656,7 @@ parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
                         _mm512_shuffle_epi8(hi_tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib)));
 #endif
             uint64_t u = e & _mm512_cmpeq_epi8_mask(v, vu);
-            if (u) {
+            if (__builtin_expect(u != 0, 0)) {
                 __m512i lo = _mm512_and_si512(v, nib);
                 __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
                 // A \u escape whose four hex digits lie in this block and do not start with
@@ -706,7 +708,7 @@ parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
         if (k < n)
             return FAILP(ps, body + k, "invalid UTF-8 in string");
     }
-    *escaped = esc;
+    *escaped = escs != 0;
     return p + 1;
 }
 

@@ -222,6 +222,26 @@ kexp(float x)
     return p * scale;
 }
 
+// max of x[0, n) (n ≥ 1), as the left-to-right loop `m = x[c] > m ? x[c] : m` gives it, in 8
+// lanes so it vectorizes (a max does not depend on the order).
+static inline float
+kmax(const float *x, int n)
+{
+    float mx[8];
+    for (int k = 0; k < 8; k++)
+        mx[k] = x[0];
+    int c = 0;
+    for (; c + 8 <= n; c += 8)
+        for (int k = 0; k < 8; k++)
+            mx[k] = x[c + k] > mx[k] ? x[c + k] : mx[k];
+    for (; c < n; c++)
+        mx[0] = x[c] > mx[0] ? x[c] : mx[0];
+    float m = mx[0];
+    for (int k = 1; k < 8; k++)
+        m = mx[k] > m ? mx[k] : m;
+    return m;
+}
+
 static int
 kern_blocks(int rows)
 {
@@ -317,6 +337,7 @@ struct rms_job {
     const float *rstd_in;
     int n, d;
     float eps;
+    bool lanes; // sum of squares in 8 lanes (kern_rmsnorm_fwd_infer)
 };
 
 static void
@@ -328,8 +349,20 @@ rms_fwd_task(void *ctx, int task, int thread)
         const float *x = j->x + (size_t)r * j->d;
         float *y = j->y + (size_t)r * j->d;
         float ss = 0;
-        for (int i = 0; i < j->d; i++)
-            ss += x[i] * x[i];
+        if (j->lanes) { // forward only: 8 partial sums, so the loop vectorizes
+            float part[8] = {0};
+            int i = 0;
+            for (; i + 8 <= j->d; i += 8)
+                for (int k = 0; k < 8; k++)
+                    part[k] += x[i + k] * x[i + k];
+            for (; i < j->d; i++)
+                part[0] += x[i] * x[i];
+            for (int k = 0; k < 8; k++)
+                ss += part[k];
+        } else {
+            for (int i = 0; i < j->d; i++)
+                ss += x[i] * x[i];
+        }
         float rs = 1.0f / sqrtf(ss / (float)j->d + j->eps);
         j->rstd[r] = rs;
         for (int i = 0; i < j->d; i++)
@@ -342,6 +375,15 @@ kern_rmsnorm_fwd(struct kpool *p, float *y, float *rstd, const float *x, const f
                  int d, float eps)
 {
     struct rms_job j = {.y = y, .rstd = rstd, .x = x, .w = w, .n = n, .d = d, .eps = eps};
+    kpool_run(p, kern_blocks(n), rms_fwd_task, &j);
+}
+
+void
+kern_rmsnorm_fwd_infer(struct kpool *p, float *y, float *rstd, const float *x, const float *w,
+                       int n, int d, float eps)
+{
+    struct rms_job j = {.y = y, .rstd = rstd, .x = x, .w = w, .n = n, .d = d, .eps = eps,
+                        .lanes = true};
     kpool_run(p, kern_blocks(n), rms_fwd_task, &j);
 }
 
@@ -560,7 +602,7 @@ kern_attn_fwd(struct kpool *p, const struct kern_attn *a, float *out, float *att
 //
 // kern_attn_rows: one head, query rows in blocks of ATTN_R, vectorized with GCC vector
 // extensions (8 floats; AVX2 or wider under -march=native, plain code elsewhere). The keys
-// are transposed once into kt [hd, len16] so a block's scores run along the columns; the
+// are transposed once into panels of 16 columns so a block's scores run along the columns; the
 // softmax keeps exp(s - max) unnormalized and each output row is scaled by 1/sum at the end;
 // the probability-weighted values run along hd. Only the causal columns are computed
 // (rounded up to 16), and nothing is zeroed beyond them. Scores, softmax and the 1/sum scale
@@ -568,32 +610,20 @@ kern_attn_fwd(struct kpool *p, const struct kern_attn *a, float *out, float *att
 
 #define ATTN_R 8 // query rows per block
 
-// Row s[0, valid) → exp(s - max) (0 in [valid, ncol)); returns 1 / sum.
+// Row s[0, valid) → exp(s - max), 0 in [valid, ncol) (s has room up to valid rounded up to
+// 8); returns 1 / sum.
 static float
 attn_softmax_row(float *s, int valid, int ncol)
 {
-    float mx[8];
-    for (int k = 0; k < 8; k++)
-        mx[k] = s[0];
+    float m = kmax(s, valid), part[8] = {0};
     int c = 0;
-    for (; c + 8 <= valid; c += 8)
-        for (int k = 0; k < 8; k++)
-            mx[k] = s[c + k] > mx[k] ? s[c + k] : mx[k];
-    for (; c < valid; c++)
-        mx[0] = s[c] > mx[0] ? s[c] : mx[0];
-    float m = mx[0];
-    for (int k = 1; k < 8; k++)
-        m = mx[k] > m ? mx[k] : m;
-    float part[8] = {0};
-    for (c = 0; c + 8 <= valid; c += 8)
+    for (; c < valid; c += 8) // whole lanes of 8: the last one masked
         for (int k = 0; k < 8; k++) {
-            s[c + k] = kexp(s[c + k] - m);
-            part[k] += s[c + k];
+            float e = kexp(s[c + k] - m);
+            e = c + k < valid ? e : 0.0f;
+            s[c + k] = e;
+            part[k] += e;
         }
-    for (; c < valid; c++) {
-        s[c] = kexp(s[c] - m);
-        part[0] += s[c];
-    }
     for (; c < ncol; c++)
         s[c] = 0;
     float sum = 0;
@@ -635,15 +665,15 @@ kern_attn_rows_scratch(int len, int hd)
 }
 
 // s [ATTN_R, len16] rows of scores for the ATTN_R query rows q (stride ldq), columns
-// [0, ncol) (ncol a multiple of 16) against kt [hd, len16].
+// [0, ncol) (ncol a multiple of 16) against kt [len16 / 16, hd, 16].
 static void
 attn_scores(float *s, const float *q, int ldq, const float *kt, int len16, int ncol, int hd,
             float scale)
 {
     for (int c0 = 0; c0 < ncol; c0 += 16) {
         kv8 acc[ATTN_R][2] = {{{0}}};
-        const float *k = kt + c0;
-        for (int d = 0; d < hd; d++, k += len16) {
+        const float *k = kt + (size_t)c0 * hd;
+        for (int d = 0; d < hd; d++, k += 16) {
             kv8 k0 = kv8_load(k), k1 = kv8_load(k + 8);
 #pragma GCC unroll 8
             for (int r = 0; r < ATTN_R; r++) {
@@ -701,13 +731,15 @@ kern_attn_rows(const struct kern_attn_rows *a, float *scratch)
 {
     int len = a->pos0 + a->n, len16 = attn_len16(len), hd = a->hd;
     float *kt = scratch, *s = scratch + (size_t)hd * len16, *q = s + (size_t)ATTN_R * len16;
-    // kt [hd, len16]: the keys transposed, zero past len
-    for (int c = 0; c < len; c++)
+    // kt [len16 / 16, hd, 16]: the keys transposed in panels of 16 columns, zero past len
+    for (int c = 0; c < len; c++) {
+        float *panel = kt + (size_t)(c / 16) * 16 * hd + c % 16;
         for (int d = 0; d < hd; d++)
-            kt[(size_t)d * len16 + c] = a->k[(size_t)c * a->ldk + d];
-    for (int d = 0; d < hd; d++)
-        for (int c = len; c < len16; c++)
-            kt[(size_t)d * len16 + c] = 0;
+            panel[(size_t)d * 16] = a->k[(size_t)c * a->ldk + d];
+    }
+    for (int c = len; c < len16; c++)
+        for (int d = 0; d < hd; d++)
+            kt[(size_t)(c / 16) * 16 * hd + (size_t)d * 16 + c % 16] = 0;
     float scale = 1.0f / sqrtf((float)hd), inv[ATTN_R];
     for (int r0 = 0; r0 < a->n; r0 += ATTN_R) {
         int rows = a->n - r0 < ATTN_R ? a->n - r0 : ATTN_R;
@@ -897,9 +929,7 @@ logprob_task(void *ctx, int task, int thread)
             j->loss[r] = 0;
             continue;
         }
-        float m = l[0];
-        for (int c = 1; c < j->v; c++)
-            m = l[c] > m ? l[c] : m;
+        float m = kmax(l, j->v);
         float part[8] = {0};
         int c = 0;
         for (; c + 8 <= j->v; c += 8)

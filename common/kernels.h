@@ -78,6 +78,10 @@ void kern_linear_bwd_w(struct kpool *p, float *dw, const float *dy, const float 
 // RMSNorm: y = x / sqrt(mean(x^2) + eps) * w. x,y [n,d]; rstd[n] saved for backward.
 void kern_rmsnorm_fwd(struct kpool *p, float *y, float *rstd, const float *x, const float *w,
                       int n, int d, float eps);
+// The same for forward-only passes: the sum of squares in another order (vectorized), so the
+// values differ from kern_rmsnorm_fwd's by float rounding.
+void kern_rmsnorm_fwd_infer(struct kpool *p, float *y, float *rstd, const float *x,
+                            const float *w, int n, int d, float eps);
 // dx[n,d] += grad through the norm; dw[d] += sum over rows of dy * x * rstd.
 void kern_rmsnorm_bwd(struct kpool *p, float *dx, float *dw, const float *dy, const float *x,
                       const float *w, const float *rstd, int n, int d);

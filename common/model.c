@@ -4,9 +4,10 @@
 //
 // Activations: with training, every layer keeps its own buffers (backward needs them);
 // without, the layer buffers are one slot reused by every layer, the residual stream is one
-// slot updated in place and attention runs one sequence at a time. Backward walks the layers
-// in reverse with one set of gradient buffers; dx is the gradient of the residual stream and
-// is updated in place.
+// slot updated in place and attention keeps no probabilities: forward-only passes run their
+// own attention and RMSNorm kernels (kern_attn_fwd_infer, kern_rmsnorm_fwd_infer: the same
+// values to float rounding, faster). Backward walks the layers in reverse with one set of
+// gradient buffers; dx is the gradient of the residual stream and is updated in place.
 #include "model.h"
 
 // Run-time trip counts (AdamW, embedding gradient): see kernels.c.
@@ -371,6 +372,18 @@ lin_bwd_x(const struct model *m, struct kpool *p, int l, enum model_linear which
         kern_linear_bwd_x(p, dx, dy, w, n, in, out, false);
 }
 
+// RMSNorm of the forward pass: training's, which backward's gradient checks were made
+// against, or the forward-only kernel (the same values to float rounding, vectorized).
+static void
+norm_fwd(bool training, struct kpool *p, float *y, float *rstd, const float *x, const float *w,
+         int n, int d, float eps)
+{
+    if (training)
+        kern_rmsnorm_fwd(p, y, rstd, x, w, n, d, eps);
+    else
+        kern_rmsnorm_fwd_infer(p, y, rstd, x, w, n, d, eps);
+}
+
 // Buffers of layer l within the activations.
 struct layer_a {
     float *x, *xnext, *xmid, *xn1, *xn2, *rstd1, *rstd2, *qkv, *att, *ao, *gu, *h;
@@ -421,7 +434,7 @@ forward_layers(struct model *m, struct model_acts *a, struct kpool *p, const int
     for (int l = 0; l < c->n_layers; l++) {
         struct layer_w w = layer_ptrs(m, m->params, l);
         struct layer_a la = layer_acts(m, a, l);
-        kern_rmsnorm_fwd(p, la.xn1, la.rstd1, la.x, w.ln1, n, d, c->norm_eps);
+        norm_fwd(a->training, p, la.xn1, la.rstd1, la.x, w.ln1, n, d, c->norm_eps);
         lin_fwd(m, p, l, MODEL_LIN_QKV, la.qkv, la.xn1, w.wqkv, n, d, nq, false);
         hook_fwd(m, l, MODEL_LIN_QKV, la.xn1, la.qkv, n);
         kern_rope(p, la.qkv, n, nq, 0, c->n_heads + c->n_kv_heads, hd, t, NULL, m->rope_cos,
@@ -434,7 +447,7 @@ forward_layers(struct model *m, struct model_acts *a, struct kpool *p, const int
             memcpy(la.xmid, la.x, sizeof(float) * (size_t)n * d);
         lin_fwd(m, p, l, MODEL_LIN_O, la.xmid, la.ao, w.wo, n, no, d, true);
         hook_fwd(m, l, MODEL_LIN_O, la.ao, la.xmid, n);
-        kern_rmsnorm_fwd(p, la.xn2, la.rstd2, la.xmid, w.ln2, n, d, c->norm_eps);
+        norm_fwd(a->training, p, la.xn2, la.rstd2, la.xmid, w.ln2, n, d, c->norm_eps);
         lin_fwd(m, p, l, MODEL_LIN_GU, la.gu, la.xn2, w.wgu, n, d, 2 * f, false);
         hook_fwd(m, l, MODEL_LIN_GU, la.xn2, la.gu, n);
         kern_swiglu_fwd(p, la.h, la.gu, n, f);
@@ -454,7 +467,7 @@ model_forward(struct model *m, struct model_acts *a, struct kpool *p, const int 
     int n = b * t, d = c->dim;
     const float *xl = forward_layers(m, a, p, tokens, b, t);
     const float *normw = m->params + m->tensors[1 + 9 * c->n_layers].offset;
-    kern_rmsnorm_fwd(p, a->xnf, a->rstdf, xl, normw, n, d, c->norm_eps);
+    norm_fwd(a->training, p, a->xnf, a->rstdf, xl, normw, n, d, c->norm_eps);
     kern_linear_fwd(p, a->logits, a->xnf, head_weight(m, m->params), n, d, c->vocab, false);
 }
 
@@ -504,7 +517,7 @@ model_forward_logprobs(struct model *m, struct model_acts *a, struct kpool *p, c
     if (k == 0)
         return;
     const float *normw = m->params + m->tensors[1 + 9 * c->n_layers].offset;
-    kern_rmsnorm_fwd(p, a->xnf, a->rstdf, a->xn1, normw, k, d, c->norm_eps);
+    norm_fwd(a->training, p, a->xnf, a->rstdf, a->xn1, normw, k, d, c->norm_eps);
     // row blocks as kern_gemm cuts k rows (OpenBLAS rounds a row differently in a block of
     // another size): with every row scored, the bits of model_forward + model_logprobs
     int rows = (k / 4 + KERN_ROWS - 1) / KERN_ROWS * KERN_ROWS;
@@ -734,7 +747,7 @@ kv_chunk(struct model *m, struct model_kv *kv, struct kpool *p, const int *token
         memcpy(kv->x + (size_t)r * d, emb + (size_t)tokens[r] * d, sizeof(float) * d);
     for (int l = 0; l < c->n_layers; l++) {
         struct layer_w w = layer_ptrs(m, m->params, l);
-        kern_rmsnorm_fwd(p, kv->xn, kv->rstd, kv->x, w.ln1, n, d, c->norm_eps);
+        kern_rmsnorm_fwd_infer(p, kv->xn, kv->rstd, kv->x, w.ln1, n, d, c->norm_eps);
         lin_fwd(m, p, l, MODEL_LIN_QKV, kv->qkv, kv->xn, w.wqkv, n, d, nq, false);
         hook_fwd(m, l, MODEL_LIN_QKV, kv->xn, kv->qkv, n);
         kern_rope(p, kv->qkv, n, nq, 0, c->n_heads + c->n_kv_heads, hd, 1, pos, m->rope_cos,
@@ -748,7 +761,7 @@ kv_chunk(struct model *m, struct model_kv *kv, struct kpool *p, const int *token
         kpool_run(p, c->n_heads, kv_attn_task, &j);
         lin_fwd(m, p, l, MODEL_LIN_O, kv->x, kv->ao, w.wo, n, no, d, true);
         hook_fwd(m, l, MODEL_LIN_O, kv->ao, kv->x, n);
-        kern_rmsnorm_fwd(p, kv->xn, kv->rstd, kv->x, w.ln2, n, d, c->norm_eps);
+        kern_rmsnorm_fwd_infer(p, kv->xn, kv->rstd, kv->x, w.ln2, n, d, c->norm_eps);
         lin_fwd(m, p, l, MODEL_LIN_GU, kv->gu, kv->xn, w.wgu, n, d, 2 * f, false);
         hook_fwd(m, l, MODEL_LIN_GU, kv->xn, kv->gu, n);
         kern_swiglu_fwd(p, kv->h, kv->gu, n, f);
@@ -770,7 +783,7 @@ model_kv_forward(struct model *m, struct model_kv *kv, struct kpool *p, const in
     }
     const float *normw = m->params + m->tensors[1 + 9 * c->n_layers].offset;
     const float *xl = kv->x + (size_t)(last - 1) * c->dim;
-    kern_rmsnorm_fwd(p, kv->xn, kv->rstd, xl, normw, 1, c->dim, c->norm_eps);
+    kern_rmsnorm_fwd_infer(p, kv->xn, kv->rstd, xl, normw, 1, c->dim, c->norm_eps);
     kern_linear_fwd(p, logits, kv->xn, head_weight(m, m->params), 1, c->dim, c->vocab, false);
 }
 
@@ -799,7 +812,7 @@ model_kv_forward_logprobs(struct model *m, struct model_kv *kv, struct kpool *p,
         }
         if (k == 0)
             continue;
-        kern_rmsnorm_fwd(p, kv->xn, kv->rstd, kv->xn, normw, k, d, c->norm_eps);
+        kern_rmsnorm_fwd_infer(p, kv->xn, kv->rstd, kv->xn, normw, k, d, c->norm_eps);
         // log-probabilities into rstd (free after the norm)
         struct head_job j = {head_weight(m, m->params), kv->xn, kv->logits, kv->rstd, tg, k, d,
                              c->vocab, KV_CHUNK, false};

@@ -188,7 +188,8 @@ size_t model_acts_bytes(const struct model_config *c, int b, int t, bool trainin
 
 // Forward over b sequences of t tokens (row r = sequence r / t, position r % t), with
 // t ≤ a->t and b*t ≤ a->b * a->t (short batches reuse the buffers). Every id must be in
-// [0, vocab) (checked by the caller). Leaves logits in a->logits.
+// [0, vocab) (checked by the caller). Leaves logits in a->logits. Forward-only activations
+// (training false) give the training forward's values to float rounding, not its bits.
 void model_forward(struct model *m, struct model_acts *a, struct kpool *p, const int *tokens,
                    int b, int t);
 // After model_forward: lp[r] = log p(targets[r] | tokens[..r]) (0 where targets[r] < 0).

@@ -1192,6 +1192,127 @@ tok_add_b64_token(struct tok *t, const char *s, size_t n, int64_t rank, size_t *
     return set_entry(t, (int32_t)rank, (size_t)m, TOK_TYPE_NORMAL, err);
 }
 
+size_t
+tok_count_byte(const char *s, size_t n, char c)
+{
+    const uint64_t lo7 = 0x7f7f7f7f7f7f7f7full, pat = 0x0101010101010101ull * (uint8_t)c;
+    size_t k = 0, i = 0;
+    for (; i + 8 <= n; i += 8) { // eight bytes at a time: the high bit of each zero byte of v
+        uint64_t v = load64(s + i) ^ pat;
+        k += (size_t)__builtin_popcountll(~(((v & lo7) + lo7) | v | lo7));
+    }
+    for (; i < n; i++)
+        k += s[i] == c;
+    return k;
+}
+
+// Decodes the well-formed base64 item at s[*pp..) (groups of four, '=' padding only in the
+// last), which ends at n or at the byte `end`, to o. Returns the byte count and moves *pp to
+// the item's end, or -1 when the item is anything else (the callers' slow paths judge it).
+static inline long
+b64_item(const unsigned char *u, size_t n, size_t *pp, unsigned char end, unsigned char *o)
+{
+    unsigned char *start = o;
+    size_t p = *pp;
+    for (;;) {
+        if (n - p < 4)
+            return -1;
+        unsigned a = b64_val1[u[p]], b = b64_val1[u[p + 1]], c = b64_val1[u[p + 2]],
+                 d = b64_val1[u[p + 3]];
+        if (a && b && c && d) {
+            uint32_t w = (a - 1) << 18 | (b - 1) << 12 | (c - 1) << 6 | (d - 1);
+            o[0] = (unsigned char)(w >> 16);
+            o[1] = (unsigned char)(w >> 8);
+            o[2] = (unsigned char)w;
+            o += 3;
+            p += 4;
+            if (p == n || u[p] == end)
+                break;
+            continue;
+        }
+        if (!a || !b || u[p + 3] != '=' || (!c && u[p + 2] != '='))
+            return -1;
+        uint32_t w = (a - 1) << 18 | (b - 1) << 12 | (c ? c - 1 : 0) << 6;
+        *o++ = (unsigned char)(w >> 16);
+        if (c)
+            *o++ = (unsigned char)(w >> 8);
+        p += 4;
+        if (p != n && u[p] != end)
+            return -1; // padding before the end of the item
+        break;
+    }
+    *pp = p;
+    return o - start;
+}
+
+// Makes token id the len bytes just decoded past the end of the slab; false when the slow
+// path must judge (id taken, out of range).
+static inline bool
+b64_commit(struct tok *t, int64_t id, size_t len)
+{
+    if (id == (int64_t)t->n && t->n < t->cap && t->slab.len + len < UINT32_MAX / 2) {
+        t->ent[t->n++] = (struct tok_ent){(uint32_t)t->slab.len, (uint32_t)len,
+                                          TOK_TYPE_NORMAL}; // the next id: the usual case
+        t->slab.len += len;
+        return true;
+    }
+    if (id >= TOK_MAX_IDS || (id < (int64_t)t->n && t->ent[id].type))
+        return false;
+    return set_entry(t, (int32_t)id, len, TOK_TYPE_NORMAL, NULL) == 0;
+}
+
+size_t
+tok_add_b64_items(struct tok *t, const char *s, size_t n, size_t i, int64_t *rank)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    buf_reserve(&t->slab, (n - i) / 4 * 3); // room for every item left
+    while (i < n && s[i] != '!') {
+        size_t p = i;
+        long m = b64_item(u, n, &p, ' ', (unsigned char *)t->slab.p + t->slab.len);
+        if (m < 0 || !b64_commit(t, *rank, (size_t)m))
+            break;
+        (*rank)++;
+        i = p + (p < n);
+    }
+    t->slab.p[t->slab.len] = 0;
+    return i;
+}
+
+// The fast path of rank files: adds the well-formed lines "base64 rank\n" of s[i..n) (a
+// "\r\n" end too) until one is anything else; returns where it stopped and counts the lines
+// it took in *lines. The caller's line-by-line loop judges the others.
+static size_t
+b64_lines(struct tok *t, const char *s, size_t n, size_t i, size_t *lines)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    buf_reserve(&t->slab, (n - i) / 4 * 3);
+    while (i < n) {
+        size_t p = i;
+        long m = b64_item(u, n, &p, ' ', (unsigned char *)t->slab.p + t->slab.len);
+        if (m < 0 || p == n)
+            break;
+        int64_t rank = 0;
+        size_t d = ++p;
+        while (p < n && u[p] >= '0' && u[p] <= '9' && rank < TOK_MAX_IDS)
+            rank = rank * 10 + (u[p++] - '0');
+        size_t next; // where the next line starts
+        if (p == n)
+            next = n;
+        else if (u[p] == '\n')
+            next = p + 1;
+        else if (u[p] == '\r' && (p + 1 == n || u[p + 1] == '\n'))
+            next = p + 1 == n ? n : p + 2;
+        else
+            break;
+        if (p == d || rank >= TOK_MAX_IDS || !b64_commit(t, rank, (size_t)m))
+            break;
+        ++*lines;
+        i = next;
+    }
+    t->slab.p[t->slab.len] = 0;
+    return i;
+}
+
 struct tok *
 tok_load_tiktoken(const char *s, size_t n, const char *name, const char *pattern,
                   struct kerr *err)
@@ -1205,12 +1326,11 @@ tok_load_tiktoken(const char *s, size_t n, const char *name, const char *pattern
         return NULL;
     tok_split_del(sp);
     struct tok *t = tok_alloc(pre, regex);
-    size_t lines = 1;
-    for (const char *q = s; (q = memchr(q, '\n', (size_t)(s + n - q))); q++)
-        lines++;
-    tok_reserve(t, lines, n / 4 * 3);
+    tok_reserve(t, tok_count_byte(s, n, '\n') + 1, n / 4 * 3);
     size_t line = 0;
     for (size_t i = 0; i < n;) {
+        if ((i = b64_lines(t, s, n, i, &line)) >= n)
+            break;
         line++;
         const char *eol = memchr(s + i, '\n', n - i);
         size_t len = eol ? (size_t)(eol - (s + i)) : n - i;

@@ -99,5 +99,12 @@ int tok_unicode_to_bytes(const char *s, size_t n, struct buf *out);
 // slab. On a base64 error *bad is the offset of the offending character. 0 or -1 with err.
 int tok_add_b64_token(struct tok *t, const char *s, size_t n, int64_t rank, size_t *bad,
                       struct kerr *err);
+// How many bytes of s[0..n) are c.
+size_t tok_count_byte(const char *s, size_t n, char c);
+// The fast path of the npm encoder JSON's "bpe_ranks": adds the space-separated base64 items
+// of s[i..n) as tokens *rank, *rank + 1, ... while they are well-formed and their ids free;
+// returns where it stopped (n, a "!" item, or an item the caller's item-by-item loop must
+// judge: the errors and their positions are that loop's).
+size_t tok_add_b64_items(struct tok *t, const char *s, size_t n, size_t i, int64_t *rank);
 
 #endif

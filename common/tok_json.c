@@ -344,13 +344,12 @@ load_npm_doc(const char *s, const struct json_val *doc, const char *name, struct
         tn = text.len;
     }
     const char *base = ranks.escaped ? ranks.raw : ranks.raw + 1;
-    size_t items = 1;
-    for (const char *q = tp; (q = memchr(q, ' ', (size_t)(tp + tn - q))); q++)
-        items++;
-    tok_reserve(t, items, tn / 4 * 3);
+    tok_reserve(t, tok_count_byte(tp, tn, ' ') + 1, tn / 4 * 3);
     int64_t rank = 0;
     bool want_offset = false;
     for (size_t i = 0; i < tn;) {
+        if (!want_offset && (i = tok_add_b64_items(t, tp, tn, i, &rank)) >= tn)
+            break;
         const char *space = memchr(tp + i, ' ', tn - i);
         size_t j = space ? (size_t)(space - tp) : tn;
         const char *at = ranks.escaped ? base : base + i;
@@ -372,7 +371,7 @@ load_npm_doc(const char *s, const struct json_val *doc, const char *name, struct
         } else if (j == i + 1 && tp[i] == '!') {
             want_offset = true;
         } else {
-            size_t bad;
+            size_t bad = 0; // the item start when the rank is too large
             if (rank >= (1 << 24) ||
                 tok_add_b64_token(t, tp + i, j - i, rank, &bad, err) < 0) {
                 pos_err(err, name, s, ranks.escaped ? at : at + bad,

@@ -154,6 +154,7 @@ struct pipeline {
     char **files;
     int nfiles, file; // the next file to open
     struct rec_reader *r;
+    bool ready; // the tokenizer, the encoders and the output are set up
     bool reading, writing, read_done, failed;
     uint64_t next_read, next_write; // chunk sequence numbers; slot = seq % n_slots
     struct chunk *slots;
@@ -450,6 +451,8 @@ pipeline_run(void *arg) {
             p->read_done = c->read_failed;
             p->next_read++;
             pthread_cond_broadcast(&p->cv); // the next chunk may be read now
+            while (!p->ready) // the first chunks are read while the vocabulary loads
+                pthread_cond_wait(&p->cv, &p->mu);
             pthread_mutex_unlock(&p->mu);
             chunk_encode(w, c);
             pthread_mutex_lock(&p->mu);
@@ -567,9 +570,8 @@ run_raw_encode(const struct opts *o, const struct tok *t, char **files, int nfil
     tok_enc_del(enc);
 }
 
-static void
-run_encode(const struct opts *o, char **files, int nfiles) {
-    struct tok *t = load_tokenizer(o);
+static struct rec_writer *
+open_output(const struct opts *o) {
     struct kerr err;
     struct rec_wopts wo = {.level = o->c.level,
                            .plain = o->c.plain,
@@ -578,14 +580,24 @@ run_encode(const struct opts *o, char **files, int nfiles) {
     struct rec_writer *out = rec_writer_open(o->c.output, &wo, &err);
     if (!out)
         die_kerr(&err);
+    return out;
+}
+
+static void
+run_encode(const struct opts *o, char **files, int nfiles) {
+    struct kerr err;
+    struct tok *t;
+    struct rec_writer *out;
     struct stats st;
     stats_init(&st, "tokenize");
     struct counts total = {0};
     if (o->raw) {
+        t = load_tokenizer(o);
+        out = open_output(o);
         run_raw_encode(o, t, files, nfiles, out, &st, &total);
     } else {
         int nt = o->threads;
-        struct pipeline p = {.files = files, .nfiles = nfiles, .out = out};
+        struct pipeline p = {.files = files, .nfiles = nfiles};
         pthread_mutex_init(&p.mu, NULL);
         pthread_cond_init(&p.cv, NULL);
         p.n_slots = (size_t)nt * SLOTS_PER_THREAD;
@@ -595,18 +607,28 @@ run_encode(const struct opts *o, char **files, int nfiles) {
         if (!w)
             die("out of memory");
         memset(w, 0, (size_t)nt * sizeof *w);
-        int32_t eos = eos_id(o, t);
         for (int k = 0; k < nt; k++) {
             w[k].o = o;
             w[k].p = &p;
-            w[k].enc = tok_enc_new(t);
-            w[k].eos = eos;
         }
-        // Workers 1..nt-1 on their own threads, worker 0 on this one.
+        // Workers 1..nt-1 on their own threads, started now: they read the first chunks while
+        // this thread loads the vocabulary. Worker 0 is this thread.
         pthread_t *th = xcalloc((size_t)nt, sizeof *th);
         for (int k = 1; k < nt; k++)
             if (pthread_create(&th[k], NULL, pipeline_run, &w[k]) != 0)
                 die("cannot start a thread:");
+        t = load_tokenizer(o);
+        int32_t eos = eos_id(o, t);
+        out = open_output(o);
+        pthread_mutex_lock(&p.mu);
+        for (int k = 0; k < nt; k++) {
+            w[k].enc = tok_enc_new(t);
+            w[k].eos = eos;
+        }
+        p.out = out;
+        p.ready = true;
+        pthread_cond_broadcast(&p.cv);
+        pthread_mutex_unlock(&p.mu);
         pipeline_run(&w[0]);
         for (int k = 1; k < nt; k++)
             pthread_join(th[k], NULL);

@@ -4,6 +4,10 @@
 # EVAL_REPS times; medians and ratio (and the 1-minute load average). Target: ≥ 3x the trainer.
 # evaluate runs whole batches one per thread (stages/evaluate/score.c); the trainer splits
 # every product across the threads.
+# The same ratio in CPU time (user + sys, all threads), which a loaded machine disturbs less
+# than wall time: the trainer's per step from runs of 6 and 2 steps (the difference: 4 steady
+# steps), evaluate's per position from the whole file and its first record (the difference:
+# everything but start-up and one batch).
 : "${EVAL_REPS:=3}"
 work=$BENCH_WORK/evaluate
 mkdir -p "$work"
@@ -11,28 +15,46 @@ awk 'BEGIN { srand(11); for (i = 0; i < 40; i++) { s = "{\"input_ids\":["
     for (j = 0; j < 2000; j++) s = s (j ? "," : "") int(rand() * 4095) + 1
     print s "]}" } }' > "$work/rand.jsonl"
 "$KILN_ROOT/build/tests/tools/eval_tiny_model" "$work/tok" 1 # only its tokenizer.json is used
+head -n 1 "$work/rand.jsonl" > "$work/rand1.jsonl"
 median_of() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+cpu_of() { /usr/bin/time -f '%U %S' -o "$work/cpu" "$@" && awk '{print $1 + $2}' "$work/cpu"; }
+positions_of() { sed 's/.*"positions":\([0-9]*\).*/\1/' "$1"; }
 for th in 1 2; do
-    tr=() ev=()
+    tr=() ev=() trc=() evc=()
     for ((r = 0; r < EVAL_REPS; r++)); do
-        train --vocab 4096 --eos 0 --dim 256 --layers 6 --heads 8 --ffn 688 --max-seq 256 \
-            --seq-len 256 --batch 8 --steps 6 --threads "$th" --log "$work/log.jsonl" \
-            -o "$work/model" "$work/rand.jsonl" 2> "$work/train.err" || { cat "$work/train.err" >&2; return 1; }
+        for steps in 2 6; do
+            c=$(cpu_of train --vocab 4096 --eos 0 --dim 256 --layers 6 --heads 8 --ffn 688 \
+                --max-seq 256 --seq-len 256 --batch 8 --steps $steps --threads "$th" \
+                --log "$work/log.jsonl" -o "$work/model" "$work/rand.jsonl" 2> "$work/train.err") ||
+                { cat "$work/train.err" >&2; return 1; }
+            [ $steps = 2 ] && c2=$c
+        done
         tr+=("$(tail -n +3 "$work/log.jsonl" | sed -n 's/.*"tokens_per_s":\([0-9.e+]*\).*/\1/p' | median_of)")
+        trc+=("$(echo "4 * 8 * 256 / ($c - $c2)" | bc -l)")
         cp "$work/tok/tokenizer.json" "$work/model/"
-        evaluate lm --model "$work/model" --packed --seq-len 256 --batch 8 --threads "$th" \
-            --bootstrap-iters 0 --stats "$work/st.json" -o /dev/null "$work/rand.jsonl" 2> "$work/ev.err" \
-            || { cat "$work/ev.err" >&2; return 1; }
-        ev+=("$(sed 's/.*"tokens_per_s":\([0-9.e+]*\).*/\1/' "$work/st.json")")
+        for f in rand1 rand; do
+            c=$(cpu_of evaluate lm --model "$work/model" --packed --seq-len 256 --batch 8 \
+                --threads "$th" --bootstrap-iters 0 --stats "$work/st-$f.json" -o /dev/null \
+                "$work/$f.jsonl" 2> "$work/ev.err") || { cat "$work/ev.err" >&2; return 1; }
+            [ $f = rand1 ] && c1=$c
+        done
+        ev+=("$(sed 's/.*"tokens_per_s":\([0-9.e+]*\).*/\1/' "$work/st-rand.json")")
+        evc+=("$(echo "($(positions_of "$work/st-rand.json") - $(positions_of "$work/st-rand1.json")) / ($c - $c1)" | bc -l)")
     done
     mt=$(printf '%s\n' "${tr[@]}" | median_of)
     me=$(printf '%s\n' "${ev[@]}" | median_of)
+    mtc=$(printf '%s\n' "${trc[@]}" | median_of)
+    mec=$(printf '%s\n' "${evc[@]}" | median_of)
     ratio=$(echo "$me / $mt" | bc -l)
+    ratioc=$(echo "$mec / $mtc" | bc -l)
     la=$(loadavg)
     printf '%-46s evaluate %8.0f tok/s | train %7.0f tok/s | ratio %.2fx (target >= 3x) | load %s\n' \
         "evaluate lm forward-only (V4096 d256 L6 T256 B8) ${th}t" "$me" "$mt" "$ratio" "$la"
+    printf '%-46s evaluate %8.0f tok/s | train %7.0f tok/s | ratio %.2fx (target >= 3x) | load %s\n' \
+        "  the same in CPU time (tokens per CPU-second)" "$mec" "$mtc" "$ratioc" "$la"
     bench_record "evaluate_forward_${th}t" threads "$th" evaluate_tokens_per_s "$me" \
-        train_tokens_per_s "$mt" ratio "$ratio" load "$la"
+        train_tokens_per_s "$mt" ratio "$ratio" evaluate_tokens_per_cpu_s "$mec" \
+        train_tokens_per_cpu_s "$mtc" ratio_cpu "$ratioc" load "$la"
 done
 
 # Prompt processing against llama.cpp (npm node-llama-cpp 3.21.1, tests/bench/llama_pp.mjs) on

@@ -111,6 +111,18 @@ setup_file() {
     no_tmp_left
 }
 
+@test "--threads 2: input is read while the vocabulary loads; a bad vocabulary still fails cleanly" {
+    printf '{"model": [1,}' >bad.json
+    run tokenize encode --tokenizer bad.json --threads 2 "$TOKDIR/corpus.jsonl" -o out.jsonl
+    expect_status 1
+    expect_output_contains "bad.json:1:14:"
+    [ ! -e out.jsonl ]
+    no_tmp_left
+    run tokenize encode --tokenizer "$TOKDIR/tok.json" --threads 2 --eos '<nope>' "$TOKDIR/corpus.jsonl" -o out.jsonl
+    expect_status 2
+    [ ! -e out.jsonl ]
+}
+
 @test "raw bytes round trip (invalid UTF-8 included)" {
     head -c 20000 /dev/urandom >blob.bin
     printf 'caf\xc3\xa9 \xff\xfe end\r\n' >>blob.bin

@@ -250,6 +250,61 @@ test_depth(void)
     json_obj_free(&o);
 }
 
+// Objects of 1..12 keys (the sizes decided by a vector compare of tags, and the pairwise
+// ones), at the top level and nested: key j replaced by a copy of key i for every pair i < j,
+// written plainly (a duplicate), with its first character escaped (a duplicate too), or with
+// its last byte changed (not a duplicate; for keys longer than 8 bytes it has the same tag).
+static void
+test_dups_small(void)
+{
+    static const char *names[] = {"a", "id", "text", "label", "metadata", "x-spam-level",
+                                  "x-spam-levels", "score", "received", "tags", "b", "headers"};
+    struct buf b = {0}, key = {0};
+    struct json_obj o = {0};
+    int wrong = 0;
+    for (size_t n = 1; n <= 12; n++)
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = i + 1; j <= n; j++)
+                for (int variant = 0; variant < 3; variant++)
+                    for (int nested = 0; nested < 2; nested++) {
+                        if (j == n && variant > 0)
+                            continue; // j == n: nothing replaced
+                        buf_reset(&b);
+                        buf_puts(&b, nested ? "{\"z\":1,\"o\":{" : "{");
+                        size_t at = 0;
+                        for (size_t k = 0; k < n; k++) {
+                            buf_reset(&key);
+                            if (k != j)
+                                buf_puts(&key, names[k]);
+                            else if (variant == 1)
+                                buf_printf(&key, "\\u%04x%s", (unsigned)names[i][0], names[i] + 1);
+                            else {
+                                buf_puts(&key, names[i]);
+                                if (variant == 2)
+                                    key.p[key.len - 1] = '#';
+                            }
+                            if (k == j)
+                                at = b.len + (k ? 1 : 0);
+                            buf_printf(&b, "%s\"%s\":%zu", k ? "," : "", key.p, k);
+                        }
+                        buf_puts(&b, nested ? "}}" : "}");
+                        struct json_error e = {0};
+                        int rc = json_obj_parse(&o, b.p, b.len, &e);
+                        bool dup = j < n && variant != 2;
+                        bool ok = dup ? rc == -1 && e.offset == at &&
+                                            strncmp(e.msg, "duplicate key", 13) == 0
+                                      : rc == 0 && o.n == (nested ? 2 : n);
+                        if (!ok && wrong++ < 5)
+                            fprintf(stderr, "dups n %zu i %zu j %zu variant %d nested %d: rc %d "
+                                            "offset %zu (want %zu) %s: %s\n",
+                                    n, i, j, variant, nested, rc, e.offset, at, e.msg, b.p);
+                    }
+    CHECK_EQ_INT(wrong, 0);
+    buf_free(&b);
+    buf_free(&key);
+    json_obj_free(&o);
+}
+
 static void
 test_dups_large(void)
 {
@@ -983,6 +1038,7 @@ main(void)
     test_errors();
     test_values();
     test_depth();
+    test_dups_small();
     test_dups_large();
     test_numbers();
     test_unescape();

@@ -425,11 +425,20 @@ test_b64_loaders(void)
     buf_append(&esc, npm.p, (size_t)(sp - npm.p));
     buf_puts(&esc, "\\u0020");
     buf_puts(&esc, sp + 1);
+    // The rank file again with CRLF line ends, blank lines and no final line end.
+    struct buf crlf = {0};
+    for (size_t i = 0; i + 1 < rf.len; i++) {
+        if (rf.p[i] == '\n')
+            buf_puts(&crlf, i % 7 ? "\r\n" : "\n\r\n");
+        else
+            buf_putc(&crlf, rf.p[i]);
+    }
     struct kerr err;
-    struct tok *t[3] = {tok_load_tiktoken(rf.p, rf.len, "r", "gpt2", &err),
+    struct tok *t[4] = {tok_load_tiktoken(rf.p, rf.len, "r", "gpt2", &err),
                         tok_load_npm(npm.p, npm.len, "e.json", &err),
-                        tok_load_npm(esc.p, esc.len, "e.json", &err)};
-    for (int k = 0; k < 3; k++) {
+                        tok_load_npm(esc.p, esc.len, "e.json", &err),
+                        tok_load_tiktoken(crlf.p, crlf.len, "r", "gpt2", &err)};
+    for (int k = 0; k < 4; k++) {
         CHECK_MSG(t[k] != NULL, "loader %d: %s", k, err.msg);
         if (!t[k])
             continue;
@@ -444,11 +453,12 @@ test_b64_loaders(void)
             char c = (char)b;
             CHECK_EQ_INT(tok_token_id(t[k], &c, 1), b);
         }
-        if (k > 0)
+        if (k == 1 || k == 2)
             CHECK_EQ_INT(tok_special_id(t[k], "<|endoftext|>"), 256 + EXTRA);
         tok_del(t[k]);
     }
     buf_free(&rf);
+    buf_free(&crlf);
     buf_free(&ranks);
     buf_free(&npm);
     buf_free(&esc);
@@ -459,12 +469,26 @@ test_b64_loaders(void)
     rank_fails("QU=D 0\n", "r:1:4: invalid base64");     // data after padding
     rank_fails("Q=== 0\n", "r:1:2: invalid base64");     // at most two '='
     rank_fails("QUJ 0\n", "r:1:4: invalid base64");      // not a multiple of 4
+    rank_fails("QQ== 0\nQg== 1\n\nQw== 2\r\nRA== x\n", "r:5:6: rank is not a number");
+    rank_fails("QQ== 0\r\nQg== 1\r\nQw==  2\n", "r:3:6: rank is not a number");
+    rank_fails("QQ== 0\nQg== 16777216\n", "r:2:6: rank too large");
+    rank_fails("QQ== 0\nQg== 1\r\r\n", "r:2:7: rank is not a number");
+    rank_fails("QQ== 0\nQg==\n", "r:2:5: expected 'base64 rank'");
+    rank_fails("QQ== 0\nQg== \n", "r:2:6: missing rank");
     rank_fails("QQ== 0\nQQ== 1\n", "appears twice");
     rank_fails("QQ== 0\nQg== 0\n", "r:2:1: token id 0 appears twice");
     npm_fails("{\"pat_str\": \"gpt2\", \"bpe_ranks\": \"! 0 QQ== Q*== \"}",
               "e.json:1:45: invalid base64");
     npm_fails("{\"pat_str\": \"gpt2\", \"bpe_ranks\": \"! 0 QQ==  Qg==\"}",
               "e.json:1:44: bpe_ranks: empty item");
+    npm_fails("{\"pat_str\": \"gpt2\", \"bpe_ranks\": \"! 0 QQ== ! 0 Qg==\"}",
+              "e.json:1:48: token id 0 appears twice");
+    npm_fails("{\"pat_str\": \"gpt2\", \"bpe_ranks\": \"! 0 QQ== QQ Qg==\"}",
+              "e.json:1:46: invalid base64");
+    npm_fails("{\"pat_str\": \"gpt2\", \"bpe_ranks\": \"! 0 QQ== QQ==Qg==\"}",
+              "e.json:1:46: invalid base64");
+    npm_fails("{\"pat_str\": \"gpt2\", \"bpe_ranks\": \"! 16777215 QQ== Qg==\"}",
+              "e.json:1:51: bpe_ranks: rank too large");
     npm_fails("{\"pat_str\": \"gpt2\", \"bpe_ranks\": \"! x QQ==\"}",
               "e.json:1:37: bpe_ranks: '!' must be followed by a rank");
 }
