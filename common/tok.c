@@ -660,7 +660,7 @@ tok_ids_free(struct tok_ids *ids)
 // hash, 64-byte entries holding the key words and up to PC_IDS ids. Natural text repeats its
 // words, so most pieces cost one hash and one cache line. It changes speed only, never the
 // ids. One cache serves every encoder of a tokenizer, so a thread does not redo the pieces
-// another has already encoded (with per-thread caches a second thread added ~15% misses).
+// another has already encoded (with per-thread caches a second thread added ~13% misses).
 // Concurrent use is a seqlock per entry: a writer claims the entry by making `seq` odd (and
 // gives up if another writer holds it), stores the fields, then publishes an even `seq`; a
 // reader takes the entry only if `seq` is even and unchanged across its reads. All fields are

@@ -128,9 +128,9 @@ struct counts {
 // waits for an older chunk to be written. Every slot's buffers are first touched page by page
 // (~100 page faults of ~17 µs each), so no more than that.
 #define SLOTS_PER_THREAD 2
-// The reader's and writer's buffers (rec's default is 4 × 1 MiB each way): every first touch
-// of a page is a page fault (~17 µs on our virtual machines), and 256 KiB is as fast to
-// hand over. The output bytes do not depend on it.
+// The reader's and writer's buffers (rec's default: 1 MiB each, four for the writer): every
+// first touch of a page is a page fault (~17 µs on our virtual machines), and 256 KiB is as
+// fast to hand over. The output bytes do not depend on it.
 #define IO_CHUNK_BYTES ((size_t)256 << 10)
 
 // One chunk of the pipeline: its input lines and, once encoded, its output records.
