@@ -546,26 +546,22 @@ utf8_block_errors(__m512i v, __m512i prev, const struct utf8_simd *c)
 //   bs, quote, ctl      masks of '\\', '"', bytes < 0x20
 //   escaped             bytes preceded by an odd run of backslashes (carry across blocks)
 //   end                 first unescaped quote; only bytes before it are checked
-//   invalid escapes     escaped bytes outside "\\/bfnrtu (one byte permute with AVX-512 VBMI,
-//                       else a nibble-table lookup)
+//   invalid escapes     escaped bytes outside "\\/bfnrtu (a nibble-table lookup)
 //   \u escapes          four hex digits in the same block, not starting with d/D: checked
 //                       with masks, the scan goes on; others (surrogates, escapes crossing
 //                       the block end, errors) are handed to escape_check, then the scan
 //                       restarts after the escape with no carry
-//   UTF-8               utf8_block_errors (with AVX-512 VBMI), only on blocks with non-ASCII
-//                       bytes or right after one that ends with some (text is mostly ASCII:
-//                       a branch is cheaper than the check); a flagged string is re-checked
-//                       by utf8_valid_prefix, which is exact
+//   UTF-8               utf8_block_errors on blocks with non-ASCII bytes (with AVX-512 VBMI);
+//                       a flagged string is re-checked by utf8_valid_prefix, which is exact
 //                       and gives the offset
 __attribute__((noinline)) static const char *
 parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
 {
     const char *body = open + 1, *p = body, *end = ps->end;
     uint64_t carry = 0; // bit 0 of the next block is escaped
-    uint64_t escs = 0, suspect = 0; // escaped bytes seen; UTF-8 error evidence seen
+    bool esc = false, suspect = false;
 #if defined(__AVX512VBMI__)
     __m512i prev = _mm512_setzero_si512(); // the previous block when adjacent, else ASCII
-    uint64_t tail = 0; // non-zero when one of prev's last three bytes is non-ASCII
 #endif
     // The inner loop makes no calls, so that its constants stay in registers; it stops at the
     // closing quote, the end of input, or the first byte needing attention (k, why).
@@ -575,22 +571,11 @@ parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
         __m512i vq = _mm512_set1_epi8('"'), vbs = _mm512_set1_epi8('\\');
         __m512i vsp = _mm512_set1_epi8(0x20), vu = _mm512_set1_epi8('u');
         __m512i nib = _mm512_set1_epi8(0x0F);
-#if defined(__AVX512VBMI__)
-        // Valid escape characters: bit 7 of lo_tab:hi_tab[c & 127] is set exactly for the
-        // ASCII bytes "\\/bfnrtu (one byte permute; non-ASCII bytes are masked out).
-        __m512i lo_tab = _mm512_maskz_set1_epi8((1ull << '"') | (1ull << '/'), (char)0x80);
-        __m512i hi_tab = _mm512_maskz_set1_epi8(
-            (1ull << ('\\' - 64)) | (1ull << ('b' - 64)) | (1ull << ('f' - 64)) |
-                (1ull << ('n' - 64)) | (1ull << ('r' - 64)) | (1ull << ('t' - 64)) |
-                (1ull << ('u' - 64)),
-            (char)0x80);
-#else
         // Valid escape characters by nibbles: lo[c & 15] & hi[c >> 4] != 0 exactly for "\\/bfnrtu.
         __m512i lo_tab = _mm512_broadcast_i32x4(
             _mm_setr_epi8(0, 0, 0x0D, 0, 0x08, 0x08, 0x04, 0, 0, 0, 0, 0, 0x02, 0, 0x04, 0x01));
         __m512i hi_tab = _mm512_broadcast_i32x4(
             _mm_setr_epi8(0, 0, 0x01, 0, 0, 0x02, 0x04, 0x08, 0, 0, 0, 0, 0, 0, 0, 0));
-#endif
         // Hex digits by nibbles: hx_lo[c & 15] & hx_hi[c >> 4] != 0 exactly for 0-9a-fA-F.
         __m512i hx_lo = _mm512_broadcast_i32x4(
             _mm_setr_epi8(1, 3, 3, 3, 3, 3, 3, 1, 1, 1, 0, 0, 0, 0, 0, 0));
@@ -631,34 +616,25 @@ parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
             uint64_t qe = quote & ~escd;
             uint64_t before = (qe - 1) & ~qe & valid; // bytes before the closing quote
 #if defined(__AVX512VBMI__)
-            // Only blocks that hold non-ASCII bytes, or follow one that ends with some, can
-            // hold an error (its evidence is the byte and the three before it). Errors are
-            // reported at or after the byte that completes the evidence: keep those up to and
-            // including the closing quote (a lead byte right before it is too short).
-            uint64_t high = _mm512_movepi8_mask(v);
-            if (high | tail)
-                suspect |= utf8_block_errors(v, prev, &u8) & (qe ? qe ^ (qe - 1) : valid);
-            tail = high >> 61;
+            // Branch-free (blocks with and without non-ASCII bytes alternate unpredictably in
+            // text). Errors are reported at or after the byte that completes the evidence:
+            // keep those up to and including the closing quote (a lead byte right before it
+            // is too short).
+            suspect |= (utf8_block_errors(v, prev, &u8) & (qe ? qe ^ (qe - 1) : valid)) != 0;
             prev = v;
 #else
-            suspect |= _mm512_movepi8_mask(v) & before;
+            if (_mm512_movepi8_mask(v) & before)
+                suspect = true;
 #endif
             uint64_t ctl = _mm512_cmplt_epu8_mask(v, vsp) & before & ~escd;
             uint64_t e = escd & before;
-            escs |= e;
-#if defined(__AVX512VBMI__)
-            uint64_t bad_esc =
-                e & (high | ~_mm512_movepi8_mask(_mm512_permutex2var_epi8(lo_tab, v, hi_tab)));
-#else
-            uint64_t bad_esc =
-                e & ~_mm512_test_epi8_mask(
-                        _mm512_shuffle_epi8(lo_tab, _mm512_and_si512(v, nib)),
-                        _mm512_shuffle_epi8(hi_tab, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib)));
-#endif
+            esc |= e != 0;
+            __m512i lo = _mm512_and_si512(v, nib);
+            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
+            __m512i l = _mm512_shuffle_epi8(lo_tab, lo), h = _mm512_shuffle_epi8(hi_tab, hi);
+            uint64_t bad_esc = e & ~_mm512_test_epi8_mask(l, h);
             uint64_t u = e & _mm512_cmpeq_epi8_mask(v, vu);
-            if (__builtin_expect(u != 0, 0)) {
-                __m512i lo = _mm512_and_si512(v, nib);
-                __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
+            if (u) {
                 // A \u escape whose four hex digits lie in this block and do not start with
                 // d/D (no surrogate) is complete: the scan goes on past it. Hex digits are not
                 // quotes, backslashes or controls, so the masks above stay right.
@@ -700,7 +676,6 @@ parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
         carry = 0;
 #if defined(__AVX512VBMI__)
         prev = _mm512_setzero_si512(); // the byte before p is an ASCII hex digit
-        tail = 0;
 #endif
     }
     if (suspect) {
@@ -708,7 +683,7 @@ parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
         if (k < n)
             return FAILP(ps, body + k, "invalid UTF-8 in string");
     }
-    *escaped = escs != 0;
+    *escaped = esc;
     return p + 1;
 }
 
