@@ -267,16 +267,22 @@ merged_weight(struct lora *lo, struct kpool *p, int layer, enum model_linear whi
     return lo->wm;
 }
 
+// The weight layer `layer`'s linear `which` uses over n rows: W + scale B A when its adapters are
+// merged in for this call (merged()), else the base's W.
+static const float *
+layer_weight(struct lora *lo, struct kpool *p, int layer, enum model_linear which, int n)
+{
+    return lo->groups[layer * 4 + which].k && merged(lo, n) ? merged_weight(lo, p, layer, which)
+                                                             : base_weight(lo, layer, which);
+}
+
 static void
 base_fwd(void *ctx, struct kpool *p, int layer, enum model_linear which, const float *x,
          float *y, int n, bool acc)
 {
     struct lora *lo = ctx;
     struct target_geom g0 = target_geom(&lo->view.cfg, lo->view.hd, lin_first[which]);
-    const float *w = lo->groups[layer * 4 + which].k && merged(lo, n)
-                         ? merged_weight(lo, p, layer, which)
-                         : base_weight(lo, layer, which);
-    kern_linear_fwd(p, y, x, w, n, g0.in, g0.ld, acc);
+    kern_linear_fwd(p, y, x, layer_weight(lo, p, layer, which, n), n, g0.in, g0.ld, acc);
 }
 
 static void
@@ -285,10 +291,7 @@ base_bwd_x(void *ctx, struct kpool *p, int layer, enum model_linear which, const
 {
     struct lora *lo = ctx;
     struct target_geom g0 = target_geom(&lo->view.cfg, lo->view.hd, lin_first[which]);
-    const float *w = lo->groups[layer * 4 + which].k && merged(lo, n)
-                         ? merged_weight(lo, p, layer, which)
-                         : base_weight(lo, layer, which);
-    kern_linear_bwd_x(p, dx, dy, w, n, g0.in, g0.ld, false);
+    kern_linear_bwd_x(p, dx, dy, layer_weight(lo, p, layer, which, n), n, g0.in, g0.ld, false);
 }
 
 static void
