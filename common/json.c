@@ -96,6 +96,7 @@ struct parser {
     const char *s, *p, *end;
     struct json_error *e;
     struct json_scratch *sc;
+    struct strwin win; // the window parse_string_long ended in (AVX-512 only)
 };
 
 static void
@@ -607,8 +608,26 @@ parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
                 why = AT_EOF;
                 break;
             }
-            uint64_t bs = _mm512_cmpeq_epi8_mask(v, vbs) & valid;
-            uint64_t quote = _mm512_cmpeq_epi8_mask(v, vq) & valid;
+            // Every mask of the block first, straight from v, and into general registers: the
+            // compiler would otherwise fold the scalar results below into masked compares,
+            // which then wait for them (a long dependency chain per block).
+            __m512i lo = _mm512_and_si512(v, nib);
+            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
+            uint64_t bs = _mm512_cmpeq_epi8_mask(v, vbs);
+            uint64_t quote = _mm512_cmpeq_epi8_mask(v, vq);
+            uint64_t ctl = _mm512_cmplt_epu8_mask(v, vsp);
+            uint64_t uv = _mm512_cmpeq_epi8_mask(v, vu);
+            uint64_t ok_esc = _mm512_test_epi8_mask(_mm512_shuffle_epi8(lo_tab, lo),
+                                                    _mm512_shuffle_epi8(hi_tab, hi));
+#if defined(__AVX512VBMI__)
+            uint64_t u8err = utf8_block_errors(v, prev, &u8);
+            prev = v;
+            __asm__("" : "+r"(bs), "+r"(quote), "+r"(ctl), "+r"(uv), "+r"(ok_esc), "+r"(u8err));
+#else
+            uint64_t high = _mm512_movepi8_mask(v);
+            __asm__("" : "+r"(bs), "+r"(quote), "+r"(ctl), "+r"(uv), "+r"(ok_esc), "+r"(high));
+#endif
+            // (Bytes past valid are zero: no quote or backslash; before excludes them.)
             uint64_t pot = bs & ~carry;
             uint64_t codes = (((pot << 1) | odd) - pot) ^ odd;
             uint64_t escd = codes ^ (bs | carry);
@@ -620,20 +639,15 @@ parse_string_blocks(struct parser *ps, const char *open, bool *escaped)
             // text). Errors are reported at or after the byte that completes the evidence:
             // keep those up to and including the closing quote (a lead byte right before it
             // is too short).
-            suspect |= (utf8_block_errors(v, prev, &u8) & (qe ? qe ^ (qe - 1) : valid)) != 0;
-            prev = v;
+            suspect |= (u8err & (qe ? qe ^ (qe - 1) : valid)) != 0;
 #else
-            if (_mm512_movepi8_mask(v) & before)
-                suspect = true;
+            suspect |= (high & before) != 0;
 #endif
-            uint64_t ctl = _mm512_cmplt_epu8_mask(v, vsp) & before & ~escd;
+            ctl &= before & ~escd;
             uint64_t e = escd & before;
             esc |= e != 0;
-            __m512i lo = _mm512_and_si512(v, nib);
-            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
-            __m512i l = _mm512_shuffle_epi8(lo_tab, lo), h = _mm512_shuffle_epi8(hi_tab, hi);
-            uint64_t bad_esc = e & ~_mm512_test_epi8_mask(l, h);
-            uint64_t u = e & _mm512_cmpeq_epi8_mask(v, vu);
+            uint64_t bad_esc = e & ~ok_esc;
+            uint64_t u = e & uv;
             if (u) {
                 // A \u escape whose four hex digits lie in this block and do not start with
                 // d/D (no surrogate) is complete: the scan goes on past it. Hex digits are not
@@ -706,6 +720,27 @@ strwin_load(struct strwin *w, const char *p, const char *end)
                _mm512_cmplt_epu8_mask(v, _mm512_set1_epi8(0x20)) | _mm512_movepi8_mask(v);
 }
 
+// A string that parse_string could not decide from its window. When the rest of the window
+// holds no quote and nothing else (a longer plain string such as an id, a path or a hash), the
+// following windows, from next on, are tried the same way before the block scanner and its
+// set-up; the window such a string ends in is left in ps->win for the strings after it.
+__attribute__((noinline)) static const char *
+parse_string_long(struct parser *ps, const char *open, bool *escaped, const char *next)
+{
+    while (ps->end - next > 64) {
+        strwin_load(&ps->win, next, ps->end);
+        uint64_t quote = ps->win.quote, other = ps->win.other;
+        if (quote && (other & ((quote & (0 - quote)) - 1)) == 0) {
+            *escaped = false;
+            return next + __builtin_ctzll(quote) + 1;
+        }
+        if (quote | other)
+            break;
+        next += 64;
+    }
+    return parse_string_blocks(ps, open, escaped);
+}
+
 // Strings that end within the window with no backslash, control or non-ASCII byte (keys,
 // labels, most metadata) are decided here, inline in the parser loop, with a few bit
 // operations on the window's masks; the rest go to the block scanner. The window moves only
@@ -726,7 +761,12 @@ parse_string(struct parser *ps, struct strwin *w, const char *open, bool *escape
         *escaped = false;
         return p + __builtin_ctzll(quote) + 1;
     }
-    return parse_string_blocks(ps, open, escaped);
+    if (quote | other)
+        return parse_string_blocks(ps, open, escaped);
+    ps->win = *w;
+    const char *end = parse_string_long(ps, open, escaped, w->base + 64);
+    *w = ps->win;
+    return end;
 }
 #else
 static const char *
@@ -1075,7 +1115,7 @@ json_obj_parse(struct json_obj *o, const char *s, size_t n, struct json_error *e
 {
     if (!o->scratch)
         o->scratch = xcalloc(1, sizeof *o->scratch);
-    struct parser ps = {s, s, s + n, e, o->scratch};
+    struct parser ps = {s, s, s + n, e, o->scratch, {NULL, 0, 0}};
     o->scratch->nkeys = 0;
     o->n = 0;
     o->src = NULL;
@@ -1105,7 +1145,7 @@ int
 json_parse_value(const char *s, size_t n, struct json_val *out, struct json_error *e)
 {
     struct json_scratch sc = {0};
-    struct parser ps = {s, s, s + n, e, &sc};
+    struct parser ps = {s, s, s + n, e, &sc, {NULL, 0, 0}};
     int rc = parse_doc(&ps, out, NULL);
     if (rc == 0) {
         ps.p = skip_ws(ps.p, ps.end);

@@ -627,6 +627,63 @@ test_random_strings(void)
     json_obj_free(&o);
 }
 
+// Long plain strings (ids, paths, hashes: no escape, control or non-ASCII byte) are followed
+// from window to window before the block scanner; a special byte anywhere in them, a string cut
+// off by the end of the input, or the end falling inside the next window must still get the
+// reference's verdict. A first field of random length moves the string against the windows.
+static void
+test_random_plain_runs(void)
+{
+    static const char *special[] = {"\\n", "\\u00e9", "\xC3\xA9", "\x01", "\x80", "\\q", "\"",
+                                    "\\", "\xE2\x82"};
+    struct buf b = {0}, body = {0};
+    struct json_obj o = {0};
+    int agree = 0, n = 0;
+    for (int iter = 0; iter < 6000; iter++) {
+        buf_reset(&body);
+        size_t len = rng() % 300;
+        for (size_t k = 0; k < len; k++)
+            buf_putc(&body, (char)('0' + rng() % 75)); // '0'..'z': plain, no quote or backslash
+        if (rng() % 2) {
+            size_t at = rng() % (body.len + 1);
+            struct buf t = {0};
+            buf_append(&t, body.p, at);
+            buf_puts(&t, special[rng() % KILN_ARRAY_LEN(special)]);
+            buf_append(&t, body.p + at, body.len - at);
+            buf_free(&body);
+            body = t;
+        }
+        buf_reset(&b);
+        buf_puts(&b, "{\"p\":\"");
+        for (size_t k = rng() % 130; k > 0; k--)
+            buf_putc(&b, 'p');
+        buf_puts(&b, "\",\"s\":\"");
+        size_t at_body = b.len;
+        buf_append(&b, body.p, body.len);
+        buf_puts(&b, "\"}");
+        bool want = ref_string_ok((const unsigned char *)body.p, body.len);
+        size_t cut = b.len;
+        if (rng() % 4 == 0) { // cut inside the string or right after its closing quote
+            cut = at_body + rng() % (body.len + 2);
+            want = false;
+        }
+        struct json_error e;
+        char *c;
+        bool got = parse_exact(&o, b.p, cut, &e, &c) == 0;
+        CHECK_MSG(got == want, "iteration %d: parser %d, reference %d: %.*s", iter, got, want,
+                  (int)cut, b.p);
+        if (got)
+            CHECK_EQ_INT(o.n == 2 ? (long)o.fields[1].val.raw_len : -1, (long)body.len + 2);
+        agree += got == want;
+        n++;
+        free(c);
+    }
+    CHECK_EQ_INT(agree, n);
+    buf_free(&b);
+    buf_free(&body);
+    json_obj_free(&o);
+}
+
 // Escapes, quotes, controls and invalid bytes at every offset of the vector scanner's 64-byte
 // blocks (the string body starts a block) and as the last bytes of the input: each probe in
 // the middle of a string must give exactly its verdict, offset and message; right before the
@@ -1045,6 +1102,7 @@ main(void)
     test_utf8();
     test_rewrite();
     test_random_strings();
+    test_random_plain_runs();
     test_utf8_in_strings();
     test_string_probes();
     test_short_fields();
