@@ -13,6 +13,7 @@
 # too. Both pairs only say something about wall time when the load average (printed) is below
 # the core count: above it, the kernel's per-session autogroup scheduling gives each command
 # a share of the machine that no thread layout changes, and the ratio follows CPU time.
+# A third pair runs on the SpamAssassin corpus when it can be fetched.
 # Sourced by tests/bench/run.sh with tests/bench/lib.sh.
 pt_bin=$KILN_ROOT/build/tests/tools/passthrough
 pt_in=$BENCH_WORK/passthrough-genrecords-200MB.jsonl.zst
@@ -33,6 +34,16 @@ bench_pair "record pass-through 200MB, zstd -T$pt_t" "$pt_bytes" "zstd -dc | zst
 cmp -s "$pt_base_out" "$pt_ours_out" ||
     zstd -q -dc "$pt_ours_out" | cmp -s - <(zstd -q -dc "$pt_in") ||
     echo "bench_passthrough: output differs from the input's records" >&2
+
+# The same on the SpamAssassin corpus replicated to >= 200 MB (tests/bench/prepare-spam.sh):
+# real messages, against the stricter baseline (-T<cores>).
+if pt_spam=$("$KILN_ROOT/tests/bench/prepare-spam.sh" 200 2>/dev/null | tail -n 1) && [ -s "$pt_spam" ]; then
+    bench_pair "pass-through SpamAssassin, zstd -T$pt_t" "$(zstd -q -dc "$pt_spam" | wc -c)" \
+        "zstd -dc | zstd -3 -T$pt_t" "zstd -q -dc $pt_spam | zstd -q -3 -T$pt_t -c >$pt_base_out" \
+        "$pt_bin $pt_spam -o $pt_ours_out"
+    zstd -q -dc "$pt_ours_out" | cmp -s - <(zstd -q -dc "$pt_spam") ||
+        echo "bench_passthrough: output differs from the SpamAssassin input's records" >&2
+fi
 
 # CPU seconds (user + sys) of each command, alternating, medians.
 pt_cpu() { { /usr/bin/time -f '%U %S' bash -c "$1 2>/dev/null"; } 2>&1 | awk '{print $1 + $2}'; }
