@@ -727,7 +727,7 @@ strwin_load(struct strwin *w, const char *p, const char *end)
 __attribute__((noinline)) static const char *
 parse_string_long(struct parser *ps, const char *open, bool *escaped, const char *next)
 {
-    while (ps->end - next > 64) {
+    for (; next < ps->end; next += 64) {
         strwin_load(&ps->win, next, ps->end);
         uint64_t quote = ps->win.quote, other = ps->win.other;
         if (quote && (other & ((quote & (0 - quote)) - 1)) == 0) {
@@ -736,14 +736,13 @@ parse_string_long(struct parser *ps, const char *open, bool *escaped, const char
         }
         if (quote | other)
             break;
-        next += 64;
     }
     return parse_string_blocks(ps, open, escaped);
 }
 
 // Strings that end within the window with no backslash, control or non-ASCII byte (keys,
 // labels, most metadata) are decided here, inline in the parser loop, with a few bit
-// operations on the window's masks; the rest go to the block scanner. The window moves only
+// operations on the window's masks; the rest go to parse_string_long. The window moves only
 // when a string starts past it or does not end in it, so several short strings share one load.
 // (The position of every token depends on the length of the string before it: this is the
 // parser's critical path, and a shift and a tzcnt are much shorter than load + compare.)
