@@ -21,14 +21,16 @@ gen_data=$BENCH_WORK/json-genrecords-100MB.jsonl
 [ -s "$gen_data" ] || "$KILN_ROOT/build/tests/tools/genrecords" --bytes 100000000 --seed 1 >"$gen_data"
 spam_data=$BENCH_WORK/json-spam-100MB.jsonl
 if [ ! -s "$spam_data" ]; then
-    if spam_zst=$("$KILN_ROOT/tests/bench/prepare-spam.sh" 100 | tail -n 1); then
-        zstd -dcq "$spam_zst" >"$spam_data.tmp" && mv "$spam_data.tmp" "$spam_data"
+    spam_zst=$("$KILN_ROOT/tests/bench/prepare-spam.sh" 100 | tail -n 1) || spam_zst=
+    if [ -s "$spam_zst" ] && zstd -dcq "$spam_zst" >"$spam_data.tmp"; then
+        mv "$spam_data.tmp" "$spam_data"
     else
+        rm -f "$spam_data.tmp"
         echo "bench_json: no SpamAssassin corpus (offline?): genrecords only" >&2
     fi
 fi
 : "${JSON_KILN_PASSES:=8}"
-# The CPU both sides run on: JSON_CPU, else the last one (CPU 0 takes most interrupts).
+# The CPU both sides run on: JSON_CPU, else the last one.
 json_cpu=${JSON_CPU:-$(($(nproc) - 1))} json_pin=
 command -v taskset >/dev/null && json_pin="taskset -c $json_cpu" || json_cpu=
 
