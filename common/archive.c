@@ -55,11 +55,13 @@ arc_read_new(void)
     return a;
 }
 
+// libarchive's message, or (some readers, e.g. cpio's, give none when a header runs past the
+// end of the data) the likely cause.
 static const char *
 arc_errstr(struct archive *a)
 {
     const char *s = archive_error_string(a);
-    return s ? s : "unknown libarchive error";
+    return s ? s : "truncated or damaged data (libarchive gives no detail)";
 }
 
 static struct arc_reader *
