@@ -356,15 +356,20 @@ test_rank_bpe(void)
 
 // ---- loaders: errors with positions, both merge forms ------------------------------------
 
+// A loader's result t must be NULL with an error containing want.
+static void
+check_fails(struct tok *t, const struct kerr *err, const char *want)
+{
+    CHECK_MSG(t == NULL && strstr(err->msg, want), "want \"%s\", got \"%s\"", want, err->msg);
+    tok_del(t);
+}
+
 static void
 load_fails(const char *doc, const char *want)
 {
     struct kerr err = {{0}};
-    struct tok *t = tok_load_hf(doc, strlen(doc), "t.json", &err);
-    CHECK_MSG(t == NULL && strstr(err.msg, want), "want \"%s\", got \"%s\"", want, err.msg);
-    tok_del(t);
+    check_fails(tok_load_hf(doc, strlen(doc), "t.json", &err), &err, want);
 }
-
 
 // ---- base64 token loading: rank file and npm JSON agree with the bytes they encode ------------
 
@@ -372,18 +377,14 @@ static void
 rank_fails(const char *doc, const char *want)
 {
     struct kerr err = {{0}};
-    struct tok *t = tok_load_tiktoken(doc, strlen(doc), "r", "gpt2", &err);
-    CHECK_MSG(t == NULL && strstr(err.msg, want), "want \"%s\", got \"%s\"", want, err.msg);
-    tok_del(t);
+    check_fails(tok_load_tiktoken(doc, strlen(doc), "r", "gpt2", &err), &err, want);
 }
 
 static void
 npm_fails(const char *doc, const char *want)
 {
     struct kerr err = {{0}};
-    struct tok *t = tok_load_npm(doc, strlen(doc), "e.json", &err);
-    CHECK_MSG(t == NULL && strstr(err.msg, want), "want \"%s\", got \"%s\"", want, err.msg);
-    tok_del(t);
+    check_fails(tok_load_npm(doc, strlen(doc), "e.json", &err), &err, want);
 }
 
 static void
